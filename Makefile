@@ -1,0 +1,38 @@
+# The two commands of the README: `make roadmap` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+FMNIST := /usr/share/datasets/fashion-mnist
+RUNS ?= runs
+export WANDB_MODE ?= disabled
+
+.PHONY: setup data roadmap figure test bench clean
+
+setup: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian's package when we can install it; otherwise torchvision downloads it on first use.
+data:
+	@if [ ! -d $(FMNIST) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null || \
+	  echo "note: could not install dataset-fashion-mnist; torchvision will download Fashion-MNIST"; fi
+
+roadmap: setup data
+	$(PY) run.py -m +sweep=roadmap
+	$(PY) -m roadmap.report $(RUNS)/embedded/r50 --out $(RUNS)/embedded/r50/report
+
+figure: setup
+	$(PY) -m roadmap.report $(RUNS)/embedded/r50 --out $(RUNS)/embedded/r50/report
+
+test: setup data
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m roadmap.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

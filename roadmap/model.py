@@ -1,0 +1,278 @@
+"""One network for the whole roadmap, from ResNet to ConvNeXt (the paper's Section 2).
+
+Every design decision is one field of `ModelConfig`; `RoadmapNet` reads nothing else. The model knows nothing of
+Hydra, training or the roadmap's step names: a step is only a particular `ModelConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models.convnext import LayerNorm2d
+from torchvision.ops import Permute, StochasticDepth
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, reported in one line naming the field and what is allowed."""
+
+
+CHOICES = {
+    "stem": ("resnet", "patchify"),
+    "spatial_conv": ("dense", "depthwise"),
+    "block": ("bottleneck", "inverted"),
+    "conv_position": ("middle", "first"),
+    "activation": ("relu", "gelu"),
+    "activations": ("all", "one"),
+    "norms": ("all", "one"),
+    "norm": ("batch", "layer"),
+    "downsampling": ("in_block", "separate"),
+}
+KERNEL_SIZES = (3, 5, 7, 9, 11)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The design space of the roadmap. Defaults are torchvision's ResNet-50."""
+
+    depths: tuple[int, ...] = (3, 4, 6, 3)  # residual blocks per stage
+    width: int = 64  # stage-1 width (bottleneck: inner width, output 4x; inverted: residual width); x2 per stage
+    stem: str = "resnet"  # resnet: 7x7/2 conv + norm + act + 3x3/2 max pool; patchify: one 4x4/4 conv
+    spatial_conv: str = "dense"  # the kxk conv: dense, or depthwise (groups = channels)
+    block: str = "bottleneck"  # bottleneck: 1x1 d->d/4, kxk, 1x1 ->d; inverted: residual d, hidden 4d
+    conv_position: str = "middle"  # kxk conv between the two 1x1 convs (middle) or before them (first: "move up")
+    kernel_size: int = 3  # size of the spatial conv, odd, 3 to 11
+    activation: str = "relu"  # relu or gelu, everywhere
+    activations: str = "all"  # all: after every conv but the last and after the residual add; one: only the
+    #                           one between the two 1x1 convs
+    norms: str = "all"  # all: after every conv of a block; one: only after the spatial conv
+    norm: str = "batch"  # batch (BatchNorm) or layer (LayerNorm over channels, eps 1e-6; conv biases on)
+    downsampling: str = "in_block"  # in_block: stride 2 in the first block of a stage + projection shortcut;
+    #                                 separate: norm + 2x2/2 conv between stages, norm after stem and after pooling
+    layer_scale: float | None = None  # initial value of the per-channel residual scale gamma; None: off
+    drop_path: float = 0.0  # stochastic depth rate of the last block, linear from 0 over the blocks
+    grn: bool = False  # ConvNeXt V2 global response norm after the activation between the 1x1 convs
+    num_classes: int = 1000  # classifier outputs
+    in_channels: int = 3  # image channels
+    width_multiplier: float = 1.0  # scales every width (for small proxy scales; not a roadmap switch)
+
+    def __post_init__(self):
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"model.{name}={value!r}: must be one of {', '.join(allowed)}")
+        depths = self.depths
+        if not depths or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in depths):
+            raise ConfigError(f"model.depths={depths!r}: must be a non-empty list of positive integers")
+        object.__setattr__(self, "depths", tuple(depths))
+        for name in ("width", "num_classes", "in_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"model.{name}={value!r}: must be a positive integer")
+        if self.kernel_size not in KERNEL_SIZES:
+            raise ConfigError(f"model.kernel_size={self.kernel_size!r}: must be one of {KERNEL_SIZES}")
+        if not (isinstance(self.width_multiplier, (int, float)) and self.width_multiplier > 0):
+            raise ConfigError(f"model.width_multiplier={self.width_multiplier!r}: must be a positive number")
+        if self.layer_scale is not None and not (isinstance(self.layer_scale, (int, float)) and self.layer_scale > 0):
+            raise ConfigError(f"model.layer_scale={self.layer_scale!r}: must be a positive number or null (off)")
+        if not (isinstance(self.drop_path, (int, float)) and 0 <= self.drop_path < 1):
+            raise ConfigError(f"model.drop_path={self.drop_path!r}: must be a number in [0, 1)")
+        if not isinstance(self.grn, bool):
+            raise ConfigError(f"model.grn={self.grn!r}: must be true or false")
+        if self.activations == "one" and self.conv_position != "first":
+            raise ConfigError("model.activations='one' keeps the activation between the two 1x1 convs, "
+                              "which needs model.conv_position='first'")
+        if self.grn and (self.conv_position != "first" or self.layer_scale is not None or self.norm != "layer"):
+            raise ConfigError("model.grn=true sits between the two 1x1 convs on channels-last features and replaces "
+                              "layer scale: it needs model.conv_position='first', model.norm='layer' and "
+                              "model.layer_scale=null")
+
+    @classmethod
+    def from_dict(cls, values) -> "ModelConfig":
+        """Build from a plain mapping (e.g. a Hydra node), rejecting unknown fields by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"model.{unknown[0]}: unknown field; known fields: {', '.join(sorted(known))}")
+        values = dict(values)
+        if "depths" in values and not isinstance(values["depths"], (str, int)):
+            values["depths"] = tuple(values["depths"])
+        return cls(**values)
+
+    def stage_widths(self) -> list[int]:
+        """Output channels of every stage."""
+        base = max(1, round(self.width * self.width_multiplier))
+        expansion = 4 if self.block == "bottleneck" else 1
+        return [expansion * base * 2**i for i in range(len(self.depths))]
+
+    @property
+    def stem_width(self) -> int:
+        return max(1, round(self.width * self.width_multiplier))
+
+
+# Layouts: "cf" = channels first (N, C, H, W), what convs and BatchNorm need; "cl" = channels last (N, H, W, C), where
+# LayerNorm and Linear run without permutes. A LayerNorm network runs its 1x1 convs as Linear layers in "cl".
+
+
+def _act(cfg: ModelConfig) -> nn.Module:
+    return nn.ReLU(inplace=True) if cfg.activation == "relu" else nn.GELU()
+
+
+def _norm(cfg: ModelConfig, channels: int, layout: str = "cf") -> nn.Module:
+    if cfg.norm == "batch":
+        return nn.BatchNorm2d(channels)
+    return nn.LayerNorm(channels, eps=1e-6) if layout == "cl" else LayerNorm2d(channels, eps=1e-6)
+
+
+class GRN(nn.Module):
+    """Global response normalization of ConvNeXt V2, on channels-last input."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        gx = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        return self.gamma * (x * nx) + self.beta + x
+
+
+class Block(nn.Module):
+    """One residual block: three convs (two 1x1 and one kxk spatial), each optionally followed by norm and act."""
+
+    def __init__(self, cfg: ModelConfig, in_dim: int, out_dim: int, stride: int, drop_path: float):
+        super().__init__()
+        hidden = out_dim // 4 if cfg.block == "bottleneck" else out_dim * 4
+        channels_last = cfg.norm == "layer"
+        spatial = ("spatial", None)
+        if cfg.conv_position == "middle":
+            convs = [("pointwise", (in_dim, hidden)), spatial, ("pointwise", (hidden, out_dim))]
+        else:
+            convs = [spatial, ("pointwise", (in_dim, hidden)), ("pointwise", (hidden, out_dim))]
+
+        layers, layouts = [], []
+
+        def add(module, layout):
+            if layouts and layouts[-1] != layout:
+                layers.append(Permute([0, 2, 3, 1] if layout == "cl" else [0, 3, 1, 2]))
+            layers.append(module)
+            layouts.append(layout)
+
+        channels = in_dim
+        for i, (kind, dims) in enumerate(convs):
+            has_norm = cfg.norms == "all" or kind == "spatial"
+            bias = not (has_norm and cfg.norm == "batch")
+            if kind == "spatial":
+                groups = channels if cfg.spatial_conv == "depthwise" else 1
+                add(nn.Conv2d(channels, channels, cfg.kernel_size, stride, cfg.kernel_size // 2, groups=groups,
+                              bias=bias), "cf")
+                layout = "cf"
+            else:
+                layout = "cl" if channels_last else "cf"
+                channels = dims[1]
+                add(nn.Linear(dims[0], channels, bias=bias) if channels_last
+                    else nn.Conv2d(dims[0], channels, 1, bias=bias), layout)
+            if has_norm:
+                layout = "cl" if channels_last else "cf"
+                add(_norm(cfg, channels, layout), layout)
+            is_last = i == len(convs) - 1
+            if not is_last and (cfg.activations == "all" or i == 1):
+                add(_act(cfg), layout)
+            if cfg.grn and i == 1:
+                add(GRN(channels), "cl")
+        if layouts[-1] == "cl":
+            layers.append(Permute([0, 3, 1, 2]))
+
+        if cfg.layer_scale is not None:
+            self.layer_scale = nn.Parameter(torch.full((out_dim, 1, 1), float(cfg.layer_scale)))
+        else:
+            self.layer_scale = None
+        self.branch = nn.Sequential(*layers)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_dim != out_dim:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_dim, out_dim, 1, stride, bias=cfg.norm != "batch"),
+                                          _norm(cfg, out_dim))
+        self.drop_path = StochasticDepth(drop_path, "row")
+        self.post_act = _act(cfg) if cfg.activations == "all" else nn.Identity()
+
+    def forward(self, x):
+        out = self.branch(x)
+        if self.layer_scale is not None:
+            out = self.layer_scale * out
+        return self.post_act(self.drop_path(out) + self.shortcut(x))
+
+
+class RoadmapNet(nn.Module):
+    """stem -> stages (optional downsampling layer + blocks) -> head, as in the paper's Figure 2."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        widths = cfg.stage_widths()
+        separate = cfg.downsampling == "separate"
+        stem_width = cfg.stem_width
+        if cfg.stem == "resnet":
+            self.stem = nn.Sequential(nn.Conv2d(cfg.in_channels, stem_width, 7, 2, 3, bias=cfg.norm != "batch"),
+                                      _norm(cfg, stem_width), _act(cfg), nn.MaxPool2d(3, 2, 1))
+        else:
+            stem = [nn.Conv2d(cfg.in_channels, stem_width, 4, 4, bias=not (separate and cfg.norm == "batch"))]
+            self.stem = nn.Sequential(*stem, *([_norm(cfg, stem_width)] if separate else []))
+
+        rates = torch.linspace(0, cfg.drop_path, sum(cfg.depths)).tolist()
+        stages, in_dim, b = [], stem_width, 0
+        for i, (depth, out_dim) in enumerate(zip(cfg.depths, widths)):
+            layers = []
+            stride = 1 if i == 0 else 2
+            if separate and i > 0:
+                layers += [nn.Sequential(_norm(cfg, in_dim), nn.Conv2d(in_dim, out_dim, 2, 2))]
+                in_dim, stride = out_dim, 1
+            for j in range(depth):
+                layers.append(Block(cfg, in_dim, out_dim, stride if j == 0 else 1, rates[b]))
+                in_dim, b = out_dim, b + 1
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.Sequential(*stages)
+        head_norm = [nn.LayerNorm(in_dim, eps=1e-6) if cfg.norm == "layer" else nn.BatchNorm1d(in_dim)]
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *(head_norm if separate else []),
+                                  nn.Linear(in_dim, cfg.num_classes))
+        self.apply(self._init_batch if cfg.norm == "batch" else self._init_layer)
+
+    @staticmethod
+    def _init_batch(m):
+        """torchvision's ResNet init."""
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def _init_layer(m):
+        """ConvNeXt's init: truncated normal (std 0.02) conv and linear weights, zero biases."""
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        return self.head(self.stages(self.stem(x)))
+
+
+def gmacs(model: nn.Module, resolution: int = 224, in_channels: int = 3) -> float:
+    """Multiply-adds (conv + linear) of one image, in billions, counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, in_channels, resolution, resolution, device=next(model.parameters()).device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    model.train(was_training)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
