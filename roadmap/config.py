@@ -22,10 +22,14 @@ def register() -> None:
 
 
 def compose(overrides: list[str] = ()) -> DictConfig:
-    """The config `python run.py <overrides>` would get, composed without running anything."""
+    """The config `python run.py <overrides>` would get, composed without running anything (also from inside
+    the running Hydra app)."""
     from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     register()
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(config_name="config", overrides=list(overrides))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
 
@@ -39,7 +43,19 @@ def checked_step(cfg: DictConfig):
 
 
 def model_config(cfg: DictConfig) -> ModelConfig:
-    return ModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+    """The network a run trains: its step's, or the step's ablation (`ablation=isolated|leave_one_out`)."""
+    model = ModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+    kind = cfg.get("ablation")
+    if kind is None:
+        return model
+    from .ablation import ABLATIONS, ablated
+
+    if kind not in ABLATIONS:
+        raise ConfigError(f"ablation={kind!r}: must be one of {', '.join(ABLATIONS)} (or null)")
+    regime = cfg.regime.name
+    arch = ablated(kind, cfg.step, regime, lambda name: step_model_config(name, regime))
+    keep = ("num_classes", "in_channels", "width_multiplier", "drop_path")
+    return dataclasses.replace(arch, **{k: getattr(model, k) for k in keep})
 
 
 def step_model_config(step: str, regime: str = "r50", num_classes: int = 1000) -> ModelConfig:

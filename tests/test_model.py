@@ -43,11 +43,20 @@ def test_every_step_is_its_parent_plus_its_own_switches(regime):
 
 def test_step_files_and_roadmap_table_agree():
     files = {p.stem for p in (CONF_DIR / "step").glob("*.yaml")}
-    assert files == {s.name for r in STEPS.values() for s in r}
+    assert files == {s.name for r in STEPS.values() for s in r} | {"baseline", "baseline_classic"}
     assert [s.name for s in STEPS["r50"]][:3] == ["resnet50_classic", "resnet50", "stage_ratio"]
     assert [s.name for s in STEPS["r50"]][-1] == "separate_downsampling"
     assert [s.name for s in STEPS["r50"]][2:] == [s.name for s in STEPS["r200"]][2:]
     assert [s.name for s in STEPS["r50"] if not s.adopted] == ["kernel_5", "kernel_9", "kernel_11"]
+
+
+@pytest.mark.parametrize("regime", ["r50", "r200"])
+def test_baseline_aliases_name_the_regime_baseline(regime):
+    net = "resnet50" if regime == "r50" else "resnet200"
+    assert compose(["+step=baseline", f"regime={regime}"]).step == net
+    classic = compose(["+step=baseline_classic", f"regime={regime}"])
+    assert classic.step == f"{net}_classic" and classic.recipe.name == "classic"
+    assert model_config(classic) == model_config(compose([f"+step={net}", f"regime={regime}"]))
 
 
 def test_classic_step_switches_the_recipe_only():

@@ -1,0 +1,252 @@
+"""python -m roadmap.bench: the cost of every roadmap step on this device, next to torchvision's own models.
+
+For every step of a regime (the paper's networks, 1000 classes): params, GMACs, training img/s (forward + backward
++ AdamW step), inference img/s and peak memory; the same for torchvision's resnet50 and convnext_tiny, with our
+endpoints' step-time ratios to them; the training throughput at the `cifar` scale and the estimated wall time of
+the whole cifar-scale roadmap sweep; and the trainer's end-to-end overhead on the embedded scale.
+Writes a CSV and a Markdown table (device, torch version and date in the header).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import platform
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torchvision
+
+from .model import RoadmapNet, gmacs, num_params
+from .steps import steps
+
+REFERENCES = {"resnet50": "resnet50", "convnext_tiny": "separate_downsampling"}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} threads)"
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device, warmup: int, iters: int) -> float:
+    """Median seconds of fn() over iters runs after warmup runs."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def activation_bytes(model, x) -> int:
+    """Bytes of the tensors autograd saves for backward during one forward: the activation memory of training."""
+    total = 0
+    seen = set()
+
+    def pack(t):
+        nonlocal total
+        key = (t.untyped_storage().data_ptr(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x).float().sum()
+    return total
+
+
+def measure(model, *, batch: int, resolution: int, num_classes: int, device, precision: str, channels_last: bool,
+            compile_model: bool, warmup: int, iters: int) -> dict:
+    """Training and inference throughput and peak memory of one model."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt)
+    net = torch.compile(model) if compile_model else model
+    x = torch.randn(batch, 3, resolution, resolution, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (batch,), device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    autocast = nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16)
+
+    def train_step():
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def infer():
+        with torch.no_grad(), autocast:
+            net(x)
+
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    train_s = _timed(train_step, device, warmup, iters)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+    else:  # weights, grads, two AdamW moments, and the activations saved for backward
+        with autocast:
+            peak = 4 * sum(p.numel() * p.element_size() for p in model.parameters()) + activation_bytes(model, x)
+    model.eval()
+    infer_s = _timed(infer, device, warmup, iters)
+    opt.zero_grad(set_to_none=True)
+    return {"train_step_ms": 1000 * train_s, "train_img_s": batch / train_s, "infer_img_s": batch / infer_s,
+            "peak_mem_mb": peak / 2**20}
+
+
+def trainer_overhead(step: str, steps_per_epoch: int = 60) -> dict:
+    """End-to-end img/s of the trainer on the embedded scale vs the model-only img/s of the same network and batch."""
+    import tempfile
+
+    from .config import compose, model_config
+    from .train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose([f"+step={step}", f"runs_root={tmp}", "train.epochs=1",
+                       f"train.max_steps_per_epoch={steps_per_epoch}", "train.progress=false"])
+        summary = train(cfg)
+    device = torch.device(summary["device"])
+    torch.manual_seed(0)
+    model = RoadmapNet(model_config(cfg))
+    model_only = measure(model, batch=cfg.train.batch_size, resolution=cfg.data.resolution,
+                         num_classes=cfg.data.num_classes, device=device, precision="fp32",
+                         channels_last=bool(cfg.train.channels_last), compile_model=False, warmup=3,
+                         iters=steps_per_epoch // 2)
+    return {"step": step, "trainer_img_s": summary["img_s"], "model_img_s": model_only["train_img_s"],
+            "ratio": summary["img_s"] / model_only["train_img_s"]}
+
+
+def run(regime="r50", batch=8, resolution=224, precision="fp32", channels_last=False, compile_model=False,
+        warmup=2, iters=5, cifar_batch=64, cifar_epochs=100, device=None, only=None, trainer=True) -> dict:
+    from .config import compose, step_model_config
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.set_flush_denormal(True)
+    settings = dict(batch=batch, resolution=resolution, num_classes=1000, device=device, precision=precision,
+                    channels_last=channels_last, compile_model=compile_model, warmup=warmup, iters=iters)
+    cifar = compose(["+step=separate_downsampling", "scale=cifar", f"regime={regime}"])
+    cifar_settings = dict(settings, batch=cifar_batch, resolution=cifar.data.resolution,
+                          num_classes=cifar.data.num_classes)
+    rows, cache = [], {}
+    for s in steps(regime):
+        if only and s.name not in only:
+            continue
+        cfg = step_model_config(s.name, regime)
+        if cfg not in cache:
+            torch.manual_seed(0)
+            model = RoadmapNet(cfg)
+            row = {"params": num_params(model), "gmacs": round(gmacs(model), 3)}
+            row.update(measure(model, **settings))
+            small = RoadmapNet(dataclasses.replace(cfg, num_classes=cifar.data.num_classes,
+                                                   width_multiplier=cifar.model.width_multiplier))
+            row["cifar_img_s"] = measure(small, **cifar_settings)["train_img_s"]
+            cache[cfg] = row
+        rows.append({"step": s.name, "model": "roadmap", **cache[cfg]})
+        print(f"{s.name:<24} {rows[-1]['train_img_s']:8.1f} train img/s {rows[-1]['infer_img_s']:8.1f} "
+              f"infer img/s  {rows[-1]['peak_mem_mb']:8.0f} MB", flush=True)
+    for tv_name, ours in REFERENCES.items():
+        if only and ours not in only:
+            continue
+        torch.manual_seed(0)
+        model = getattr(torchvision.models, tv_name)()
+        row = {"step": f"torchvision {tv_name}", "model": "torchvision", "params": num_params(model),
+               "gmacs": round(gmacs(model), 3), **measure(model, **settings)}
+        ours_row = next(r for r in rows if r["step"] == ours)
+        # measured again right after the reference, so both see the same machine state
+        torch.manual_seed(0)
+        again = measure(RoadmapNet(step_model_config(ours, regime)), **settings)
+        row["ours_step_ms"] = again["train_step_ms"]
+        row["ratio_ours_to_torchvision"] = again["train_step_ms"] / row["train_step_ms"]
+        ours_row["ratio_ours_to_torchvision"] = row["ratio_ours_to_torchvision"]
+        rows.append(row)
+        print(f"{row['step']:<24} {row['train_img_s']:8.1f} train img/s; ours/torchvision step time "
+              f"{row['ratio_ours_to_torchvision']:.3f}", flush=True)
+    roadmap_rows = [r for r in rows if r["model"] == "roadmap"]
+    sweep_hours = sum(cifar_epochs * 50_000 / r["cifar_img_s"] for r in roadmap_rows) / 3600
+    overhead = trainer_overhead("separate_downsampling") if trainer else None
+    meta = {"device": device_name(device), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "date": datetime.date.today().isoformat(), "regime": regime, "batch": batch, "resolution": resolution,
+            "precision": precision, "channels_last": channels_last, "compile": compile_model,
+            "cifar_batch": cifar_batch, "cifar_sweep_hours": sweep_hours, "trainer_overhead": overhead}
+    return {"meta": meta, "rows": rows}
+
+
+def write(result: dict, out: Path) -> list[Path]:
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    meta, df = result["meta"], pd.DataFrame(result["rows"])
+    tag = "gpu" if "CPU" not in meta["device"] else "cpu"
+    stem = out / f"bench_{tag}_{meta['regime']}"
+    df.to_csv(stem.with_suffix(".csv"), index=False)
+    lines = [f"# Benchmark: {meta['regime']} on {meta['device']}", "",
+             f"torch {meta['torch']}, torchvision {meta['torchvision']}, {meta['date']}; batch {meta['batch']} at "
+             f"{meta['resolution']}px, {meta['precision']}, channels_last={meta['channels_last']}, "
+             f"compile={meta['compile']}. Training = forward + backward + AdamW step; peak memory is measured on "
+             f"GPU, estimated on CPU (weights, grads, AdamW state, saved activations).", "",
+             "| step | params | GMACs | train ms/step | train img/s | infer img/s | peak MB | cifar-scale img/s "
+             "| ours / torchvision |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        ratio = r.get("ratio_ours_to_torchvision")
+        cifar = r.get("cifar_img_s")
+        lines.append(f"| {r['step']} | {r['params']:,} | {r['gmacs']:.3f} | {r['train_step_ms']:.1f} | "
+                     f"{r['train_img_s']:.1f} | {r['infer_img_s']:.1f} | {r['peak_mem_mb']:.0f} | "
+                     f"{'' if cifar is None or cifar != cifar else f'{cifar:.0f}'} | "
+                     f"{'' if ratio is None or ratio != ratio else f'{ratio:.3f}'} |")
+    lines += ["", f"Estimated wall time of the whole cifar-scale roadmap sweep ({len(steps(meta['regime']))} steps, "
+                  f"100 epochs of 50k images, from the cifar-scale img/s at batch {meta['cifar_batch']}): "
+                  f"**{meta['cifar_sweep_hours']:.1f} h** on this device."]
+    if meta["trainer_overhead"]:
+        o = meta["trainer_overhead"]
+        lines += ["", f"Trainer end-to-end on the embedded scale ({o['step']}): {o['trainer_img_s']:.0f} img/s vs "
+                      f"{o['model_img_s']:.0f} img/s model-only: **{o['ratio']:.2f}x** (target >= 0.9)."]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m roadmap.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--regime", default="r50", choices=("r50", "r200"))
+    p.add_argument("--batch", type=int, default=None, help="default: 8 on CPU, 128 on GPU")
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--precision", default=None, choices=("fp32", "bf16"), help="default: fp32 on CPU, bf16 on GPU")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: on for GPU")
+    p.add_argument("--compile", action="store_true", help="torch.compile every model")
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--cifar-batch", type=int, default=None, help="default: 64 on CPU, 512 on GPU")
+    p.add_argument("--steps", nargs="*", default=None, help="only these steps (default: all)")
+    p.add_argument("--no-trainer", action="store_true", help="skip the embedded-scale trainer overhead check")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", type=Path, default=Path("benchmarks"))
+    a = p.parse_args(argv)
+    gpu = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    result = run(regime=a.regime, batch=a.batch or (128 if gpu else 8), resolution=a.resolution,
+                 precision=a.precision or ("bf16" if gpu else "fp32"),
+                 channels_last=gpu if a.channels_last is None else a.channels_last, compile_model=a.compile,
+                 warmup=a.warmup, iters=a.iters, cifar_batch=a.cifar_batch or (512 if gpu else 64),
+                 device=a.device, only=a.steps, trainer=not a.no_trainer)
+    for path in write(result, a.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Train one roadmap step: python run.py +step=inverted_bottleneck [scale=...] [regime=r200] [seed=1] ...
+
+Sweeps: python run.py -m '+step=glob(*)' seed=0,1,2   or   python run.py -m +sweep=roadmap
+"""
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from roadmap.config import CONF_DIR, compose, register
+from roadmap.model import ConfigError
+from roadmap.steps import get_step
+
+register()
+
+
+def precheck(argv: list[str]) -> None:
+    """Reject a bad single run in one line before Hydra prints its multi-line errors (sweeps check per job)."""
+    if any(a.startswith("-") for a in argv):
+        return
+    values = dict(a.lstrip("+").split("=", 1) for a in argv if "=" in a)
+    try:
+        step = values.get("step")
+        if step is not None and not (CONF_DIR / "step" / f"{step}.yaml").exists():
+            get_step(step, values.get("regime", "r50"))
+            raise ConfigError(f"step={step!r} has no conf/step/{step}.yaml")
+        compose([a for a in argv if not a.startswith("hydra")])
+    except ConfigError as e:
+        fail(str(e))
+    except Exception as e:  # Hydra's own: unknown key, group option or value type
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        fail(" ".join(lines[:1] + [line for line in lines[1:] if line.startswith(("Key", "Value"))][:1]))
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    from roadmap.train import train, write_failure
+
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        summary = train(cfg)
+    except ConfigError as e:
+        if not multirun:
+            fail(str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    except Exception as e:
+        write_failure(cfg, e)
+        if not multirun:
+            raise
+        print(f"error: step {cfg.get('step')} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+    if summary.get("status") == "diverged" and not multirun:
+        sys.exit(1)
+    return summary.get("final_top1")
+
+
+if __name__ == "__main__":
+    precheck(sys.argv[1:])
+    main()

@@ -1,0 +1,27 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["data=synthetic", "model.width_multiplier=0.125", "train.batch_size=64", "train.epochs=2",
+        "data.train_size=256", "data.val_size=64"]
+
+
+def run(*args, runs_root, check=True, env=None, **kwargs):
+    """python run.py <args> runs_root=<runs_root>, from the repository root."""
+    cmd = [sys.executable, str(ROOT / "run.py"), *args, f"runs_root={runs_root}"]
+    full_env = {**os.environ, "WANDB_MODE": "disabled", **(env or {})}
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=full_env, **kwargs)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())

@@ -1,0 +1,245 @@
+"""The training engine: train/eval/resume, DDP on CPU, configs, datasets and every bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from torchvision.io import write_png
+
+import roadmap
+from roadmap import data as data_lib
+from roadmap.config import compose
+from roadmap.model import ConfigError
+from roadmap.train import Runtime, build_loaders
+
+from helpers import ROOT, TINY, metrics, run, summary
+
+RUN = "embedded/r50/{step}/seed0"
+
+
+def test_train_eval_then_finished_run_is_not_trained_again(tmp_path):
+    p = run("+step=fewer_norms", *TINY, runs_root=tmp_path)
+    run_dir = tmp_path / RUN.format(step="fewer_norms")
+    s = summary(run_dir)
+    assert s["status"] == "done" and s["step"] == "fewer_norms" and s["order"] == 14 and s["epochs"] == 2
+    assert s["label"] == "fewer norms" and s["regime"] == "r50" and s["scale"] == "embedded" and s["seed"] == 0
+    assert s["params"] > 10_000 and 0 < s["gmacs"] < 0.01 and s["paper_top1"] == 81.41
+    assert 0 <= s["final_top1"] <= 100 and s["final_top1"] <= s["best_top1"] and s["img_s"] > 0
+    lines = metrics(run_dir)
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert set(lines[0]) >= {"train_loss", "lr", "val_top1", "val_top5", "img_s", "seconds"}
+    assert f"top-1 {s['final_top1']:.2f}" in p.stdout
+    cfg_text = (run_dir / "config.yaml").read_text()
+    assert "norms: one" in cfg_text and "step: fewer_norms" in cfg_text
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 2
+    again = run("+step=fewer_norms", *TINY, runs_root=tmp_path)
+    assert "already finished (done)" in again.stdout and "epoch 1/2" not in again.stdout
+    assert metrics(run_dir) == lines
+    overwrite = run("+step=fewer_norms", *TINY, "train.overwrite=true", runs_root=tmp_path)
+    assert "epoch 2/2" in overwrite.stdout
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    args = ["+step=layer_norm", *TINY, "train.epochs=4", "data.train_size=1024"]
+    run(*args, runs_root=tmp_path / "straight")
+    expected = metrics(tmp_path / "straight" / RUN.format(step="layer_norm"))
+
+    run_dir = tmp_path / "killed" / RUN.format(step="layer_norm")
+    cmd = [sys.executable, str(ROOT / "run.py"), *args, f"runs_root={tmp_path / 'killed'}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run_dir / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(metrics(run_dir))
+    assert 1 <= done < 4 and not (run_dir / "summary.json").exists()
+
+    resumed = run(*args, runs_root=tmp_path / "killed")
+    assert f"resuming {run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir}" in resumed.stdout
+    got = metrics(run_dir)
+    assert [m["epoch"] for m in got] == [1, 2, 3, 4]
+    for a, b in zip(got, expected):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5, abs=1e-6)
+        assert a["val_top1"] == b["val_top1"] and a["lr"] == b["lr"]
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           str(ROOT / "run.py"), "+step=separate_downsampling", *TINY, f"runs_root={tmp_path}"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr
+    s = summary(tmp_path / RUN.format(step="separate_downsampling"))
+    assert s["world_size"] == 2 and s["status"] == "done" and s["epochs"] == 2
+    assert p.stdout.count("epoch 2/2") == 1  # only rank 0 talks
+    # 64 validation images, split over two processes and summed: top-1 is a multiple of 1/64
+    assert (s["final_top1"] * 64 / 100) == pytest.approx(round(s["final_top1"] * 64 / 100), abs=1e-6)
+
+
+def test_diverged_run_is_marked_not_a_traceback(tmp_path):
+    p = run("+step=separate_downsampling", *TINY, "recipe.lr=1e12", "recipe.warmup=0", runs_root=tmp_path,
+            check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "diverged: loss is nan" in p.stderr or "diverged: loss is inf" in p.stderr
+    s = summary(tmp_path / RUN.format(step="separate_downsampling"))
+    assert s["status"] == "diverged" and s["message"].startswith("loss is")
+
+
+BAD = [
+    (["+step=kernel_13"], "error: step='kernel_13' is not a step of regime r50; its steps: resnet50_classic, "),
+    ([], "error: no step given: add +step=<name>, one of resnet50_classic, resnet50, stage_ratio"),
+    (["+step=resnet200"], "error: step='resnet200' is not a step of regime r50"),
+    (["+step=gelu", "model.kernel_size=4"], "error: model.kernel_size=4: must be one of (3, 5, 7, 9, 11)"),
+    (["+step=gelu", "model.norm=group"], "error: model.norm='group': must be one of batch, layer"),
+    (["+step=gelu", "data=imagefolder"], "error: data.root is required for data=imagefolder"),
+    (["+step=gelu", "data=imagefolder", "data.root=/nonexistent"], "error: data.root=/nonexistent: no train/ folder"),
+    (["+step=gelu", "data=cifar10", "data.download=false", "data.root=/nonexistent"],
+     "error: cifar10 not found in data.root=/nonexistent and not downloadable"),
+    (["+step=gelu", "recipe.optimizer=lamb"], "error: recipe.optimizer='lamb': must be one of adamw, sgd"),
+    (["+step=gelu", "train.device=tpu"], "error: train.device='tpu': must be one of auto, cuda, mps, cpu"),
+    (["+step=gelu", "train.epochs=abc"], "error: train.epochs='abc': must be an integer >= 1"),
+    (["+step=gelu", "model.kernal_size=3"], "error: Could not override 'model.kernal_size'."),
+    (["+step=gelu", "scale=huge"], "error: In 'config': Could not find 'scale/huge'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    p = run(*args, runs_root=tmp_path, check=False)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr
+    assert lines[0].startswith(message), lines[0]
+    assert not list(tmp_path.rglob("*")), "a rejected run must write nothing"
+
+
+def test_missing_fashion_mnist_names_the_three_ways(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_lib, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    cfg = compose(["+step=gelu", f"data.root={tmp_path}/fm", "data.download=false"])
+    with pytest.raises(ConfigError, match=r"Fashion-MNIST not found .*data.root=.*dataset-fashion-mnist.*"
+                                          r"data.download=true"):
+        data_lib.load_tensor_dataset(cfg.data, "cpu")
+
+
+def test_corrupt_checkpoint_and_different_architecture_are_refused(tmp_path):
+    run("+step=gelu", *TINY, "train.epochs=1", runs_root=tmp_path)
+    run_dir = tmp_path / RUN.format(step="gelu")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    p = run("+step=gelu", *TINY, "train.epochs=1", "model.kernel_size=5", runs_root=tmp_path, check=False)
+    assert p.returncode == 2 and "holds a run with a different configuration (model.kernel_size: 7 -> 5)" in p.stderr
+    (run_dir / "summary.json").unlink()
+    (run_dir / "last.pt").write_bytes(b"not a checkpoint")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    p = run("+step=gelu", *TINY, "train.epochs=1", runs_root=tmp_path, check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip() == (f"error: checkpoint {run_dir}/last.pt is corrupt or unreadable (UnpicklingError); "
+                                "move it away or rerun with train.overwrite=true to start over")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize("scale", ["embedded", "cifar", "imagenette", "imagenet"])
+@pytest.mark.parametrize("recipe", ["modern", "classic"])
+def test_every_scale_and_recipe_composes(scale, recipe):
+    cfg = compose(["+step=inverted_bottleneck", f"scale={scale}", f"recipe={recipe}"])
+    assert cfg.scale.name == scale and cfg.recipe.name == recipe
+    assert cfg.model.block == "inverted" and cfg.model.width == 96  # scales never change a step's switches
+    model_cfg = roadmap.config.model_config(cfg)
+    assert model_cfg.num_classes == {"embedded": 10, "cifar": 100, "imagenette": 10, "imagenet": 1000}[scale]
+    assert cfg.run_dir == f"runs/{scale}/r50/inverted_bottleneck/seed0"
+    m = roadmap.RoadmapNet(model_cfg)
+    opt = roadmap.recipe.optimizer(m, cfg.recipe, cfg.train.batch_size)
+    sched = roadmap.recipe.schedule(opt, cfg.recipe, 1000)
+    lrs = []
+    for _ in range(1000):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = cfg.recipe.lr * cfg.train.batch_size / cfg.recipe.lr_batch
+    assert max(lrs) == pytest.approx(peak, rel=1e-6)
+    if recipe == "classic":
+        assert lrs[0] == peak and lrs[400] == pytest.approx(peak * 0.1) and lrs[999] == pytest.approx(peak * 1e-3)
+    else:
+        assert lrs[0] < peak / 10 and lrs[999] < peak / 100
+
+
+def test_weight_decay_skips_norms_and_biases():
+    cfg = compose(["+step=separate_downsampling"])
+    m = roadmap.build_model("separate_downsampling")
+    decay, no_decay = roadmap.recipe.optimizer(m, cfg.recipe, 128).param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+
+
+def _runtime():
+    return Runtime(torch.device("cpu"))
+
+
+def test_fashion_mnist_from_the_debian_files(tmp_path):
+    assert data_lib.DEBIAN_FASHION_MNIST.is_dir(), "make test installs Debian's dataset-fashion-mnist"
+    cfg = compose(["+step=gelu", f"data.root={tmp_path}", "data.download=false"])
+    train, val = data_lib.load_tensor_dataset(cfg.data, "cpu")
+    assert train.images.shape == (60000, 1, 32, 32) and val.images.shape == (10000, 1, 32, 32)
+    assert train.images.dtype == torch.uint8 and torch.bincount(train.labels).tolist() == [6000] * 10
+    assert torch.bincount(val.labels).tolist() == [1000] * 10
+    assert (tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").stat().st_size == 47_040_016
+    loader, _ = build_loaders(cfg, _runtime(), 32)
+    x, y = next(iter(loader))
+    assert x.shape == (32, 3, 32, 32) and x.dtype == torch.float32 and abs(x.mean().item()) < 0.5
+
+
+def test_augmented_tensor_batches_on_the_device():
+    cfg = compose(["+step=gelu", "data=synthetic", "recipe.randaugment={num_ops: 2, magnitude: 9}",
+                   "recipe.erasing=1.0", "recipe.mixup=0.8", "recipe.cutmix=1.0"])
+    loader, val = build_loaders(cfg, _runtime(), 64)
+    assert len(loader) == 512 // 64 and len(val) == 2
+    loader.epoch = 3
+    a = [x for x, _ in loader]
+    torch.manual_seed(0)
+    assert not torch.equal(a[0], next(iter(val))[0])
+    x, y = a[0], next(iter(loader))[1]
+    mixed_x, soft = roadmap.data.batch_mix(cfg.recipe, 10)(x, y)
+    assert soft.shape == (64, 10) and torch.allclose(soft.sum(1), torch.ones(64))
+    assert (x == 0).float().mean() > 0.01  # random erasing blanked some pixels (value 0)
+
+
+def test_image_folder_dataset_on_a_generated_tree(tmp_path):
+    for part, n in (("train", 6), ("val", 2)):
+        for c in ("cat", "dog", "fish"):
+            (tmp_path / part / c).mkdir(parents=True)
+            for i in range(n):
+                write_png(torch.randint(0, 255, (3, 40, 48), dtype=torch.uint8), str(tmp_path / part / c / f"{i}.png"))
+    cfg = compose(["+step=gelu", "scale=imagenette", f"data.root={tmp_path}", "data.num_classes=3",
+                   "data.resolution=32", "train.workers=0"])
+    train, val = build_loaders(cfg, _runtime(), 4)
+    x, y = next(iter(train))
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32 and y.max() < 3
+    assert sum(len(b[1]) for b in val) == 6 and len(train) == 18 // 4
+    bad = compose(["+step=gelu", "scale=imagenette", f"data.root={tmp_path}", "train.workers=0"])
+    with pytest.raises(ConfigError, match=r"data.num_classes=10 but .*/train has 3 class folders"):
+        build_loaders(bad, _runtime(), 4)
+    p = run("+step=separate_downsampling", "scale=imagenette", f"data.root={tmp_path}", "data.num_classes=3",
+            "data.resolution=32", "train.workers=0", "train.batch_size=6", "train.epochs=1",
+            "model.width_multiplier=0.125", runs_root=tmp_path / "runs")
+    assert summary(tmp_path / "runs" / "imagenette/r50/separate_downsampling/seed0")["status"] == "done", p.stdout
+
+
+def test_wandb_logger_needs_no_account(tmp_path):
+    run("+step=gelu", *TINY, "train.epochs=1", "logger=wandb", runs_root=tmp_path,
+        env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}, stdin=subprocess.DEVNULL)
+    s = summary(tmp_path / RUN.format(step="gelu"))
+    assert s["status"] == "done"
+    runs = list((tmp_path / RUN.format(step="gelu") / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+
+
+def test_bf16_autocast_and_channels_last_on_cpu(tmp_path):
+    run("+step=separate_downsampling", *TINY, "train.epochs=1", "train.precision=bf16", "train.channels_last=true",
+        runs_root=tmp_path)
+    s = summary(tmp_path / RUN.format(step="separate_downsampling"))
+    assert s["status"] == "done" and json.dumps(s)
