@@ -21,12 +21,18 @@ data:
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null || \
 	  echo "note: could not install dataset-fashion-mnist; torchvision will download Fashion-MNIST"; fi
 
-roadmap: setup data
-	$(PY) run.py -m +sweep=roadmap
-	$(PY) -m roadmap.report $(RUNS)/embedded/r50 --out $(RUNS)/embedded/r50/report
+REPORT := $(RUNS)/embedded/r50/report
 
+# The whole roadmap on the embedded scale, then its table and figure.
+roadmap: setup data
+	@start=$$(date +%s); $(PY) run.py -m +sweep=roadmap runs_root=$(RUNS) && \
+	  echo "sweep wall time: $$(( $$(date +%s) - start )) s"
+	$(PY) -m roadmap.report $(RUNS)/embedded/r50 --out $(REPORT)
+
+# Regenerate the README's figure and table (docs/) from the runs of `make roadmap`.
 figure: setup
-	$(PY) -m roadmap.report $(RUNS)/embedded/r50 --out $(RUNS)/embedded/r50/report
+	$(PY) -m roadmap.report $(RUNS)/embedded/r50 --out $(REPORT)
+	mkdir -p docs && cp $(REPORT)/roadmap.png $(REPORT)/results.md docs/
 
 test: setup data
 	$(PY) -m pytest -q

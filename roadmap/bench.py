@@ -56,11 +56,11 @@ def _timed(fn, device, warmup: int, iters: int) -> float:
 def activation_bytes(model, x) -> int:
     """Bytes of the tensors autograd saves for backward during one forward: the activation memory of training."""
     total = 0
-    seen = set()
+    seen = {p.untyped_storage().data_ptr() for p in model.parameters()}  # weights are not activations
 
     def pack(t):
         nonlocal total
-        key = (t.untyped_storage().data_ptr(), t.dtype)
+        key = t.untyped_storage().data_ptr()
         if key not in seen:
             seen.add(key)
             total += t.untyped_storage().nbytes()
@@ -229,8 +229,8 @@ def main(argv=None) -> int:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on for GPU")
     p.add_argument("--compile", action="store_true", help="torch.compile every model")
-    p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--iters", type=int, default=None, help="timed iterations (default: 3 on CPU, 20 on GPU)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default: 1 on CPU, 5 on GPU)")
     p.add_argument("--cifar-batch", type=int, default=None, help="default: 64 on CPU, 512 on GPU")
     p.add_argument("--steps", nargs="*", default=None, help="only these steps (default: all)")
     p.add_argument("--no-trainer", action="store_true", help="skip the embedded-scale trainer overhead check")
@@ -241,7 +241,8 @@ def main(argv=None) -> int:
     result = run(regime=a.regime, batch=a.batch or (128 if gpu else 8), resolution=a.resolution,
                  precision=a.precision or ("bf16" if gpu else "fp32"),
                  channels_last=gpu if a.channels_last is None else a.channels_last, compile_model=a.compile,
-                 warmup=a.warmup, iters=a.iters, cifar_batch=a.cifar_batch or (512 if gpu else 64),
+                 warmup=a.warmup if a.warmup is not None else (5 if gpu else 1),
+                 iters=a.iters if a.iters is not None else (20 if gpu else 3), cifar_batch=a.cifar_batch or (512 if gpu else 64),
                  device=a.device, only=a.steps, trainer=not a.no_trainer)
     for path in write(result, a.out):
         print(path)

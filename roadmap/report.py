@@ -56,7 +56,7 @@ def step_table(runs: pd.DataFrame, regime: str) -> pd.DataFrame:
             "order": s.order, "step": s.name, "label": s.label, "section": s.section, "adopted": s.adopted,
             "status": status, "seeds": len(done),
             "top1_mean": top1.mean() if len(top1) else float("nan"),
-            "top1_std": top1.std(ddof=1) if len(top1) > 1 else (0.0 if len(top1) else float("nan")),
+            "top1_std": top1.std(ddof=1) if len(top1) > 1 else float("nan"),
             "params": int(done["params"].iloc[0]) if len(done) else None,
             "gmacs": float(done["gmacs"].iloc[0]) if len(done) else float("nan"),
             "paper_top1": s.top1, "paper_top1_std": s.top1_std, "paper_gmacs": s.gmacs})
@@ -86,7 +86,8 @@ def markdown(table: pd.DataFrame, title: str, dataset: str) -> str:
              "| paper GMACs | status |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        ours = f"{r.top1_mean:.2f} ± {r.top1_std:.2f}" if r.seeds else STATUS_MARK.get(r.status, r.status)
+        ours = (f"{r.top1_mean:.2f}" + (f" ± {r.top1_std:.2f}" if r.seeds > 1 else "") if r.seeds
+                else STATUS_MARK.get(r.status, r.status))
         paper = f"{r.paper_top1:.2f}" + (f" ± {r.paper_top1_std:.2f}" if r.paper_top1_std == r.paper_top1_std
                                          and r.paper_top1_std is not None else "")
         name = r.step if r.adopted else f"{r.step} (branch)"
@@ -121,8 +122,9 @@ def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, regim
                 axis.barh(yi, v - left, left=left, color=color, alpha=0.85 if r.adopted else 0.35,
                           hatch=None if r.adopted else "///", edgecolor="black", linewidth=0.5,
                           xerr=e if e == e and e else None, capsize=3)
-                axis.text(v + pad * 0.05 + (e if e == e and e else 0), yi, f"{v:.2f}  ({g:.3g} GMACs)",
-                          va="center", fontsize=8)
+                macs = f"{g:.3g} GMACs" if g >= 0.1 else f"{g * 1000:.3g} MMACs"
+                axis.text(v + pad * 0.05 + (e if e == e and e else 0), yi, f"{v:.2f}  ({macs})", va="center",
+                          fontsize=8)
             else:
                 axis.text(left + pad * 0.1, yi, STATUS_MARK.get(r.status, r.status), va="center", fontsize=9,
                           color="crimson", fontweight="bold")

@@ -67,6 +67,11 @@ class Runtime:
 def setup_runtime(train_cfg) -> Runtime:
     """Device from train.device (auto: cuda, mps, cpu); torchrun's environment starts DDP (NCCL on GPU, gloo on
     CPU)."""
+    if "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_NTASKS", 1)) > 1 and \
+            "SUBMITIT_EXECUTOR" in os.environ:  # several tasks of one SLURM job: submitit knows the rendezvous
+        import submitit
+
+        submitit.helpers.TorchDistributedEnvironment().export()
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
     name = train_cfg.device

@@ -243,3 +243,12 @@ def test_bf16_autocast_and_channels_last_on_cpu(tmp_path):
         runs_root=tmp_path)
     s = summary(tmp_path / RUN.format(step="separate_downsampling"))
     assert s["status"] == "done" and json.dumps(s)
+
+
+def test_compile_on_cpu_trains_a_tiny_model(tmp_path):
+    run("+step=separate_downsampling", *TINY, "train.epochs=1", "train.compile=true", "model.depths=[1,1,1,1]",
+        runs_root=tmp_path)
+    s = summary(tmp_path / RUN.format(step="separate_downsampling"))
+    assert s["status"] == "done" and s["epochs"] == 1 and 0 <= s["final_top1"] <= 100
+    checkpoint = torch.load(tmp_path / RUN.format(step="separate_downsampling") / "last.pt", weights_only=True)
+    assert not any(k.startswith("_orig_mod") for k in checkpoint["model"])  # the plain model's weights are saved

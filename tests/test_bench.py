@@ -1,0 +1,45 @@
+"""The benchmark on a tiny setting: a well-formed CSV and Markdown table, a row per step and the references."""
+
+import subprocess
+import sys
+
+import pandas as pd
+
+import roadmap
+
+from helpers import ROOT
+
+
+def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "roadmap.bench", "--batch", "2", "--resolution", "64", "--iters", "1",
+                        "--warmup", "1", "--cifar-batch", "2", "--out", str(tmp_path)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr
+    df = pd.read_csv(tmp_path / "bench_cpu_r50.csv")
+    steps = roadmap.step_names("r50")
+    assert list(df["step"]) == steps + ["torchvision resnet50", "torchvision convnext_tiny"]
+    assert (df["train_img_s"] > 0).all() and (df["infer_img_s"] > 0).all() and (df["peak_mem_mb"] > 0).all()
+    rows = df.set_index("step")
+    assert rows.loc["separate_downsampling", "params"] == rows.loc["torchvision convnext_tiny", "params"] == 28_589_128
+    assert rows.loc["resnet50", "gmacs"] == rows.loc["torchvision resnet50", "gmacs"] == 4.089
+    assert rows.loc["torchvision resnet50", "ratio_ours_to_torchvision"] > 0
+    assert rows.loc["separate_downsampling", "ratio_ours_to_torchvision"] == \
+        rows.loc["torchvision convnext_tiny", "ratio_ours_to_torchvision"]
+    assert (df.loc[df["model"] == "roadmap", "cifar_img_s"] > 0).all()
+    md = (tmp_path / "bench_cpu_r50.md").read_text()
+    assert md.startswith("# Benchmark: r50 on ") and "CPU" in md.splitlines()[0]
+    assert f"torch {__import__('torch').__version__}" in md
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(steps) + 2
+    assert "Estimated wall time of the whole cifar-scale roadmap sweep" in md
+    assert "Trainer end-to-end on the embedded scale (separate_downsampling)" in md
+
+
+def test_activation_memory_counts_saved_tensors():
+    import torch
+
+    from roadmap.bench import activation_bytes
+    lin = torch.nn.Sequential(torch.nn.Linear(100, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
+    x = torch.randn(8, 100)
+    # the input and the ReLU output are saved (the ReLU output twice: by ReLU and by the second Linear, once counted)
+    assert activation_bytes(lin, x) == 8 * 100 * 4 * 2
