@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from torchvision.io import write_png
+from PIL import Image
 
 import roadmap
 from roadmap import data as data_lib
@@ -213,7 +213,8 @@ def test_image_folder_dataset_on_a_generated_tree(tmp_path):
         for c in ("cat", "dog", "fish"):
             (tmp_path / part / c).mkdir(parents=True)
             for i in range(n):
-                write_png(torch.randint(0, 255, (3, 40, 48), dtype=torch.uint8), str(tmp_path / part / c / f"{i}.png"))
+                pixels = torch.randint(0, 255, (40, 48, 3), dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(tmp_path / part / c / f"{i}.png")
     cfg = compose(["+step=gelu", "scale=imagenette", f"data.root={tmp_path}", "data.num_classes=3",
                    "data.resolution=32", "train.workers=0"])
     train, val = build_loaders(cfg, _runtime(), 4)
