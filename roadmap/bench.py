@@ -132,7 +132,8 @@ def trainer_overhead(step: str, steps_per_epoch: int = 60) -> dict:
 
 
 def run(regime="r50", batch=8, resolution=224, precision="fp32", channels_last=False, compile_model=False,
-        warmup=2, iters=5, cifar_batch=64, cifar_epochs=100, device=None, only=None, trainer=True) -> dict:
+        warmup=2, iters=5, cifar_batch=64, cifar_epochs=100, device=None, only=None, trainer=True,
+        rounds=3) -> dict:
     from .config import compose, step_model_config
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -163,19 +164,22 @@ def run(regime="r50", batch=8, resolution=224, precision="fp32", channels_last=F
         if only and ours not in only:
             continue
         torch.manual_seed(0)
-        model = getattr(torchvision.models, tv_name)()
-        row = {"step": f"torchvision {tv_name}", "model": "torchvision", "params": num_params(model),
-               "gmacs": round(gmacs(model), 3), **measure(model, **settings)}
-        ours_row = next(r for r in rows if r["step"] == ours)
-        # measured again right after the reference, so both see the same machine state
-        torch.manual_seed(0)
-        again = measure(RoadmapNet(step_model_config(ours, regime)), **settings)
-        row["ours_step_ms"] = again["train_step_ms"]
-        row["ratio_ours_to_torchvision"] = again["train_step_ms"] / row["train_step_ms"]
-        ours_row["ratio_ours_to_torchvision"] = row["ratio_ours_to_torchvision"]
+        reference = getattr(torchvision.models, tv_name)()
+        mine = RoadmapNet(step_model_config(ours, regime))
+        # alternate the two models for `rounds` rounds, so both see the same machine state; median of the ratios
+        ratios, measured = [], []
+        for _ in range(rounds):
+            theirs_m, ours_m = measure(reference, **settings), measure(mine, **settings)
+            ratios.append(ours_m["train_step_ms"] / theirs_m["train_step_ms"])
+            measured.append(theirs_m)
+        row = {"step": f"torchvision {tv_name}", "model": "torchvision", "params": num_params(reference),
+               "gmacs": round(gmacs(reference), 3), **measured[-1],
+               "ratio_ours_to_torchvision": statistics.median(ratios)}
+        next(r for r in rows if r["step"] == ours)["ratio_ours_to_torchvision"] = row["ratio_ours_to_torchvision"]
         rows.append(row)
         print(f"{row['step']:<24} {row['train_img_s']:8.1f} train img/s; ours/torchvision step time "
-              f"{row['ratio_ours_to_torchvision']:.3f}", flush=True)
+              f"{row['ratio_ours_to_torchvision']:.3f} (median of {rounds} alternating rounds: "
+              f"{', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
     roadmap_rows = [r for r in rows if r["model"] == "roadmap"]
     sweep_hours = sum(cifar_epochs * 50_000 / r["cifar_img_s"] for r in roadmap_rows) / 3600
     overhead = trainer_overhead("separate_downsampling") if trainer else None
@@ -234,6 +238,7 @@ def main(argv=None) -> int:
     p.add_argument("--cifar-batch", type=int, default=None, help="default: 64 on CPU, 512 on GPU")
     p.add_argument("--steps", nargs="*", default=None, help="only these steps (default: all)")
     p.add_argument("--no-trainer", action="store_true", help="skip the embedded-scale trainer overhead check")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours vs torchvision")
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, default=Path("benchmarks"))
     a = p.parse_args(argv)
@@ -243,7 +248,7 @@ def main(argv=None) -> int:
                  channels_last=gpu if a.channels_last is None else a.channels_last, compile_model=a.compile,
                  warmup=a.warmup if a.warmup is not None else (5 if gpu else 1),
                  iters=a.iters if a.iters is not None else (20 if gpu else 3), cifar_batch=a.cifar_batch or (512 if gpu else 64),
-                 device=a.device, only=a.steps, trainer=not a.no_trainer)
+                 device=a.device, only=a.steps, trainer=not a.no_trainer, rounds=a.rounds)
     for path in write(result, a.out):
         print(path)
     return 0

@@ -12,7 +12,7 @@ from helpers import ROOT
 
 def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path):
     p = subprocess.run([sys.executable, "-m", "roadmap.bench", "--batch", "2", "--resolution", "64", "--iters", "1",
-                        "--warmup", "1", "--cifar-batch", "2", "--out", str(tmp_path)],
+                        "--warmup", "1", "--cifar-batch", "2", "--rounds", "1", "--out", str(tmp_path)],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert p.returncode == 0, p.stderr
     df = pd.read_csv(tmp_path / "bench_cpu_r50.csv")
