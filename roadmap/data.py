@@ -91,7 +91,8 @@ def train_augment(data_cfg, recipe) -> v2.Transform:
     if data_cfg.kind == "folder":
         ops = [v2.RandomResizedCrop(r, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
     else:
-        ops = [v2.RandomCrop(r, padding=r // 8, padding_mode="reflect")]
+        pad = data_cfg.crop_padding
+        ops = [v2.RandomCrop(r, padding=pad, padding_mode="reflect")] if pad else []
     ops.append(v2.RandomHorizontalFlip())
     if recipe.randaugment:
         ops.append(v2.RandAugment(num_ops=recipe.randaugment.num_ops, magnitude=recipe.randaugment.magnitude))
