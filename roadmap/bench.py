@@ -26,6 +26,15 @@ from .model import RoadmapNet, gmacs, num_params
 from .steps import steps
 
 REFERENCES = {"resnet50": "resnet50", "convnext_tiny": "separate_downsampling"}
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "4090": 165.0}
+
+
+def peak_tflops(device: torch.device, given: float | None) -> float | None:
+    """Dense bf16 peak of the GPU, from --peak-tflops or by its name; None on CPU or for an unknown GPU."""
+    if given or device.type != "cuda":
+        return given
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
 
 
 def device_name(device: torch.device) -> str:
@@ -133,7 +142,7 @@ def trainer_overhead(step: str, steps_per_epoch: int = 60) -> dict:
 
 def run(regime="r50", batch=8, resolution=224, precision="fp32", channels_last=False, compile_model=False,
         warmup=2, iters=5, cifar_batch=64, cifar_epochs=100, device=None, only=None, trainer=True,
-        rounds=3) -> dict:
+        rounds=3, peak=None) -> dict:
     from .config import compose, step_model_config
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -180,13 +189,18 @@ def run(regime="r50", batch=8, resolution=224, precision="fp32", channels_last=F
         print(f"{row['step']:<24} {row['train_img_s']:8.1f} train img/s; ours/torchvision step time "
               f"{row['ratio_ours_to_torchvision']:.3f} (median of {rounds} alternating rounds: "
               f"{', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
+    peak = peak_tflops(device, peak)
+    if peak:  # model FLOP utilisation: 3 x forward FLOPs (fwd + bwd) per image at the measured rate
+        for r in rows:
+            r["mfu"] = 6 * r["gmacs"] * (resolution / 224) ** 2 * 1e9 * r["train_img_s"] / (peak * 1e12)
     roadmap_rows = [r for r in rows if r["model"] == "roadmap"]
     sweep_hours = sum(cifar_epochs * 50_000 / r["cifar_img_s"] for r in roadmap_rows) / 3600
     overhead = trainer_overhead("separate_downsampling") if trainer else None
     meta = {"device": device_name(device), "torch": torch.__version__, "torchvision": torchvision.__version__,
             "date": datetime.date.today().isoformat(), "regime": regime, "batch": batch, "resolution": resolution,
             "precision": precision, "channels_last": channels_last, "compile": compile_model,
-            "cifar_batch": cifar_batch, "cifar_sweep_hours": sweep_hours, "trainer_overhead": overhead}
+            "cifar_batch": cifar_batch, "cifar_sweep_hours": sweep_hours, "trainer_overhead": overhead,
+            "peak_tflops": peak}
     return {"meta": meta, "rows": rows}
 
 
@@ -215,6 +229,11 @@ def write(result: dict, out: Path) -> list[Path]:
     lines += ["", f"Estimated wall time of the whole cifar-scale roadmap sweep ({len(steps(meta['regime']))} steps, "
                   f"100 epochs of 50k images, from the cifar-scale img/s at batch {meta['cifar_batch']}): "
                   f"**{meta['cifar_sweep_hours']:.1f} h** on this device."]
+    if meta["peak_tflops"]:
+        mfu = {r["step"]: r["mfu"] for r in result["rows"]}
+        lines += ["", f"Model FLOP utilisation against a dense bf16 peak of {meta['peak_tflops']:.0f} TFLOP/s: "
+                      + ", ".join(f"{k} {100 * v:.1f}%" for k, v in mfu.items()
+                                  if k in ("separate_downsampling", "torchvision convnext_tiny", "resnet50"))]
     if meta["trainer_overhead"]:
         o = meta["trainer_overhead"]
         lines += ["", f"Trainer end-to-end on the embedded scale ({o['step']}): {o['trainer_img_s']:.0f} img/s vs "
@@ -239,6 +258,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", nargs="*", default=None, help="only these steps (default: all)")
     p.add_argument("--no-trainer", action="store_true", help="skip the embedded-scale trainer overhead check")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours vs torchvision")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="dense bf16 peak of the GPU for the FLOP utilisation (known: H100, H200, A100, L40S, ...)")
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, default=Path("benchmarks"))
     a = p.parse_args(argv)
@@ -248,7 +269,7 @@ def main(argv=None) -> int:
                  channels_last=gpu if a.channels_last is None else a.channels_last, compile_model=a.compile,
                  warmup=a.warmup if a.warmup is not None else (5 if gpu else 1),
                  iters=a.iters if a.iters is not None else (20 if gpu else 3), cifar_batch=a.cifar_batch or (512 if gpu else 64),
-                 device=a.device, only=a.steps, trainer=not a.no_trainer, rounds=a.rounds)
+                 device=a.device, only=a.steps, trainer=not a.no_trainer, rounds=a.rounds, peak=a.peak_tflops)
     for path in write(result, a.out):
         print(path)
     return 0

@@ -88,8 +88,8 @@ def markdown(table: pd.DataFrame, title: str, dataset: str) -> str:
     for r in table.itertuples():
         ours = (f"{r.top1_mean:.2f}" + (f" ± {r.top1_std:.2f}" if r.seeds > 1 else "") if r.seeds
                 else STATUS_MARK.get(r.status, r.status))
-        paper = f"{r.paper_top1:.2f}" + (f" ± {r.paper_top1_std:.2f}" if r.paper_top1_std == r.paper_top1_std
-                                         and r.paper_top1_std is not None else "")
+        paper = "" if pd.isna(r.paper_top1) else f"{r.paper_top1:.2f}" + (
+            f" ± {r.paper_top1_std:.2f}" if not pd.isna(r.paper_top1_std) else "")
         name = r.step if r.adopted else f"{r.step} (branch)"
         lines.append(f"| {r.order} | {name} | {r.section} | {ours} | {r.seeds} | {_fmt(r.change, sign=True)} | "
                      f"{'' if r.params is None or pd.isna(r.params) else f'{int(r.params):,}'} | "
@@ -105,8 +105,10 @@ def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, regim
     from matplotlib.figure import Figure  # no pyplot: no global backend state, works headless and in notebooks
 
     n = len(table)
-    fig = Figure(figsize=(13, 0.42 * n + 2.2))
-    ax, axp = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.15, 1]})
+    paper = table["paper_top1"].notna().any()  # ablations have no paper counterpart: one panel
+    fig = Figure(figsize=(13 if paper else 7.5, 0.42 * n + 2.2))
+    ax, axp = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.15, 1]}) if paper else \
+        (fig.subplots(1, 1), None)
     y = list(range(n))[::-1]
     colors = {sec: matplotlib.colormaps["tab10"](i) for i, sec in enumerate(SECTIONS)}
 
@@ -134,20 +136,22 @@ def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, regim
 
     bars(ax, list(table["top1_mean"]), list(table["top1_std"]), list(table["gmacs"]), f"top-1 (%) on {dataset}")
     ax.set_title(f"This reproduction: {dataset}", fontsize=11)
-    paper_std = [s if s is not None and s == s else float("nan") for s in table["paper_top1_std"]]
-    bars(axp, list(table["paper_top1"]), paper_std, list(table["paper_gmacs"]), "top-1 (%) on ImageNet-1K")
-    for ref in references(regime):
-        axp.axvline(ref["top1"], color="gray", ls="--", lw=1)
-        axp.text(ref["top1"], n - 0.4, f" {ref['model']} {ref['top1']}", color="gray", fontsize=8)
-    axp.set_title("The paper (Liu et al. 2022, Fig. 2)", fontsize=11)
+    if paper:
+        paper_std = [s if s is not None and s == s else float("nan") for s in table["paper_top1_std"]]
+        bars(axp, list(table["paper_top1"]), paper_std, list(table["paper_gmacs"]), "top-1 (%) on ImageNet-1K")
+        for ref in references(regime):
+            axp.axvline(ref["top1"], color="gray", ls="--", lw=1)
+            axp.text(ref["top1"], n - 0.4, f" {ref['model']} {ref['top1']}", color="gray", fontsize=8)
+        axp.set_title("The paper (Liu et al. 2022, Fig. 2)", fontsize=11)
+    right = axp if paper else ax
     ax.set_yticks(y, [r.label if r.adopted else f"{r.label} (not adopted)" for r in table.itertuples()])
     previous = None
     for yi, r in zip(y, table.itertuples()):
         if r.section != previous:
-            for axis in (ax, axp):
+            for axis in (ax, axp) if paper else (ax,):
                 axis.axhline(yi + 0.5, color="black", lw=0.6)
-            axp.text(1.01, yi, r.section, transform=axp.get_yaxis_transform(), fontsize=8, va="center",
-                     color=colors.get(r.section, "gray"), fontweight="bold")
+            right.text(1.01, yi, r.section, transform=right.get_yaxis_transform(), fontsize=8, va="center",
+                       color=colors.get(r.section, "gray"), fontweight="bold")
             previous = r.section
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
@@ -198,6 +202,7 @@ def ablation_table(table: pd.DataFrame, ablation: str) -> pd.DataFrame:
     keep["compared_to"] = base["step"]
     keep["change"] = keep["top1_mean"] - base["top1_mean"]
     keep["adopted"] = True
+    keep[["paper_top1", "paper_top1_std", "paper_change"]] = float("nan")  # the paper has no such runs
     return keep
 
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 import roadmap
 
@@ -12,7 +13,7 @@ from helpers import ROOT
 
 def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path):
     p = subprocess.run([sys.executable, "-m", "roadmap.bench", "--batch", "2", "--resolution", "64", "--iters", "1",
-                        "--warmup", "1", "--cifar-batch", "2", "--rounds", "1", "--out", str(tmp_path)],
+                        "--warmup", "1", "--cifar-batch", "2", "--rounds", "1", "--peak-tflops", "1", "--out", str(tmp_path)],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert p.returncode == 0, p.stderr
     df = pd.read_csv(tmp_path / "bench_cpu_r50.csv")
@@ -33,6 +34,10 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path):
     assert len(table) == 1 + len(steps) + 2
     assert "Estimated wall time of the whole cifar-scale roadmap sweep" in md
     assert "Trainer end-to-end on the embedded scale (separate_downsampling)" in md
+    # with a given peak (1 TFLOP/s) the utilisation is 6 x GMACs at 64px x img/s / peak
+    r = rows.loc["separate_downsampling"]
+    assert r["mfu"] == pytest.approx(6 * r["gmacs"] * (64 / 224) ** 2 * 1e9 * r["train_img_s"] / 1e12)
+    assert "Model FLOP utilisation against a dense bf16 peak of 1 TFLOP/s: " in md
 
 
 def test_activation_memory_counts_saved_tensors():

@@ -178,3 +178,30 @@ def test_notebook_executes_on_generated_runs(tmp_path):
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "separate_downsampling" in text
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+
+    from roadmap.config import CONF_DIR, register
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", ["+sweep=roadmap", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    assert launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1 and launcher.max_num_timeout == 20
+
+
+def test_report_logs_to_wandb_offline(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fake_runs(tmp_path / "runs")
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    p = subprocess.run([sys.executable, "-m", "roadmap.report", str(tmp_path / "runs"), "--wandb"],
+                       capture_output=True, text=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
