@@ -57,7 +57,6 @@ class Runtime:
     device: torch.device
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
 
     @property
     def main(self) -> bool:
@@ -86,7 +85,7 @@ def setup_runtime(train_cfg) -> Runtime:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if name == "cuda" else "gloo")
-    return Runtime(device, rank, world, local_rank)
+    return Runtime(device, rank, world)
 
 
 def fingerprint(cfg: DictConfig, model_cfg) -> dict:

@@ -12,7 +12,7 @@ import yaml
 
 import roadmap
 from roadmap.config import CONF_DIR, compose, model_config, step_model_config
-from roadmap.model import ConfigError, ModelConfig, RoadmapNet, gmacs, num_params
+from roadmap.model import ConfigError, ModelConfig, RoadmapNet, num_params
 
 STEPS = {regime: roadmap.steps(regime) for regime in ("r50", "r200")}
 

@@ -2,8 +2,6 @@
 
 import json
 import math
-import shutil
-import warnings
 
 import pandas as pd
 import pytest
