@@ -268,7 +268,8 @@ def main(argv=None) -> int:
                  precision=a.precision or ("bf16" if gpu else "fp32"),
                  channels_last=gpu if a.channels_last is None else a.channels_last, compile_model=a.compile,
                  warmup=a.warmup if a.warmup is not None else (5 if gpu else 1),
-                 iters=a.iters if a.iters is not None else (20 if gpu else 3), cifar_batch=a.cifar_batch or (512 if gpu else 64),
+                 iters=a.iters if a.iters is not None else (20 if gpu else 3),
+                 cifar_batch=a.cifar_batch or (512 if gpu else 64),
                  device=a.device, only=a.steps, trainer=not a.no_trainer, rounds=a.rounds, peak=a.peak_tflops)
     for path in write(result, a.out):
         print(path)

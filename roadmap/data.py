@@ -122,15 +122,14 @@ class TensorLoader:
     the augmentation applied on the device to groups of `chunk` images (no per-image Python)."""
 
     def __init__(self, split: TensorSplit, batch_size: int, *, train: bool, seed: int, rank: int = 0,
-                 world: int = 1, augment=None, norm=None, erasing=None, chunk: int = 16, max_steps=None):
+                 world: int = 1, augment=None, norm=None, erasing=None, chunk: int = 16):
         self.split, self.batch_size, self.train, self.seed = split, batch_size, train, seed
         self.rank, self.world, self.augment, self.norm, self.erasing = rank, world, augment, norm, erasing
-        self.chunk, self.epoch, self.max_steps = chunk, 0, max_steps
+        self.chunk, self.epoch = chunk, 0
 
     def __len__(self):
         n = len(self.split.labels) // self.world
-        steps = n // self.batch_size if self.train else -(-n // self.batch_size)
-        return min(steps, self.max_steps) if self.max_steps else steps
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
 
     def _groups(self, x, fn):
         return torch.cat([fn(part) for part in x.split(self.chunk)]) if fn is not None else x

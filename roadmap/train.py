@@ -10,6 +10,7 @@ runs/<scale>/<regime>/<step>/seed<k>/
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -155,7 +156,7 @@ def build_loaders(cfg, rt: Runtime, per_rank_batch: int):
     train_split, val_split = data_lib.load_tensor_dataset(d, rt.device)
     common = dict(seed=cfg.seed, rank=rt.rank, world=rt.world, norm=data_lib.normalize(d))
     train = data_lib.TensorLoader(train_split, per_rank_batch, train=True, augment=data_lib.train_augment(d, r),
-                                  erasing=data_lib.erase(r), max_steps=cfg.train.max_steps_per_epoch, **common)
+                                  erasing=data_lib.erase(r), **common)
     val = data_lib.TensorLoader(val_split, per_rank_batch, train=False, **common)
     return train, val
 
@@ -264,9 +265,7 @@ def train(cfg: DictConfig) -> dict:
         loss_sum, seen = torch.zeros((), device=rt.device), 0
         bar = tqdm(total=steps_per_epoch, desc=f"{step.name} {epoch + 1}/{tc.epochs}", disable=not show_bar,
                    leave=False)
-        for i, (x, y) in enumerate(train_loader):
-            if i >= steps_per_epoch:
-                break
+        for i, (x, y) in enumerate(itertools.islice(train_loader, steps_per_epoch)):
             x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
             if mix is not None:
                 x, y = mix(x, y)

@@ -226,8 +226,11 @@ def test_image_folder_dataset_on_a_generated_tree(tmp_path):
         build_loaders(bad, _runtime(), 4)
     p = run("+step=separate_downsampling", "scale=imagenette", f"data.root={tmp_path}", "data.num_classes=3",
             "data.resolution=32", "train.workers=0", "train.batch_size=6", "train.epochs=1",
-            "model.width_multiplier=0.125", runs_root=tmp_path / "runs")
-    assert summary(tmp_path / "runs" / "imagenette/r50/separate_downsampling/seed0")["status"] == "done", p.stdout
+            "train.max_steps_per_epoch=2", "model.width_multiplier=0.125", runs_root=tmp_path / "runs")
+    folder_run = tmp_path / "runs" / "imagenette/r50/separate_downsampling/seed0"
+    assert summary(folder_run)["status"] == "done", p.stdout
+    assert "1 epochs x 2 steps of 6" in p.stdout  # 3 batches in the folder, capped at 2
+    assert torch.load(folder_run / "last.pt", weights_only=True)["scheduler"]["last_epoch"] == 2
 
 
 def test_wandb_logger_needs_no_account(tmp_path):
