@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 FMNIST := /usr/share/datasets/fashion-mnist
 RUNS ?= runs
+ROADMAP ?= convnext_t
+SEEDS ?= 1
+SEED_LIST := $(shell seq -s, 0 $$(($(SEEDS) - 1)))
 export WANDB_MODE ?= disabled
 
 .PHONY: setup data roadmap figure test bench clean
@@ -21,18 +24,19 @@ data:
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null || \
 	  echo "note: could not install dataset-fashion-mnist; torchvision will download Fashion-MNIST"; fi
 
-REPORT := $(RUNS)/embedded/r50/report
+REPORT := $(RUNS)/embedded/$(ROADMAP)/report
 
-# The whole roadmap on the embedded scale, then its table and figure.
+# A whole roadmap on the embedded scale (seeds 0..SEEDS-1; finished runs are skipped), then its tables and figures.
 roadmap: setup data
-	@start=$$(date +%s); $(PY) run.py -m +sweep=roadmap runs_root=$(RUNS) && \
+	@start=$$(date +%s); $(PY) run.py -m +sweep=roadmap roadmap=$(ROADMAP) seed=$(SEED_LIST) runs_root=$(RUNS) && \
 	  echo "sweep wall time: $$(( $$(date +%s) - start )) s"
-	$(PY) -m roadmap.report $(RUNS)/embedded/r50 --out $(REPORT)
+	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) --out $(REPORT)
 
-# Regenerate the README's figure and table (docs/) from the runs of `make roadmap`.
+# Regenerate the README's figures and tables (docs/) from the runs of `make roadmap`.
 figure: setup
-	$(PY) -m roadmap.report $(RUNS)/embedded/r50 --out $(REPORT)
-	mkdir -p docs && cp $(REPORT)/roadmap.png $(REPORT)/results.md docs/
+	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) --out $(REPORT)
+	mkdir -p docs && for f in roadmap.png transfer.png results.md agreement.json; do \
+	  cp $(REPORT)/$$f docs/$(if $(filter convnext_t,$(ROADMAP)),,$(ROADMAP)_)$$f; done
 
 test: setup data
 	$(PY) -m pytest -q

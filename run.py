@@ -1,6 +1,7 @@
-"""Train one roadmap step: python run.py +step=inverted_bottleneck [scale=...] [regime=r200] [seed=1] ...
+"""Train one roadmap step: python run.py +step=inverted_bottleneck [roadmap=...] [scale=...] [seed=1] ...
 
-Sweeps: python run.py -m '+step=glob(*)' seed=0,1,2   or   python run.py -m +sweep=roadmap
+Sweeps: python run.py -m +sweep=roadmap [seed=0,1,2]   or   python run.py -m '+step=glob(*)'
+A user's own steps and roadmaps: python run.py --config-dir my_conf +step=my_step (my_conf/step/my_step.yaml)
 """
 
 import sys
@@ -9,24 +10,43 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from roadmap.config import CONF_DIR, compose, register
+from roadmap.config import compose, load_roadmap, register
 from roadmap.model import ConfigError
-from roadmap.steps import get_step
 
 register()
 
 
+def config_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the --config-dir/-cd folders, the other arguments)."""
+    dirs, rest, args = [], [], iter(argv)
+    for a in args:
+        if a in ("--config-dir", "-cd"):
+            dirs.append(next(args, ""))
+        elif a.startswith("--config-dir="):
+            dirs.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    return dirs, rest
+
+
 def precheck(argv: list[str]) -> None:
     """Reject a bad single run in one line before Hydra prints its multi-line errors (sweeps check per job)."""
+    dirs, argv = config_dirs(argv)
     if any(a.startswith("-") for a in argv):
         return
     values = dict(a.lstrip("+").split("=", 1) for a in argv if "=" in a)
     try:
+        roadmap = load_roadmap(values.get("roadmap", "convnext_t"), dirs)
         step = values.get("step")
-        if step is not None and not (CONF_DIR / "step" / f"{step}.yaml").exists():
-            get_step(step, values.get("regime", "r50"))
-            raise ConfigError(f"step={step!r} has no conf/step/{step}.yaml")
-        compose([a for a in argv if not a.startswith("hydra")])
+        if step is not None:
+            try:
+                compose([f"+step={step}", f"roadmap={roadmap.name}"], dirs)
+            except ConfigError:
+                raise
+            except Exception:
+                roadmap.step(step)  # names the roadmap's steps when it does not list this one
+                raise ConfigError(f"step={step!r} has no step/{step}.yaml in conf/ or the config dirs") from None
+        compose([a for a in argv if not a.startswith("hydra")], dirs)
     except ConfigError as e:
         fail(str(e))
     except Exception as e:  # Hydra's own: unknown key, group option or value type

@@ -1,17 +1,25 @@
 """roadmap: the ConvNeXt paper's modernization roadmap, one configurable network and one switch per step."""
 
 from .model import ConfigError, ModelConfig, RoadmapNet, gmacs, num_params
-from .steps import get_step, step_names, steps
+from .steps import Roadmap, Step
 
-__all__ = ["ConfigError", "ModelConfig", "RoadmapNet", "build_model", "from_torchvision", "gmacs", "get_step",
-           "num_params", "step_names", "steps"]
+__all__ = ["ConfigError", "ModelConfig", "Roadmap", "RoadmapNet", "Step", "build_model", "from_timm",
+           "from_torchvision", "gmacs", "load_roadmap", "num_params"]
 
 
-def build_model(step: str, regime: str = "r50", num_classes: int = 1000) -> RoadmapNet:
-    """The network of a roadmap step, e.g. build_model("inverted_bottleneck") or build_model("widen", "r200")."""
+def build_model(step: str, roadmap: str = "convnext_t", num_classes: int = 1000) -> RoadmapNet:
+    """The network of a roadmap step, e.g. build_model("inverted_bottleneck") or build_model("widen", "convnext_b")."""
     from .config import step_model_config
 
-    return RoadmapNet(step_model_config(step, regime, num_classes))
+    return RoadmapNet(step_model_config(step, roadmap, num_classes))
+
+
+def load_roadmap(name: str = "convnext_t", config_dirs=()) -> Roadmap:
+    """A roadmap from conf/roadmap/<name>.yaml (or from one of `config_dirs`): its steps, in order, with the
+    published numbers they reproduce."""
+    from .config import load_roadmap as load
+
+    return load(name, config_dirs)
 
 
 def from_torchvision(tv_model):
@@ -20,3 +28,10 @@ def from_torchvision(tv_model):
     from .torchvision_compat import from_torchvision as convert
 
     return convert(tv_model)
+
+
+def from_timm(timm_model):
+    """The roadmap network equal to a timm bottleneck ResNet (resnet50, resnet50d: ResNet-B/C/D), with its weights."""
+    from .torchvision_compat import from_timm as convert
+
+    return convert(timm_model)

@@ -23,9 +23,11 @@ import torch
 import torchvision
 
 from .model import RoadmapNet, gmacs, num_params
-from .steps import steps
 
-REFERENCES = {"resnet50": "resnet50", "convnext_tiny": "separate_downsampling"}
+# torchvision's models and the roadmap steps that are the same network
+REFERENCES = {"convnext_t": {"resnet50": "resnet50", "convnext_tiny": "separate_downsampling"},
+              "convnext_b": {"convnext_base": "separate_downsampling"},
+              "bag_of_tricks": {"resnet50": "resnet_b"}}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "4090": 165.0}
 
 
@@ -140,23 +142,24 @@ def trainer_overhead(step: str, steps_per_epoch: int = 60) -> dict:
             "ratio": summary["img_s"] / model_only["train_img_s"]}
 
 
-def run(regime="r50", batch=8, resolution=224, precision="fp32", channels_last=False, compile_model=False,
+def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channels_last=False, compile_model=False,
         warmup=2, iters=5, cifar_batch=64, cifar_epochs=100, device=None, only=None, trainer=True,
         rounds=3, peak=None) -> dict:
-    from .config import compose, step_model_config
+    from .config import compose, load_roadmap, step_model_config
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.set_flush_denormal(True)
     settings = dict(batch=batch, resolution=resolution, num_classes=1000, device=device, precision=precision,
                     channels_last=channels_last, compile_model=compile_model, warmup=warmup, iters=iters)
-    cifar = compose(["+step=separate_downsampling", "scale=cifar", f"regime={regime}"])
+    steps = load_roadmap(roadmap).steps
+    cifar = compose([f"+step={steps[-1].name}", "scale=cifar", f"roadmap={roadmap}"])
     cifar_settings = dict(settings, batch=cifar_batch, resolution=cifar.data.resolution,
                           num_classes=cifar.data.num_classes)
     rows, cache = [], {}
-    for s in steps(regime):
+    for s in steps:
         if only and s.name not in only:
             continue
-        cfg = step_model_config(s.name, regime)
+        cfg = step_model_config(s.name, roadmap)
         if cfg not in cache:
             torch.manual_seed(0)
             model = RoadmapNet(cfg)
@@ -169,12 +172,12 @@ def run(regime="r50", batch=8, resolution=224, precision="fp32", channels_last=F
         rows.append({"step": s.name, "model": "roadmap", **cache[cfg]})
         print(f"{s.name:<24} {rows[-1]['train_img_s']:8.1f} train img/s {rows[-1]['infer_img_s']:8.1f} "
               f"infer img/s  {rows[-1]['peak_mem_mb']:8.0f} MB", flush=True)
-    for tv_name, ours in REFERENCES.items():
+    for tv_name, ours in REFERENCES.get(roadmap, {}).items():
         if only and ours not in only:
             continue
         torch.manual_seed(0)
         reference = getattr(torchvision.models, tv_name)()
-        mine = RoadmapNet(step_model_config(ours, regime))
+        mine = RoadmapNet(step_model_config(ours, roadmap))
         # alternate the two models for `rounds` rounds, so both see the same machine state; median of the ratios
         ratios, measured = [], []
         for _ in range(rounds):
@@ -197,7 +200,7 @@ def run(regime="r50", batch=8, resolution=224, precision="fp32", channels_last=F
     sweep_hours = sum(cifar_epochs * 50_000 / r["cifar_img_s"] for r in roadmap_rows) / 3600
     overhead = trainer_overhead("separate_downsampling") if trainer else None
     meta = {"device": device_name(device), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "date": datetime.date.today().isoformat(), "regime": regime, "batch": batch, "resolution": resolution,
+            "date": datetime.date.today().isoformat(), "roadmap": roadmap, "steps": len(steps), "batch": batch, "resolution": resolution,
             "precision": precision, "channels_last": channels_last, "compile": compile_model,
             "cifar_batch": cifar_batch, "cifar_sweep_hours": sweep_hours, "trainer_overhead": overhead,
             "peak_tflops": peak}
@@ -210,9 +213,9 @@ def write(result: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     meta, df = result["meta"], pd.DataFrame(result["rows"])
     tag = "gpu" if "CPU" not in meta["device"] else "cpu"
-    stem = out / f"bench_{tag}_{meta['regime']}"
+    stem = out / f"bench_{tag}_{meta['roadmap']}"
     df.to_csv(stem.with_suffix(".csv"), index=False)
-    lines = [f"# Benchmark: {meta['regime']} on {meta['device']}", "",
+    lines = [f"# Benchmark: {meta['roadmap']} on {meta['device']}", "",
              f"torch {meta['torch']}, torchvision {meta['torchvision']}, {meta['date']}; batch {meta['batch']} at "
              f"{meta['resolution']}px, {meta['precision']}, channels_last={meta['channels_last']}, "
              f"compile={meta['compile']}. Training = forward + backward + AdamW step; peak memory is measured on "
@@ -226,7 +229,7 @@ def write(result: dict, out: Path) -> list[Path]:
                      f"{r['train_img_s']:.1f} | {r['infer_img_s']:.1f} | {r['peak_mem_mb']:.0f} | "
                      f"{'' if cifar is None or cifar != cifar else f'{cifar:.0f}'} | "
                      f"{'' if ratio is None or ratio != ratio else f'{ratio:.3f}'} |")
-    lines += ["", f"Estimated wall time of the whole cifar-scale roadmap sweep ({len(steps(meta['regime']))} steps, "
+    lines += ["", f"Estimated wall time of the whole cifar-scale roadmap sweep ({meta['steps']} steps, "
                   f"100 epochs of 50k images, from the cifar-scale img/s at batch {meta['cifar_batch']}): "
                   f"**{meta['cifar_sweep_hours']:.1f} h** on this device."]
     if meta["peak_tflops"]:
@@ -245,7 +248,7 @@ def write(result: dict, out: Path) -> list[Path]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m roadmap.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--regime", default="r50", choices=("r50", "r200"))
+    p.add_argument("--roadmap", default="convnext_t", help="convnext_t (default), convnext_b, bag_of_tricks, ...")
     p.add_argument("--batch", type=int, default=None, help="default: 8 on CPU, 128 on GPU")
     p.add_argument("--resolution", type=int, default=224)
     p.add_argument("--precision", default=None, choices=("fp32", "bf16"), help="default: fp32 on CPU, bf16 on GPU")
@@ -264,7 +267,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("benchmarks"))
     a = p.parse_args(argv)
     gpu = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    result = run(regime=a.regime, batch=a.batch or (128 if gpu else 8), resolution=a.resolution,
+    result = run(roadmap=a.roadmap, batch=a.batch or (128 if gpu else 8), resolution=a.resolution,
                  precision=a.precision or ("bf16" if gpu else "fp32"),
                  channels_last=gpu if a.channels_last is None else a.channels_last, compile_model=a.compile,
                  warmup=a.warmup if a.warmup is not None else (5 if gpu else 1),

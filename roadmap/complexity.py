@@ -1,5 +1,5 @@
-"""python -m roadmap.complexity [regime=r200] [--json]: params and GMACs of every step at 224x224, 1000 classes,
-next to the paper's GMACs."""
+"""python -m roadmap.complexity [roadmap=NAME] [--config-dir DIR] [--json]: params and GMACs of every step of a
+roadmap at 224x224, 1000 classes, next to the published GMACs (a step without a published number shows its own)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ import json
 import sys
 
 from .model import ConfigError, RoadmapNet, gmacs, num_params
-from .steps import REGIMES, steps
 
 
-def table(regime: str = "r50") -> list[dict]:
-    from .config import step_model_config
+def table(roadmap: str = "convnext_t", config_dirs=()) -> list[dict]:
+    from .config import load_roadmap, step_model_config
 
     rows, cache = [], {}
-    for s in steps(regime):
-        cfg = step_model_config(s.name, regime)
-        if cfg not in cache:  # the classic-recipe step has its baseline's network
+    for s in load_roadmap(roadmap, config_dirs).steps:
+        cfg = step_model_config(s.name, roadmap, config_dirs=config_dirs)
+        if cfg not in cache:  # recipe-only steps have their parent's network
             model = RoadmapNet(cfg)
             cache[cfg] = (num_params(model), gmacs(model))
         params, macs = cache[cfg]
@@ -28,14 +27,13 @@ def table(regime: str = "r50") -> list[dict]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m roadmap.complexity", description=__doc__)
-    parser.add_argument("regime", nargs="?", default="regime=r50", help="regime=r50 (default) or regime=r200")
+    parser.add_argument("roadmap", nargs="?", default="roadmap=convnext_t",
+                        help="roadmap=convnext_t (default), convnext_b, bag_of_tricks or a user's own")
+    parser.add_argument("--config-dir", action="append", default=[], help="a folder with your own step/ and roadmap/")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     args = parser.parse_args(argv)
-    regime = args.regime.removeprefix("regime=")
     try:
-        if regime not in REGIMES:
-            raise ConfigError(f"regime={regime!r}: must be one of {', '.join(REGIMES)}")
-        rows = table(regime)
+        rows = table(args.roadmap.removeprefix("roadmap="), args.config_dir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -44,7 +42,9 @@ def main(argv=None) -> int:
         return 0
     print(f"{'step':<24}{'params':>14}{'GMACs':>9}{'paper':>9}{'paper top-1':>13}")
     for r in rows:
-        print(f"{r['step']:<24}{r['params']:>14,}{r['gmacs']:>9.3f}{r['paper_gmacs']:>9.3f}{r['paper_top1']:>13.2f}")
+        paper = f"{r['paper_gmacs']:>9.3f}" if r["paper_gmacs"] is not None else f"{'':>9}"
+        top1 = f"{r['paper_top1']:>13.2f}" if r["paper_top1"] is not None else ""
+        print(f"{r['step']:<24}{r['params']:>14,}{r['gmacs']:>9.3f}{paper}{top1}")
     return 0
 
 

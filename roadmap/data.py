@@ -8,14 +8,20 @@ torchvision.transforms.v2; MixUp/CutMix act on the batch in both cases.
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from torchvision import datasets
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 from torchvision.transforms import v2
 
+from .augment import BatchAugment
 from .model import ConfigError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -29,18 +35,29 @@ class TensorSplit:
     labels: torch.Tensor  # int64 (N,)
 
 
+@contextmanager
+def prepared_by_one(root: Path):
+    """Several processes (torchrun ranks, parallel sweeps) preparing the same dataset folder: one extracts or
+    downloads, the others wait for it and then find the files in place."""
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / ".prepare.lock"):
+        yield
+
+
 def _fashion_mnist(cfg) -> tuple[TensorSplit, TensorSplit]:
     root = Path(cfg.root or "data/fashion_mnist")
     raw = root / "FashionMNIST" / "raw"
-    if not all((raw / f).exists() for f in FASHION_FILES) and all(
-            (DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in FASHION_FILES):
-        raw.mkdir(parents=True, exist_ok=True)
-        for f in FASHION_FILES:
-            with gzip.open(DEBIAN_FASHION_MNIST / f"{f}.gz") as src, open(raw / f"{f}.tmp", "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            (raw / f"{f}.tmp").replace(raw / f)
     try:
-        splits = [datasets.FashionMNIST(str(root), train=t, download=bool(cfg.download)) for t in (True, False)]
+        with prepared_by_one(root):
+            if not all((raw / f).exists() for f in FASHION_FILES) and all(
+                    (DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in FASHION_FILES):
+                raw.mkdir(parents=True, exist_ok=True)
+                for f in FASHION_FILES:
+                    tmp = raw / f"{f}.{os.getpid()}.tmp"
+                    with gzip.open(DEBIAN_FASHION_MNIST / f"{f}.gz") as src, open(tmp, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    tmp.replace(raw / f)
+            splits = [datasets.FashionMNIST(str(root), train=t, download=bool(cfg.download)) for t in (True, False)]
     except Exception as e:
         raise ConfigError(f"Fashion-MNIST not found ({type(e).__name__}): put its files in data.root={root}, or "
                           f"install Debian's dataset-fashion-mnist ({DEBIAN_FASHION_MNIST}), or allow "
@@ -51,7 +68,8 @@ def _fashion_mnist(cfg) -> tuple[TensorSplit, TensorSplit]:
 def _cifar(cfg) -> tuple[TensorSplit, TensorSplit]:
     cls = datasets.CIFAR10 if cfg.name == "cifar10" else datasets.CIFAR100
     try:
-        splits = [cls(str(cfg.root), train=t, download=bool(cfg.download)) for t in (True, False)]
+        with prepared_by_one(Path(cfg.root)):
+            splits = [cls(str(cfg.root), train=t, download=bool(cfg.download)) for t in (True, False)]
     except Exception as e:
         raise ConfigError(f"{cfg.name} not found in data.root={cfg.root} and not downloadable "
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
@@ -86,17 +104,21 @@ def load_tensor_dataset(cfg, device) -> tuple[TensorSplit, TensorSplit]:
 
 
 def train_augment(data_cfg, recipe) -> v2.Transform:
-    """Per-image augmentation of uint8 images (applied by workers, or on the device to small groups of a batch)."""
-    r = data_cfg.resolution
-    if data_cfg.kind == "folder":
-        ops = [v2.RandomResizedCrop(r, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
-    else:
-        pad = data_cfg.crop_padding
-        ops = [v2.RandomCrop(r, padding=pad, padding_mode="reflect")] if pad else []
-    ops.append(v2.RandomHorizontalFlip())
+    """Per-image augmentation of one decoded image in a DataLoader worker (folder datasets)."""
+    ops = [v2.RandomResizedCrop(data_cfg.resolution, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+           v2.RandomHorizontalFlip()]
     if recipe.randaugment:
         ops.append(v2.RandAugment(num_ops=recipe.randaugment.num_ops, magnitude=recipe.randaugment.magnitude))
     return v2.Compose(ops)
+
+
+def batch_augment(data_cfg, recipe) -> BatchAugment:
+    """The same recipe for a whole batch on the device (tensor datasets): random crops of the padded image instead
+    of resized crops, every image with its own draws."""
+    ra = recipe.randaugment
+    return BatchAugment(crop_padding=data_cfg.get("crop_padding", 0), flip=True,
+                        randaugment=(ra.num_ops, ra.magnitude) if ra else None, erasing=recipe.erasing,
+                        mean=data_cfg.mean, std=data_cfg.std)
 
 
 def normalize(data_cfg) -> v2.Transform:
@@ -118,28 +140,30 @@ def batch_mix(recipe, num_classes: int) -> v2.Transform | None:
 
 
 class TensorLoader:
-    """Batches of a TensorSplit held on the device: a seeded permutation per epoch, sharded over processes, with
-    the augmentation applied on the device to groups of `chunk` images (no per-image Python)."""
+    """Batches of a TensorSplit held on the device: a seeded permutation per epoch, sharded over processes, and
+    (training) a BatchAugment applied on the device, every image with its own draws from a generator seeded by
+    (seed, rank, epoch), so a resumed run sees the same batches."""
 
     def __init__(self, split: TensorSplit, batch_size: int, *, train: bool, seed: int, rank: int = 0,
-                 world: int = 1, augment=None, norm=None, erasing=None, chunk: int = 16):
+                 world: int = 1, augment: BatchAugment | None = None, norm=None):
         self.split, self.batch_size, self.train, self.seed = split, batch_size, train, seed
-        self.rank, self.world, self.augment, self.norm, self.erasing = rank, world, augment, norm, erasing
-        self.chunk, self.epoch = chunk, 0
+        self.rank, self.world, self.augment, self.norm = rank, world, augment, norm
+        self.epoch = 0
 
     def __len__(self):
         n = len(self.split.labels) // self.world
         return n // self.batch_size if self.train else -(-n // self.batch_size)
 
-    def _groups(self, x, fn):
-        return torch.cat([fn(part) for part in x.split(self.chunk)]) if fn is not None else x
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __iter__(self):
         n = len(self.split.labels)
         device = self.split.labels.device
         if self.train:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(n, generator=g).to(device)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+            order = order.to(device)
+            draws = torch.Generator(device).manual_seed((self.seed * 1_000_003 + self.rank) * 10_007 + self.epoch)
         else:
             order = torch.arange(n, device=device)
         order = order[self.rank::self.world]
@@ -148,16 +172,153 @@ class TensorLoader:
             x, y = self.split.images[idx], self.split.labels[idx]
             if x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)
-            if self.train:
-                x = self._groups(x, self.augment)
-            x = self.norm(x)
-            if self.train:
-                x = self._groups(x, self.erasing)
-            yield x, y
+            yield (self.augment(x, draws) if self.train and self.augment is not None else self.norm(x)), y
 
 
-def folder_loaders(data_cfg, recipe, batch_size, *, rank, world, seed, workers, pin_memory):
-    """DataLoaders over root/train and root/val class folders, sharded with DistributedSampler."""
+class ImageFiles(torch.utils.data.Dataset):
+    """The images of a class-folder tree as (image, label, path, problem): decoded with torchvision.io (PIL for
+    formats it does not read) and transformed, or, with raw=True, the file's bytes for decoding on the device. An
+    unreadable file gives (None, label, path, why) instead of an exception in a worker."""
+
+    def __init__(self, root: Path, transform=None, raw: bool = False):
+        folder = datasets.ImageFolder(str(root), loader=str)  # lists the files; decodes nothing
+        self.samples, self.classes, self.transform, self.raw = folder.samples, folder.classes, transform, raw
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        path, label = self.samples[i]
+        try:
+            data = read_file(path)
+            return (data if self.raw else self.transform(decode(data, path))), label, path, ""
+        except (RuntimeError, OSError, ValueError) as e:
+            return None, label, path, _why(e)
+
+
+def _why(error: Exception) -> str:
+    """The last line of a decoder's message, without the C++ source location torchvision puts first."""
+    text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    return text.rsplit(".cpp:", 1)[-1].split(", ", 1)[-1].strip()[:160]
+
+
+def decode(data: torch.Tensor, path: str) -> torch.Tensor:
+    """uint8 (3, H, W) from a file's bytes: torchvision.io, or PIL for what it does not read (BMP, TIFF, ...)."""
+    try:
+        return decode_image(data, mode=ImageReadMode.RGB)
+    except RuntimeError as e:
+        if "nsupported" not in str(e):
+            raise
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return v2.functional.pil_to_tensor(image.convert("RGB"))
+
+
+def decode_batch(raw: list[torch.Tensor], device) -> tuple[list[torch.Tensor | None], list[str]]:
+    """JPEG bytes decoded together on `device` (nvJPEG on CUDA, libjpeg-turbo on CPU: the same pixels as `decode` on
+    the CPU); other formats on the CPU. Returns the images (None where unreadable) and why each unreadable one is."""
+    jpeg = [i for i, d in enumerate(raw) if len(d) > 2 and int(d[0]) == 0xFF and int(d[1]) == 0xD8]
+    images: list[torch.Tensor | None] = [None] * len(raw)
+    problems = [""] * len(raw)
+    try:
+        for i, image in zip(jpeg, decode_jpeg([raw[i] for i in jpeg], mode=ImageReadMode.RGB, device=device)):
+            images[i] = image
+    except RuntimeError:  # one bad file fails the batch: find it one by one
+        for i in jpeg:
+            try:
+                images[i] = decode_jpeg(raw[i], mode=ImageReadMode.RGB, device=device)
+            except RuntimeError as e:
+                problems[i] = _why(e)
+    for i in set(range(len(raw))) - set(jpeg):
+        try:
+            images[i] = decode_image(raw[i], mode=ImageReadMode.RGB).to(device)
+        except RuntimeError as e:
+            problems[i] = _why(e)
+    return images, problems
+
+
+def _collate(batch):
+    """(images, labels, their paths, problems): the readable images stacked (a list of byte tensors when raw), and
+    "<path> (<why>)" for every unreadable one."""
+    good = [b for b in batch if b[0] is not None]
+    images = [b[0] for b in good]
+    if good and images[0].dim() == 3:
+        images = torch.stack(images)
+    return (images, torch.tensor([b[1] for b in good], dtype=torch.long), [b[2] for b in good],
+            [f"{b[2]} ({b[3]})" for b in batch if b[0] is None])
+
+
+class DeviceStage:
+    """data.decode=gpu: decode the batch's JPEGs on the device, crop and resize every image there (random resized
+    crops for training, resize + center crop for evaluation), then the batch augmentation."""
+
+    def __init__(self, data_cfg, recipe, device, train: bool):
+        self.device, self.train, self.size = device, train, data_cfg.resolution
+        self.resize = int(data_cfg.resolution / data_cfg.eval_crop)
+        self.augment = batch_augment(data_cfg, recipe) if train else None
+        self.norm = normalize(data_cfg)
+
+    def __call__(self, raw, labels, paths, generator):
+        images, problems = decode_batch(raw, self.device)
+        keep = [i for i, image in enumerate(images) if image is not None]
+        bicubic = v2.InterpolationMode.BICUBIC
+        if self.train:
+            from torchvision.transforms import RandomResizedCrop
+
+            crops = [v2.functional.resized_crop(images[i], *RandomResizedCrop.get_params(
+                images[i], (0.08, 1.0), (3 / 4, 4 / 3)), [self.size, self.size], bicubic, antialias=True)
+                for i in keep]
+        else:
+            crops = [v2.functional.center_crop(v2.functional.resize(images[i], self.resize, bicubic, antialias=True),
+                                               self.size) for i in keep]
+        x = torch.stack(crops) if crops else torch.empty(0, 3, self.size, self.size, device=self.device)
+        x = self.augment(x, generator) if self.train else self.norm(x)
+        return x, labels[keep].to(self.device), [f"{path} ({p})" for path, p in zip(paths, problems) if p]
+
+
+class FolderLoader:
+    """A DataLoader over image files that leaves out unreadable images with a one-line warning naming each
+    (data.bad_images=warn) or stops with a one-line error naming the first (data.bad_images=error)."""
+
+    def __init__(self, loader, *, bad_images: str, stage: DeviceStage | None = None, seed: int = 0, rank: int = 0):
+        self.loader, self.bad_images, self.stage, self.seed, self.rank = loader, bad_images, stage, seed, rank
+        self.sampler, self.epoch, self.warned = getattr(loader, "sampler", None), 0, set()
+
+    def __len__(self):
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def _report(self, problems: list[str]) -> None:
+        for problem in problems:
+            if self.bad_images == "error":
+                raise ConfigError(f"unreadable image {problem}; data.bad_images=warn leaves such files out")
+            if problem not in self.warned:
+                self.warned.add(problem)
+                print(f"warning: leaving out unreadable image {problem}", file=sys.stderr, flush=True)
+
+    def __iter__(self):
+        draws = None
+        if self.stage is not None and self.stage.train:
+            draws = torch.Generator(self.stage.device).manual_seed(
+                (self.seed * 1_000_003 + self.rank) * 10_007 + self.epoch)
+        for images, labels, paths, problems in self.loader:
+            if self.stage is not None and len(labels):
+                images, labels, more = self.stage(images, labels, paths, draws)
+                problems = problems + more
+            self._report(problems)
+            if len(labels):
+                yield images, labels
+
+
+def folder_loaders(data_cfg, recipe, batch_size, *, rank, world, seed, workers, device):
+    """Loaders over root/train and root/val class folders, sharded with DistributedSampler: decoded and augmented by
+    DataLoader workers (data.decode=cpu), or read by the workers and decoded and augmented on the training device
+    (data.decode=gpu)."""
     from torch.utils.data import DataLoader, DistributedSampler, Subset
 
     root = Path(str(data_cfg.root))
@@ -165,19 +326,28 @@ def folder_loaders(data_cfg, recipe, batch_size, *, rank, world, seed, workers, 
         if not (root / part).is_dir():
             raise ConfigError(f"data.root={root}: no {part}/ folder; an image-folder dataset needs "
                               f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg")
+    decode_on, bad = data_cfg.get("decode", "cpu"), data_cfg.get("bad_images", "warn")
+    if decode_on not in ("cpu", "gpu"):
+        raise ConfigError(f"data.decode={decode_on!r}: must be cpu (DataLoader workers) or gpu (the training device)")
+    if bad not in ("warn", "error"):
+        raise ConfigError(f"data.bad_images={bad!r}: must be warn (leave them out) or error (stop)")
     r = data_cfg.resolution
-    train_tf = v2.Compose([v2.ToImage(), train_augment(data_cfg, recipe), normalize(data_cfg),
+    raw = decode_on == "gpu"
+    train_tf = v2.Compose([train_augment(data_cfg, recipe), normalize(data_cfg),
                            *([erase(recipe)] if recipe.erasing > 0 else [])])
-    val_tf = v2.Compose([v2.ToImage(), v2.Resize(int(r / data_cfg.eval_crop), antialias=True,
-                                                  interpolation=v2.InterpolationMode.BICUBIC),
-                         v2.CenterCrop(r), normalize(data_cfg)])
-    train_set = datasets.ImageFolder(str(root / "train"), transform=train_tf)
-    val_set = datasets.ImageFolder(str(root / "val"), transform=val_tf)
+    val_tf = v2.Compose([v2.Resize(int(r / data_cfg.eval_crop), antialias=True,
+                                   interpolation=v2.InterpolationMode.BICUBIC), v2.CenterCrop(r), normalize(data_cfg)])
+    train_set = ImageFiles(root / "train", train_tf, raw)
+    val_set = ImageFiles(root / "val", val_tf, raw)
     if len(train_set.classes) != data_cfg.num_classes:
         raise ConfigError(f"data.num_classes={data_cfg.num_classes} but {root}/train has "
                           f"{len(train_set.classes)} class folders")
-    common = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=workers > 0)
+    common = dict(num_workers=workers, pin_memory=torch.device(device).type == "cuda" and not raw,
+                  persistent_workers=workers > 0, collate_fn=_collate)
     train_sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=seed, drop_last=True)
     train = DataLoader(train_set, batch_size, sampler=train_sampler, drop_last=True, **common)
     val = DataLoader(Subset(val_set, range(rank, len(val_set), world)), batch_size, **common)  # no padding
-    return train, val
+    stages = (DeviceStage(data_cfg, recipe, device, True), DeviceStage(data_cfg, recipe, device, False)) if raw \
+        else (None, None)
+    return (FolderLoader(train, bad_images=bad, stage=stages[0], seed=seed, rank=rank),
+            FolderLoader(val, bad_images=bad, stage=stages[1], seed=seed, rank=rank))

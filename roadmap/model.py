@@ -20,7 +20,9 @@ class ConfigError(ValueError):
 
 
 CHOICES = {
-    "stem": ("resnet", "patchify"),
+    "stem": ("resnet", "patchify", "deep"),
+    "stride_conv": ("spatial", "first"),
+    "shortcut": ("conv", "avgpool"),
     "spatial_conv": ("dense", "depthwise"),
     "block": ("bottleneck", "inverted"),
     "conv_position": ("middle", "first"),
@@ -39,7 +41,12 @@ class ModelConfig:
 
     depths: tuple[int, ...] = (3, 4, 6, 3)  # residual blocks per stage
     width: int = 64  # stage-1 width (bottleneck: inner width, output 4x; inverted: residual width); x2 per stage
-    stem: str = "resnet"  # resnet: 7x7/2 conv + norm + act + 3x3/2 max pool; patchify: one 4x4/4 conv
+    stem: str = "resnet"  # resnet: 7x7/2 conv + norm + act + 3x3/2 max pool; patchify: one 4x4/4 conv; deep: three
+    #                       3x3 convs (width/2, width/2, width; the first stride 2), each + norm + act, then the pool
+    stride_conv: str = "spatial"  # the conv that strides in a downsampling block: the spatial kxk (torchvision's,
+    #                               "ResNet-B") or the block's first conv (the original ResNet's 1x1)
+    shortcut: str = "conv"  # projection shortcut: conv (1x1, strided) or avgpool (2x2 average pool, then 1x1;
+    #                         "ResNet-D")
     spatial_conv: str = "dense"  # the kxk conv: dense, or depthwise (groups = channels)
     block: str = "bottleneck"  # bottleneck: 1x1 d->d/4, kxk, 1x1 ->d; inverted: residual d, hidden 4d
     conv_position: str = "middle"  # kxk conv between the two 1x1 convs (middle) or before them (first: "move up")
@@ -51,6 +58,7 @@ class ModelConfig:
     norm: str = "batch"  # batch (BatchNorm) or layer (LayerNorm over channels, eps 1e-6; conv biases on)
     downsampling: str = "in_block"  # in_block: stride 2 in the first block of a stage + projection shortcut;
     #                                 separate: norm + 2x2/2 conv between stages, norm after stem and after pooling
+    zero_init_residual: bool = False  # the last norm of every residual branch starts at zero ("zero gamma")
     layer_scale: float | None = None  # initial value of the per-channel residual scale gamma; None: off
     drop_path: float = 0.0  # stochastic depth rate of the last block, linear from 0 over the blocks
     grn: bool = False  # ConvNeXt V2 global response norm after the activation between the 1x1 convs
@@ -79,11 +87,19 @@ class ModelConfig:
             raise ConfigError(f"model.layer_scale={self.layer_scale!r}: must be a positive number or null (off)")
         if not (isinstance(self.drop_path, (int, float)) and 0 <= self.drop_path < 1):
             raise ConfigError(f"model.drop_path={self.drop_path!r}: must be a number in [0, 1)")
-        if not isinstance(self.grn, bool):
-            raise ConfigError(f"model.grn={self.grn!r}: must be true or false")
+        for name in ("grn", "zero_init_residual"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"model.{name}={getattr(self, name)!r}: must be true or false")
         if self.activations == "one" and self.conv_position != "first":
             raise ConfigError("model.activations='one' keeps the activation between the two 1x1 convs, "
                               "which needs model.conv_position='first'")
+        if self.zero_init_residual and self.norms != "all":
+            raise ConfigError("model.zero_init_residual=true zeroes the norm after the branch's last conv, which "
+                              "needs model.norms='all'")
+        if (self.stride_conv == "first" and self.conv_position == "middle" and self.norm == "layer"
+                and self.downsampling == "in_block"):
+            raise ConfigError("model.stride_conv='first' strides the first 1x1 conv, which LayerNorm networks run as "
+                              "a Linear layer: it needs model.norm='batch' (or conv_position='first')")
         if self.grn and (self.conv_position != "first" or self.layer_scale is not None or self.norm != "layer"):
             raise ConfigError("model.grn=true sits between the two 1x1 convs on channels-last features and replaces "
                               "layer scale: it needs model.conv_position='first', model.norm='layer' and "
@@ -161,20 +177,22 @@ class Block(nn.Module):
             layers.append(module)
             layouts.append(layout)
 
+        strided = 0 if cfg.stride_conv == "first" else [kind for kind, _ in convs].index("spatial")
         channels = in_dim
         for i, (kind, dims) in enumerate(convs):
             has_norm = cfg.norms == "all" or kind == "spatial"
             bias = not (has_norm and cfg.norm == "batch")
+            s = stride if i == strided else 1
             if kind == "spatial":
                 groups = channels if cfg.spatial_conv == "depthwise" else 1
-                add(nn.Conv2d(channels, channels, cfg.kernel_size, stride, cfg.kernel_size // 2, groups=groups,
+                add(nn.Conv2d(channels, channels, cfg.kernel_size, s, cfg.kernel_size // 2, groups=groups,
                               bias=bias), "cf")
                 layout = "cf"
             else:
-                layout = "cl" if channels_last else "cf"
+                layout = "cl" if channels_last and s == 1 else "cf"
                 channels = dims[1]
-                add(nn.Linear(dims[0], channels, bias=bias) if channels_last
-                    else nn.Conv2d(dims[0], channels, 1, bias=bias), layout)
+                add(nn.Linear(dims[0], channels, bias=bias) if layout == "cl"
+                    else nn.Conv2d(dims[0], channels, 1, s, bias=bias), layout)
             if has_norm:
                 layout = "cl" if channels_last else "cf"
                 add(_norm(cfg, channels, layout), layout)
@@ -193,8 +211,10 @@ class Block(nn.Module):
         self.branch = nn.Sequential(*layers)
         self.shortcut = nn.Identity()
         if stride != 1 or in_dim != out_dim:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_dim, out_dim, 1, stride, bias=cfg.norm != "batch"),
-                                          _norm(cfg, out_dim))
+            pool = cfg.shortcut == "avgpool" and stride > 1
+            self.shortcut = nn.Sequential(
+                *([nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)] if pool else []),
+                nn.Conv2d(in_dim, out_dim, 1, 1 if pool else stride, bias=cfg.norm != "batch"), _norm(cfg, out_dim))
         self.drop_path = StochasticDepth(drop_path, "row")
         self.post_act = _act(cfg) if cfg.activations == "all" else nn.Identity()
 
@@ -216,9 +236,15 @@ class RoadmapNet(nn.Module):
         widths = cfg.stage_widths()
         separate = cfg.downsampling == "separate"
         stem_width = cfg.stem_width
+        bias = cfg.norm != "batch"
         if cfg.stem == "resnet":
-            self.stem = nn.Sequential(nn.Conv2d(cfg.in_channels, stem_width, 7, 2, 3, bias=cfg.norm != "batch"),
+            self.stem = nn.Sequential(nn.Conv2d(cfg.in_channels, stem_width, 7, 2, 3, bias=bias),
                                       _norm(cfg, stem_width), _act(cfg), nn.MaxPool2d(3, 2, 1))
+        elif cfg.stem == "deep":
+            half = max(1, stem_width // 2)
+            convs = [(cfg.in_channels, half, 2), (half, half, 1), (half, stem_width, 1)]
+            self.stem = nn.Sequential(*[layer for a, b, s in convs for layer in (
+                nn.Conv2d(a, b, 3, s, 1, bias=bias), _norm(cfg, b), _act(cfg))], nn.MaxPool2d(3, 2, 1))
         else:
             stem = [nn.Conv2d(cfg.in_channels, stem_width, 4, 4, bias=not (separate and cfg.norm == "batch"))]
             self.stem = nn.Sequential(*stem, *([_norm(cfg, stem_width)] if separate else []))
@@ -240,6 +266,10 @@ class RoadmapNet(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *(head_norm if separate else []),
                                   nn.Linear(in_dim, cfg.num_classes))
         self.apply(self._init_batch if cfg.norm == "batch" else self._init_layer)
+        if cfg.zero_init_residual:  # every block starts as its shortcut
+            for block in self.modules():
+                if isinstance(block, Block):
+                    nn.init.zeros_([m for m in block.branch if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm))][-1].weight)
 
     @staticmethod
     def _init_batch(m):

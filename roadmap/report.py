@@ -1,25 +1,35 @@
-"""python -m roadmap.report RUNS_DIR [--out DIR]: the roadmap table and figure from the runs' summary.json files.
+"""python -m roadmap.report RUNS_DIR [--out DIR] [--wandb]: the roadmap's tables and figures from what runs wrote.
 
-Needs no network and no training: reads every summary.json under RUNS_DIR with pandas and writes
-results.csv (one row per run), results.md (one row per step) and roadmap.png/.pdf (the paper's Figure 2 beside
-ours). Ablation sweeps (isolated, leave_one_out) get their own table and figure.
+Needs no network, no training and no Hydra: reads every summary.json under RUNS_DIR (and the roadmap.json the runs
+wrote next to them) with pandas and writes
+    results.csv      one row per run, with its step's statistics
+    steps.csv        one row per step: mean, std, n, 95% interval, paired change vs the step it modifies, verdict
+    results.md       the same per step, and the agreement with the published numbers
+    agreement.json   Spearman / Kendall with bootstrap intervals, sign agreement of the changes
+    roadmap.png/pdf  our bars (95% intervals, seeds as dots, verdicts) beside the published figure
+    transfer.png/pdf our paired change of every step against the published change
+Ablation sweeps (isolated, leave_one_out) get their own table and figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from .steps import SECTIONS, references, steps
+from . import stats
+from .steps import Roadmap, Step
 
 STATUS_MARK = {"diverged": "diverged", "failed": "failed", "missing": "not run"}
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "imagefolder": "image folder", "synthetic": "synthetic data"}
+VERDICT_MARK = {"helps": ("▲", "forestgreen"), "hurts": ("▼", "crimson"), "unresolved": ("●", "gray"),
+                "1 seed": ("", "gray"), "no pair": ("", "gray"), "": ("", "gray")}
 
 
 def load_runs(runs_dir: Path) -> pd.DataFrame:
@@ -35,6 +45,7 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
             continue
         s.pop("fingerprint", None)
         s["run_dir"] = str(path.parent)
+        s.setdefault("roadmap", s.get("regime", "unknown"))  # summaries written before roadmaps were configuration
         s.setdefault("ablation", None)
         rows.append(s)
     df = pd.DataFrame(rows)
@@ -44,32 +55,102 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
     return df
 
 
-def step_table(runs: pd.DataFrame, regime: str) -> pd.DataFrame:
-    """One row per roadmap step in order: mean ± std top-1 over finished seeds, status, paper numbers."""
+def _float(x) -> float:
+    return math.nan if x is None or pd.isna(x) else float(x)
+
+
+def _optional(x) -> float | None:
+    return None if x is None or pd.isna(x) else float(x)
+
+
+def roadmap_of(runs: pd.DataFrame) -> Roadmap:
+    """The roadmap the runs belong to: the roadmap.json written next to their step folders, else what their
+    summaries say about their steps (in their roadmap order)."""
+    for run_dir in runs["run_dir"]:
+        path = Path(run_dir).parent.parent / "roadmap.json"
+        if path.exists():
+            try:
+                return Roadmap.from_dict(json.loads(path.read_text()))
+            except ValueError as e:
+                warnings.warn(f"ignoring {path}: {e}", stacklevel=2)
+    first = runs.sort_values("order", na_position="last").drop_duplicates("step")
+    known = set(first["step"])
+    steps = {r.step: {"parent": r.get("parent") if r.get("parent") in known else None,
+                      "label": r.get("label") or r.step, "section": r.get("section") or "",
+                      "branch": r.get("adopted") is False, "top1": _optional(r.get("paper_top1")),
+                      "gmacs": _optional(r.get("paper_gmacs"))}
+             for _, r in first.iterrows()}
+    return Roadmap.from_dict({"name": runs["roadmap"].iloc[0], "steps": steps})
+
+
+def ordered_steps(roadmap: Roadmap, runs: pd.DataFrame) -> list[Step]:
+    """The roadmap's steps in order, with every step the runs trained that the roadmap does not list (a user's
+    own) placed right after its parent (after the parent's earlier children)."""
+    order = list(roadmap.steps)
+    extra = runs[~runs["step"].isin(roadmap.names())].drop_duplicates("step")
+    pending = [Step(name=r["step"], parent=r.get("parent"), label=r.get("label") or r["step"],
+                    section=r.get("section") or "", top1=_optional(r.get("paper_top1")),
+                    top1_std=_optional(r.get("paper_top1_std")), gmacs=_optional(r.get("paper_gmacs")))
+               for _, r in extra.iterrows()]
+    while pending:
+        placed = False
+        for s in list(pending):
+            names = [o.name for o in order]
+            if s.parent in names:
+                at = names.index(s.parent) + 1
+                while at < len(order) and order[at].parent == s.parent and order[at].order is None:
+                    at += 1  # after the parent's earlier user children
+                order.insert(at, s)
+                pending.remove(s)
+                placed = True
+        if not placed:  # parent unknown: at the end
+            order += pending
+            break
+    return order
+
+
+def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = None) -> pd.DataFrame:
+    """One row per step: the statistics of its finished seeds and its paired change versus the step it modifies
+    (or versus `reference`, for ablations), with the published numbers."""
+    done = runs[runs["status"] == "done"]
+    by_seed = {name: dict(zip(g["seed"].astype(int), g["final_top1"].astype(float)))
+               for name, g in done.groupby("step")}
     rows = []
-    for s in steps(regime):
-        mine = runs[runs["step"] == s.name] if not runs.empty else runs
-        done = mine[mine["status"] == "done"] if not mine.empty else mine
-        status = "done" if len(done) else (mine["status"].iloc[0] if len(mine) else "missing")
-        top1 = done["final_top1"].astype(float) if len(done) else pd.Series(dtype=float)
+    for i, s in enumerate(steps):
+        mine = by_seed.get(s.name, {})
+        ran = runs[runs["step"] == s.name]
+        status = "done" if mine else (ran["status"].iloc[0] if len(ran) else "missing")
+        first = done[done["step"] == s.name].head(1)
+        compared = reference if reference is not None else s.parent
+        if compared == s.name:
+            compared = None
+        change = stats.paired_change(mine, by_seed.get(compared, {})) if compared else \
+            {"change": math.nan, "change_ci_low": math.nan, "change_ci_high": math.nan, "pairs": 0, "verdict": ""}
+        summary = stats.mean_interval(list(mine.values()))
         rows.append({
-            "order": s.order, "step": s.name, "label": s.label, "section": s.section, "adopted": s.adopted,
-            "status": status, "seeds": len(done),
-            "top1_mean": top1.mean() if len(top1) else float("nan"),
-            "top1_std": top1.std(ddof=1) if len(top1) > 1 else float("nan"),
-            "params": int(done["params"].iloc[0]) if len(done) else None,
-            "gmacs": float(done["gmacs"].iloc[0]) if len(done) else float("nan"),
-            "paper_top1": s.top1, "paper_top1_std": s.top1_std, "paper_gmacs": s.gmacs})
+            "order": i, "step": s.name, "label": s.label, "section": s.section, "adopted": s.adopted,
+            "status": status, "seeds": summary["n"], "top1_mean": summary["mean"], "top1_std": summary["std"],
+            "ci_low": summary["ci_low"], "ci_high": summary["ci_high"], "seed_top1": mine,
+            "params": int(first["params"].iloc[0]) if len(first) else None,
+            "gmacs": float(first["gmacs"].iloc[0]) if len(first) else math.nan,
+            "compared_to": compared, **change,
+            "paper_top1": _float(s.top1), "paper_top1_std": _float(s.top1_std), "paper_gmacs": _float(s.gmacs)})
     table = pd.DataFrame(rows)
-    by_name = table.set_index("step")
-    order = steps(regime)
-    previous = [s.parent or (order[i - 1].name if i else None) for i, s in enumerate(order)]
-    table["compared_to"] = previous
-    table["change"] = [r.top1_mean - by_name.loc[p, "top1_mean"] if p else float("nan")
-                       for r, p in zip(table.itertuples(), previous)]
-    table["paper_change"] = [r.paper_top1 - by_name.loc[p, "paper_top1"] if p else float("nan")
-                             for r, p in zip(table.itertuples(), previous)]
+    paper = dict(zip(table["step"], table["paper_top1"]))
+    table["paper_change"] = [paper[r.step] - paper.get(r.compared_to, math.nan) if r.compared_to else math.nan
+                             for r in table.itertuples()]
     return table
+
+
+def agreement(table: pd.DataFrame) -> dict:
+    """How well the steps agree with the published ones: rank correlation of the per-step means (with bootstrap
+    intervals over the paired seeds), and sign agreement of the changes along the adopted path."""
+    seeds = {r.step: r.seed_top1 for r in table.itertuples() if r.seed_top1}
+    paper = {r.step: r.paper_top1 for r in table.itertuples() if not math.isnan(r.paper_top1)}
+    out = stats.rank_agreement(seeds, paper)
+    path = table[table["adopted"] & table["compared_to"].notna()]
+    out.update(stats.sign_agreement(list(zip(path["change"], path["paper_change"], path["verdict"]))))
+    return out
 
 
 def _fmt(x, digits=2, sign=False):
@@ -78,71 +159,113 @@ def _fmt(x, digits=2, sign=False):
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
-def markdown(table: pd.DataFrame, title: str, dataset: str) -> str:
+def _interval(low, high, sign=False):
+    return "" if pd.isna(low) else f"[{_fmt(low, sign=sign)}, {_fmt(high, sign=sign)}]"
+
+
+def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, agree: dict | None) -> str:
+    reference = roadmap.dataset or "published"
     lines = [f"## {title}", "",
-             f"Ours: top-1 on {dataset} (mean ± std over seeds). Paper: ImageNet-1K top-1 (Tables 10/11) and GMACs "
-             f"at 224x224. Change: versus the step each one modifies.", "",
-             "| # | step | section | ours top-1 | seeds | change | params | GMACs | paper top-1 | paper change "
-             "| paper GMACs | status |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"Ours: top-1 on {dataset}, mean ± std over seeds, with the 95% t interval of the mean. Change: versus "
+             f"the step each one modifies, the mean of per-seed differences (same seed, same data order) with its "
+             f"95% paired t interval; **helps** / **hurts** when that interval excludes 0, unresolved otherwise. "
+             f"Published: {reference} top-1 and GMACs at 224x224" + (f" ({roadmap.source})." if roadmap.source
+                                                                      else "."), "",
+             "| # | step | section | ours top-1 | 95% CI | seeds | change | change 95% CI | verdict | params | GMACs "
+             "| published top-1 | published change | published GMACs | status |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         ours = (f"{r.top1_mean:.2f}" + (f" ± {r.top1_std:.2f}" if r.seeds > 1 else "") if r.seeds
                 else STATUS_MARK.get(r.status, r.status))
         paper = "" if pd.isna(r.paper_top1) else f"{r.paper_top1:.2f}" + (
             f" ± {r.paper_top1_std:.2f}" if not pd.isna(r.paper_top1_std) else "")
         name = r.step if r.adopted else f"{r.step} (branch)"
-        lines.append(f"| {r.order} | {name} | {r.section} | {ours} | {r.seeds} | {_fmt(r.change, sign=True)} | "
+        verdict = f"**{r.verdict}**" if r.verdict in ("helps", "hurts") else r.verdict
+        lines.append(f"| {r.order} | {name} | {r.section} | {ours} | {_interval(r.ci_low, r.ci_high)} | {r.seeds} | "
+                     f"{_fmt(r.change, sign=True)} | {_interval(r.change_ci_low, r.change_ci_high, True)} | {verdict} | "
                      f"{'' if r.params is None or pd.isna(r.params) else f'{int(r.params):,}'} | "
-                     f"{_fmt(r.gmacs, 4)} | {paper} | {_fmt(r.paper_change, sign=True)} | {r.paper_gmacs:.3f} | "
+                     f"{_fmt(r.gmacs, 4)} | {paper} | {_fmt(r.paper_change, sign=True)} | {_fmt(r.paper_gmacs, 3)} | "
                      f"{r.status} |")
+    if agree is not None:
+        lines += ["", *agreement_markdown(agree, reference)]
     return "\n".join(lines) + "\n"
 
 
-def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, regime: str) -> list[Path]:
-    """Figure 2 of the paper, twice: our top-1 (left) and the paper's ImageNet top-1 (right), same steps, one bar
-    per step grouped by section, GMACs by each bar, branches hatched, failed steps marked."""
+def agreement_markdown(a: dict, reference: str) -> list[str]:
+    def corr(key):
+        low, high = a[f"{key}_ci"]
+        return _fmt(a[key]) + (f" (95% CI {_fmt(low)} to {_fmt(high)})" if not math.isnan(low) else "")
+
+    return ["### Agreement with the published roadmap", "",
+            f"- Rank correlation of our per-step mean top-1 with the {reference} top-1, over {len(a['steps'])} "
+            f"steps: Spearman ρ = {corr('spearman')}, Kendall τ = {corr('kendall')}; intervals from a bootstrap "
+            f"over seeds ({a['resamples']} resamples of the seed numbers, paired across steps; fewest seeds per "
+            f"step: {a['seeds_min']}).",
+            f"- Changes along the adopted path with the published sign: {a['sign_agree']} of {a['sign_total']}; of "
+            f"the resolved ones (helps/hurts): {a['resolved_agree']} of {a['resolved_total']}."]
+
+
+def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, roadmap: Roadmap) -> list[Path]:
+    """The published roadmap figure, twice: ours (left: mean, 95% interval, every seed as a dot, verdict by each bar)
+    and the published one (right). One bar per step grouped by section, GMACs by each bar, branches hatched."""
     import matplotlib
     from matplotlib.figure import Figure  # no pyplot: no global backend state, works headless and in notebooks
 
     n = len(table)
-    paper = table["paper_top1"].notna().any()  # ablations have no paper counterpart: one panel
-    fig = Figure(figsize=(13 if paper else 7.5, 0.42 * n + 2.2))
-    ax, axp = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.15, 1]}) if paper else \
+    paper = table["paper_top1"].notna().any()  # ablations and users' roadmaps may have no published numbers
+    fig = Figure(figsize=(14 if paper else 8, 0.42 * n + 2.4))
+    ax, axp = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.25, 1]}) if paper else \
         (fig.subplots(1, 1), None)
     y = list(range(n))[::-1]
-    colors = {sec: matplotlib.colormaps["tab10"](i) for i, sec in enumerate(SECTIONS)}
+    sections = list(dict.fromkeys([*roadmap.sections, *table["section"]]))
+    colors = {sec: matplotlib.colormaps["tab10"](i % 10) for i, sec in enumerate(sections)}
 
-    def bars(axis, values, errors, gmacs, kind):
-        finite = [v for v in values if v == v]
-        lo = min(finite) if finite else 0
-        hi = max(finite) if finite else 1
+    def bars(axis, values, low, high, dots, gmacs, marks, kind):
+        points = [v for v in values if v == v] + [v for v in low if v == v] + [v for v in high if v == v] + \
+            [d for ds in dots for d in ds]
+        lo, hi = (min(points), max(points)) if points else (0, 1)
         pad = max(0.5, (hi - lo) * 0.25)
         left = lo - pad
-        for yi, r, v, e, g in zip(y, table.itertuples(), values, errors, gmacs):
+        for yi, r, v, a, b, ds, g, mark in zip(y, table.itertuples(), values, low, high, dots, gmacs, marks):
             color = colors.get(r.section, "gray")
-            if v == v:
-                axis.barh(yi, v - left, left=left, color=color, alpha=0.85 if r.adopted else 0.35,
-                          hatch=None if r.adopted else "///", edgecolor="black", linewidth=0.5,
-                          xerr=e if e == e and e else None, capsize=3)
-                macs = f"{g:.3g} GMACs" if g >= 0.1 else f"{g * 1000:.3g} MMACs"
-                axis.text(v + pad * 0.05 + (e if e == e and e else 0), yi, f"{v:.2f}  ({macs})", va="center",
-                          fontsize=8)
-            else:
+            if v != v:
                 axis.text(left + pad * 0.1, yi, STATUS_MARK.get(r.status, r.status), va="center", fontsize=9,
                           color="crimson", fontweight="bold")
-        axis.set_xlim(left, hi + pad * 1.6)
+                continue
+            axis.barh(yi, v - left, left=left, color=color, alpha=0.8 if r.adopted else 0.35,
+                      hatch=None if r.adopted else "///", edgecolor="black", linewidth=0.5)
+            if a == a:
+                axis.errorbar(v, yi, xerr=[[v - a], [b - v]], fmt="none", ecolor="black", capsize=3, lw=1)
+            if len(ds) > 1:
+                axis.scatter(ds, [yi + 0.18 * ((k % 3) - 1) for k in range(len(ds))], s=9, color="black",
+                             zorder=3, alpha=0.7)
+            end = max([v, b if b == b else v, *ds])
+            macs = "" if g != g else (f"  ({g:.3g} GMACs)" if g >= 0.1 else f"  ({g * 1000:.3g} MMACs)")
+            axis.text(end + pad * 0.05, yi, f"{v:.2f}{macs}", va="center", fontsize=8)
+            if mark:
+                axis.text(0.995, yi, mark[0], transform=axis.get_yaxis_transform(), ha="right", va="center",
+                          fontsize=8, color=mark[1])
+        axis.set_xlim(left, hi + pad * 2.2)
         axis.set_xlabel(kind)
         axis.grid(axis="x", alpha=0.3)
 
-    bars(ax, list(table["top1_mean"]), list(table["top1_std"]), list(table["gmacs"]), f"top-1 (%) on {dataset}")
-    ax.set_title(f"This reproduction: {dataset}", fontsize=11)
+    verdicts = [None if not r.verdict else (f"{VERDICT_MARK[r.verdict][0]} {r.change:+.2f}".strip()
+                                            if r.change == r.change else r.verdict, VERDICT_MARK[r.verdict][1])
+                for r in table.itertuples()]
+    bars(ax, list(table["top1_mean"]), list(table["ci_low"]), list(table["ci_high"]),
+         [list(d.values()) for d in table["seed_top1"]],
+         list(table["gmacs"]), verdicts, f"top-1 (%) on {dataset}")
+    ax.set_title(f"This reproduction: {dataset}, {int(table['seeds'].max() or 0)} seed(s)", fontsize=11)
     if paper:
-        paper_std = [s if s is not None and s == s else float("nan") for s in table["paper_top1_std"]]
-        bars(axp, list(table["paper_top1"]), paper_std, list(table["paper_gmacs"]), "top-1 (%) on ImageNet-1K")
-        for ref in references(regime):
+        std = list(table["paper_top1_std"].fillna(0.0))
+        paper_top1 = list(table["paper_top1"])
+        bars(axp, paper_top1, [v - s if s else math.nan for v, s in zip(paper_top1, std)],
+             [v + s if s else math.nan for v, s in zip(paper_top1, std)], [[]] * n, list(table["paper_gmacs"]),
+             [None] * n, f"top-1 (%) on {roadmap.dataset or 'the published dataset'}")
+        for ref in roadmap.marks:
             axp.axvline(ref["top1"], color="gray", ls="--", lw=1)
-            axp.text(ref["top1"], n - 0.4, f" {ref['model']} {ref['top1']}", color="gray", fontsize=8)
-        axp.set_title("The paper (Liu et al. 2022, Fig. 2)", fontsize=11)
+            axp.text(ref["top1"], n - 0.4, f" {ref['label']} {ref['top1']}", color="gray", fontsize=8)
+        axp.set_title(f"Published: {roadmap.source or roadmap.name}", fontsize=9)
     right = axp if paper else ax
     ax.set_yticks(y, [r.label if r.adopted else f"{r.label} (not adopted)" for r in table.itertuples()])
     previous = None
@@ -154,7 +277,59 @@ def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, regim
                        color=colors.get(r.section, "gray"), fontweight="bold")
             previous = r.section
     fig.suptitle(title, fontsize=12)
+    fig.text(0.01, 0.005, "Right of each bar: change versus the step it modifies (mean of per-seed differences); "
+             "▲ helps / ▼ hurts: its 95% interval excludes 0; ● unresolved.  Whiskers: 95% interval of the mean; "
+             "dots: seeds.", fontsize=8)
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    return _save(fig, path_stem)
+
+
+def transfer_figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, roadmap: Roadmap,
+                    agree: dict) -> list[Path]:
+    """Our paired change of every step (with its 95% interval) against the published change: steps in the upper
+    right and lower left quadrants move the same way on both datasets."""
+    from matplotlib.figure import Figure
+
+    rows = table[table["change"].notna() & table["paper_change"].notna()]
+    fig = Figure(figsize=(10.5, 7))
+    ax = fig.subplots()
+    xs, ys = list(rows["paper_change"]), list(rows["change"]) + list(rows["change_ci_low"].dropna()) + \
+        list(rows["change_ci_high"].dropna())
+    xr = max([abs(v) for v in xs] + [0.5]) * 1.25
+    yr = max([abs(v) for v in ys] + [0.5]) * 1.15
+    ax.set_xlim(-xr, xr)
+    ax.set_ylim(-yr, yr)
+    for (sx, sy), color in (((1, 1), "forestgreen"), ((-1, -1), "forestgreen"), ((1, -1), "crimson"),
+                            ((-1, 1), "crimson")):
+        ax.fill_between([0, sx * xr], 0, sy * yr, color=color, alpha=0.06, lw=0)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axvline(0, color="black", lw=0.8)
+    for r in rows.itertuples():
+        symbol, color = VERDICT_MARK.get(r.verdict, ("", "gray"))
+        if not pd.isna(r.change_ci_low):
+            ax.errorbar(r.paper_change, r.change, yerr=[[r.change - r.change_ci_low], [r.change_ci_high - r.change]],
+                        fmt="none", ecolor=color, alpha=0.6, capsize=2)
+        ax.scatter([r.paper_change], [r.change], color=color, marker="o" if r.adopted else "s", s=30, zorder=3)
+        ax.annotate(str(r.order), (r.paper_change, r.change), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    ax.text(0.98, 0.98, "transfers", transform=ax.transAxes, ha="right", va="top", color="forestgreen")
+    ax.text(0.02, 0.02, "transfers", transform=ax.transAxes, ha="left", va="bottom", color="forestgreen")
+    ax.text(0.02, 0.98, "does not transfer", transform=ax.transAxes, ha="left", va="top", color="crimson")
+    ax.text(0.98, 0.02, "does not transfer", transform=ax.transAxes, ha="right", va="bottom", color="crimson")
+    ax.set_xlabel(f"published change of top-1 ({roadmap.dataset or 'published'}, points)")
+    ax.set_ylabel(f"our paired change of top-1 ({dataset}, points, 95% CI)")
+    rho = "" if math.isnan(agree["spearman"]) else f"Spearman ρ {agree['spearman']:.2f}, Kendall τ " \
+                                                    f"{agree['kendall']:.2f} (per-step means); "
+    ax.set_title(f"{title}\n{rho}same sign {agree['sign_agree']}/{agree['sign_total']} "
+                 f"(resolved {agree['resolved_agree']}/{agree['resolved_total']}). Green: helps, red: hurts, gray: "
+                 f"unresolved; squares: branches", fontsize=9)
+    ax.grid(alpha=0.3)
+    key = "\n".join(f"{r.order}  {r.label}" for r in rows.itertuples())
+    ax.text(1.02, 1.0, key, transform=ax.transAxes, va="top", fontsize=8, family="monospace")
     fig.tight_layout()
+    return _save(fig, path_stem)
+
+
+def _save(fig, path_stem: Path) -> list[Path]:
     written = []
     for ext in ("png", "pdf"):
         path = path_stem.with_suffix(f".{ext}")
@@ -163,47 +338,54 @@ def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, regim
     return written
 
 
+def ablation_steps(roadmap: Roadmap, runs: pd.DataFrame) -> list[Step]:
+    """The rows of an ablation figure: the reference (the baseline entry of these sweeps), then every trained
+    step, relabelled as what it adds to the baseline (isolated) or removes from the endpoint (leave_one_out)."""
+    kind = runs["ablation"].iloc[0]
+    trained = set(runs["step"])
+    reference = Step(roadmap.baseline, label="baseline" if kind == "isolated" else f"{roadmap.endpoint.name} "
+                     "(all switches)", section="reference")
+    prefix = "+ " if kind == "isolated" else "− "
+    return [reference] + [Step(s.name, parent=roadmap.baseline, label=prefix + s.label, section=s.section)
+                          for s in roadmap.steps if s.name in trained and s.name != roadmap.baseline and s.parent
+                          and s.adopted]
+
+
 def report(runs_dir: Path, out: Path) -> list[Path]:
     runs = load_runs(runs_dir)
     if runs.empty:
         raise SystemExit(f"error: no summary.json under {runs_dir}; train with `python run.py +step=...` first")
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "results.csv"]
-    runs.to_csv(written[0], index=False)
-    groups = list(runs.groupby(["scale", "regime", "ablation"], sort=True))
-    md = ["# Roadmap results", "", f"From {len(runs)} runs under `{runs_dir}`.", ""]
-    several = len(runs[["scale", "regime"]].drop_duplicates()) > 1
-    for (scale, regime, ablation), group in groups:
-        suffix = (f"_{scale}_{regime}" if several else "") + ("" if ablation == "roadmap" else f"_{ablation}")
+    written, md, per_step = [], ["# Roadmap results", "", f"From {len(runs)} runs under `{runs_dir}`.", ""], []
+    several = len(runs[["scale", "roadmap"]].drop_duplicates()) > 1
+    for (scale, name, ablation), group in runs.groupby(["scale", "roadmap", "ablation"], sort=True):
+        suffix = (f"_{scale}_{name}" if several else "") + ("" if ablation == "roadmap" else f"_{ablation}")
         dataset = DATASET_NAMES.get(group["dataset"].iloc[0], group["dataset"].iloc[0])
-        title = (f"Modernizing a ConvNet, {regime}: {scale} scale" +
-                 ("" if ablation == "roadmap" else f" — {ablation.replace('_', '-')} ablation"))
-        table = step_table(group, regime)
-        if ablation != "roadmap":
-            table = ablation_table(table, ablation)
-        md.append(markdown(table, title, dataset))
-        written += figure(table, out / f"roadmap{suffix}", title, dataset, regime)
+        roadmap = roadmap_of(group)
+        title = f"{roadmap.title or name}: {scale} scale" + (
+            "" if ablation == "roadmap" else f" — {ablation.replace('_', '-')} ablation")
+        if ablation == "roadmap":
+            table = step_table(group, ordered_steps(roadmap, group))
+            agree = agreement(table)
+            (out / f"agreement{suffix}.json").write_text(json.dumps(agree, indent=1) + "\n")
+            written += [out / f"agreement{suffix}.json"]
+            written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap)
+            written += transfer_figure(table, out / f"transfer{suffix}", title, dataset, roadmap, agree)
+        else:
+            table = step_table(group, ablation_steps(roadmap, group), reference=roadmap.baseline)
+            table[["paper_top1", "paper_top1_std", "paper_gmacs", "paper_change"]] = math.nan
+            agree = None
+            written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap)
+        md.append(markdown(table, title, dataset, roadmap, agree))
+        per_step.append(table.assign(scale=scale, roadmap=name, ablation=ablation))
+    steps = pd.concat(per_step, ignore_index=True)
+    columns = ["step", "scale", "roadmap", "ablation", "ci_low", "ci_high", "compared_to", "change",
+               "change_ci_low", "change_ci_high", "pairs", "verdict"]
+    runs.merge(steps[columns], on=["step", "scale", "roadmap", "ablation"], how="left").drop(
+        columns=["seed_top1"], errors="ignore").to_csv(out / "results.csv", index=False)
+    steps.drop(columns=["seed_top1"]).to_csv(out / "steps.csv", index=False)
     (out / "results.md").write_text("\n".join(md))
-    written.insert(1, out / "results.md")
-    return written
-
-
-def ablation_table(table: pd.DataFrame, ablation: str) -> pd.DataFrame:
-    """Ablations compare every switch with one reference: the baseline (isolated) or ConvNeXt (leave_one_out),
-    which is the baseline step's row of these sweeps."""
-    from .ablation import ABLATION_STEPS
-
-    base = table.iloc[1]
-    keep = table[table["step"].isin(ABLATION_STEPS) | (table["order"] == base["order"])].copy()
-    reference = "baseline" if ablation == "isolated" else "ConvNeXt (all switches)"
-    keep.loc[keep["order"] == base["order"], "label"] = reference
-    keep.loc[keep["order"] != base["order"], "label"] = [
-        ("+ " if ablation == "isolated" else "− ") + lbl for lbl in keep.loc[keep["order"] != base["order"], "label"]]
-    keep["compared_to"] = base["step"]
-    keep["change"] = keep["top1_mean"] - base["top1_mean"]
-    keep["adopted"] = True
-    keep[["paper_top1", "paper_top1_std", "paper_change"]] = float("nan")  # the paper has no such runs
-    return keep
+    return [out / "results.csv", out / "results.md", out / "steps.csv", *written]
 
 
 def main(argv=None) -> int:
@@ -211,7 +393,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUNS_DIR/report)")
-    parser.add_argument("--wandb", action="store_true", help="also log the figures and table to wandb")
+    parser.add_argument("--wandb", action="store_true", help="also log the figures, tables and agreement to wandb")
     args = parser.parse_args(argv)
     if not args.runs_dir.is_dir():
         print(f"error: {args.runs_dir} is not a directory", file=sys.stderr)
@@ -229,11 +411,18 @@ def main(argv=None) -> int:
 
 
 def log_to_wandb(paths: list[Path]) -> None:
-    import wandb
+    """Figures as images, the per-run and per-step tables, and the agreement numbers in the run summary."""
+    from .tracking import import_wandb
 
+    wandb = import_wandb()
     run = wandb.init(project="roadmap", job_type="report")
     run.log({p.stem: wandb.Image(str(p)) for p in paths if p.suffix == ".png"})
-    run.log({"results": wandb.Table(dataframe=pd.read_csv(paths[0]))})
+    run.log({p.stem: wandb.Table(dataframe=pd.read_csv(p)) for p in paths if p.suffix == ".csv"})
+    for p in paths:
+        if p.suffix == ".json":
+            values = json.loads(p.read_text())
+            run.summary.update({f"{p.stem}/{k}": v for k, v in values.items() if not isinstance(v, list) or
+                                k.endswith("_ci")})
     run.finish()
 
 

@@ -1,75 +1,107 @@
-"""The roadmap itself: step order, labels, sections and the paper's numbers, read from `paper.csv`.
+"""A roadmap as data: an ordered list of steps, each changing its parent, with the published numbers it reproduces.
 
-This file and `paper.csv` are the one source of truth for which steps exist and in what order; the switches of each
-step live in `conf/step/<name>.yaml`.
+A roadmap is written once, in `conf/roadmap/<name>.yaml` (its `roadmap:` node); the switches of each step live in
+`conf/step/<name>.yaml`. This module knows no Hydra: `Roadmap.from_dict` takes the plain node, as the trainer reads it
+from the composed config and as every run writes it next to its runs (`roadmap.json`), so the report needs no Hydra.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from .model import ConfigError
 
-DATA = Path(__file__).with_name("paper.csv")
-REFERENCES = Path(__file__).with_name("references.csv")
-REGIMES = ("r50", "r200")
-SECTIONS = ("training techniques", "macro design", "ResNeXt", "inverted bottleneck", "large kernel", "micro design")
+ROADMAP_FIELDS = ("name", "title", "source", "dataset", "notes", "baseline", "sections", "marks", "steps")
+STEP_FIELDS = ("parent", "label", "section", "branch", "top1", "top1_std", "top5", "gmacs")
 
 
 @dataclass(frozen=True)
 class Step:
-    regime: str
-    order: int  # position in the roadmap figure
     name: str  # the conf/step/<name>.yaml that builds it
-    parent: str | None  # the step it changes (None for the baselines)
-    label: str  # text under its bar
-    section: str  # group of the figure
-    adopted: bool  # False for the kernel-size branches the roadmap does not keep
-    top1: float  # paper's ImageNet-1K top-1
-    top1_std: float | None  # paper's std over 3 seeds (Table 10), None where it gives a single run
-    gmacs: float  # paper's multiply-adds at 224x224, in billions
+    order: int | None = None  # position in the roadmap; None for a step the roadmap does not list (a user's own)
+    parent: str | None = None  # the step whose change it measures (None for the first)
+    label: str = ""  # text under its bar
+    section: str = ""  # group of the figure
+    branch: bool = False  # a variant the roadmap tries but does not adopt (e.g. kernel 5, 9, 11)
+    top1: float | None = None  # the published top-1 it reproduces
+    top1_std: float | None = None  # its std over seeds, where published
+    top5: float | None = None
+    gmacs: float | None = None  # published multiply-adds at 224x224, in billions
+
+    @property
+    def adopted(self) -> bool:
+        return not self.branch
+
+    @classmethod
+    def from_dict(cls, name: str, values, order: int | None = None) -> "Step":
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(STEP_FIELDS))
+        if unknown:
+            raise ConfigError(f"step {name}: unknown field {unknown[0]!r}; a step may give {', '.join(STEP_FIELDS)}")
+        for key in ("top1", "top1_std", "top5", "gmacs"):
+            if values.get(key) is not None and not isinstance(values[key], (int, float)):
+                raise ConfigError(f"step {name}: {key}={values[key]!r} must be a number")
+        values.setdefault("label", name)
+        return cls(name=name, order=order, **values)
 
 
-@functools.cache
-def _table() -> tuple[Step, ...]:
-    with DATA.open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return tuple(Step(regime=r["regime"], order=int(r["order"]), name=r["step"], parent=r["parent"] or None,
-                      label=r["label"], section=r["section"], adopted=r["adopted"] == "true", top1=float(r["top1"]),
-                      top1_std=float(r["top1_std"]) if r["top1_std"] else None, gmacs=float(r["gmacs"]))
-                 for r in rows)
+@dataclass(frozen=True)
+class Roadmap:
+    name: str
+    title: str
+    steps: tuple[Step, ...]
+    baseline: str
+    source: str = ""  # the publication its numbers come from
+    dataset: str = ""  # the dataset of those numbers
+    sections: tuple[str, ...] = ()
+    marks: tuple[dict, ...] = ()  # reference lines in the figure: {label, top1, gmacs}
+    notes: str = ""
+    extra: dict = field(default_factory=dict, compare=False)  # values its steps read (stage_ratio, ...)
 
+    @classmethod
+    def from_dict(cls, node) -> "Roadmap":
+        node = dict(node)
+        for key in ("name", "steps"):
+            if not node.get(key):
+                raise ConfigError(f"a roadmap needs `{key}`; got the keys {', '.join(sorted(node)) or 'none'}")
+        steps = tuple(Step.from_dict(name, values, order)
+                      for order, (name, values) in enumerate(dict(node["steps"]).items()))
+        names = [s.name for s in steps]
+        for s in steps:
+            if s.parent is not None and s.parent not in names:
+                raise ConfigError(f"roadmap {node['name']}: step {s.name} has parent {s.parent!r}, which the roadmap "
+                                  f"does not list")
+        text = {k: str(node.get(k) or "") for k in ("title", "source", "dataset", "notes")}
+        return cls(name=str(node["name"]), steps=steps, baseline=node.get("baseline") or names[0],
+                   sections=tuple(node.get("sections") or ()), marks=tuple(dict(m) for m in node.get("marks") or ()),
+                   extra={k: v for k, v in node.items() if k not in ROADMAP_FIELDS}, **text)
 
-def check_regime(regime: str) -> str:
-    if regime not in REGIMES:
-        raise ConfigError(f"regime={regime!r}: must be one of {', '.join(REGIMES)}")
-    return regime
+    def to_dict(self) -> dict:
+        """The plain node again (what runs write as roadmap.json)."""
+        steps = {s.name: {k: getattr(s, k) for k in STEP_FIELDS if getattr(s, k) not in (None, False, "")}
+                 for s in self.steps}
+        return {"name": self.name, "title": self.title, "source": self.source, "dataset": self.dataset,
+                "baseline": self.baseline, "sections": list(self.sections), "marks": list(self.marks),
+                "notes": self.notes, **self.extra, "steps": steps}
 
+    def names(self) -> list[str]:
+        return [s.name for s in self.steps]
 
-def steps(regime: str = "r50") -> list[Step]:
-    """Every step of a regime, in roadmap order."""
-    check_regime(regime)
-    return sorted((s for s in _table() if s.regime == regime), key=lambda s: s.order)
+    def get(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.name == name), None)
 
+    def step(self, name: str) -> Step:
+        """The step `name`, or a one-line error that lists the roadmap's steps."""
+        found = self.get(name)
+        if found is None:
+            raise ConfigError(f"step={name!r} is not a step of roadmap {self.name}; its steps: "
+                              f"{', '.join(self.names())}")
+        return found
 
-def step_names(regime: str = "r50") -> list[str]:
-    return [s.name for s in steps(regime)]
+    def trunk(self) -> list[Step]:
+        """The adopted path: every adopted step, in order."""
+        return [s for s in self.steps if s.adopted]
 
-
-def get_step(name: str, regime: str = "r50") -> Step:
-    """The step `name` of `regime`, or a one-line error that lists the regime's steps."""
-    for s in steps(regime):
-        if s.name == name:
-            return s
-    raise ConfigError(f"step={name!r} is not a step of regime {regime}; its steps: {', '.join(step_names(regime))}")
-
-
-def references(regime: str = "r50") -> list[dict]:
-    """The paper's reference transformer for a regime (Swin-T / Swin-B)."""
-    check_regime(regime)
-    with REFERENCES.open(encoding="utf-8") as f:
-        return [{"model": r["model"], "top1": float(r["top1"]), "gmacs": float(r["gmacs"])}
-                for r in csv.DictReader(f) if r["regime"] == regime]
+    @property
+    def endpoint(self) -> Step:
+        return self.trunk()[-1]

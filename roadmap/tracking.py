@@ -21,7 +21,7 @@ class WandbTracker:
     """Config, per-epoch metrics and the summary; the sweep is the group and the step a tag."""
 
     def __init__(self, cfg, step):
-        import wandb
+        wandb = import_wandb()
 
         mode = os.environ.get("WANDB_MODE") or cfg.logger.mode
         if mode not in ("online", "offline", "disabled"):
@@ -31,7 +31,7 @@ class WandbTracker:
                               "needs no account")
         self.run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, mode=mode,
                               group=cfg.logger.group, name=f"{step.name}-seed{cfg.seed}", dir=str(cfg.run_dir),
-                              tags=[step.name, cfg.regime.name, cfg.scale.name],
+                              tags=[step.name, cfg.roadmap.name, cfg.scale.name],
                               config=OmegaConf.to_container(cfg, resolve=True), reinit=True)
 
     def log(self, metrics: dict) -> None:
@@ -40,6 +40,14 @@ class WandbTracker:
     def finish(self, summary: dict) -> None:
         self.run.summary.update({k: v for k, v in summary.items() if k != "fingerprint"})
         self.run.finish()
+
+
+def import_wandb():
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError("logger=wandb needs the wandb package: pip install -e '.[wandb]'") from None
+    return wandb
 
 
 def make_tracker(cfg, step, main_process: bool):

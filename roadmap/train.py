@@ -1,6 +1,7 @@
-"""Train and evaluate one roadmap step; resumable, one run directory per (scale, regime, step, seed).
+"""Train and evaluate one roadmap step; resumable, one run directory per (scale, roadmap, step, seed).
 
-runs/<scale>/<regime>/<step>/seed<k>/
+runs/<scale>/<roadmap>/roadmap.json   the roadmap the runs belong to (its steps, labels, published numbers)
+runs/<scale>/<roadmap>/<step>/seed<k>/
     config.yaml     the resolved config
     metrics.jsonl   one line per epoch
     summary.json    written when the run ends: done, diverged or failed
@@ -15,23 +16,27 @@ import json
 import math
 import os
 import random
+import socket
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from . import data as data_lib
 from . import recipe as recipe_lib
-from .config import checked_step, model_config
-from .model import ConfigError, RoadmapNet, gmacs, num_params
+from .config import model_config, roadmap_of, step_of
+from .model import ConfigError, ModelConfig, RoadmapNet, gmacs, num_params
+from .steps import Roadmap, Step
 from .tracking import make_tracker
 
 FINISHED = ("done", "diverged")
+PRECISIONS = ("auto", "mixed", "bf16", "fp16", "fp32")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -44,6 +49,40 @@ def atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+@contextmanager
+def run_lock(run_dir: Path, main: bool = True):
+    """Hold the run directory for this process: a second process on the same directory (a second terminal, a
+    requeued job whose first copy still lives) gets a one-line error naming the holder. The lock dies with its
+    process. Directories this call created are removed again if the run stops before writing anything."""
+    if not main:  # the other ranks of a DDP run belong to rank 0's run
+        yield
+        return
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock, owner = FileLock(run_dir / ".lock"), run_dir / ".lock.owner"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        holder = owner.read_text().strip() if owner.exists() else "another process"
+        raise ConfigError(f"{run_dir} is being trained by {holder}; wait for it to finish or stop it") from None
+    try:
+        owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        yield
+    except ConfigError:  # bad input writes nothing; a crash leaves the directory for its failure summary
+        if missing and {p.name for p in run_dir.iterdir()} <= {".lock", ".lock.owner"}:
+            owner.unlink(missing_ok=True)
+            (run_dir / ".lock").unlink(missing_ok=True)
+            for path in missing:  # innermost first; stops at the first one another run has used meanwhile
+                try:
+                    path.rmdir()
+                except OSError:
+                    break
+        raise
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
 
 
 def read_summary(run_dir: Path) -> dict | None:
@@ -150,20 +189,39 @@ def build_loaders(cfg, rt: Runtime, per_rank_batch: int):
         raise ConfigError(f"data.root is required for data={d.name}: data.root=/path/to/dataset")
     if d.kind == "folder":
         return data_lib.folder_loaders(d, r, per_rank_batch, rank=rt.rank, world=rt.world, seed=cfg.seed,
-                                       workers=cfg.train.workers, pin_memory=rt.device.type == "cuda")
+                                       workers=cfg.train.workers, device=rt.device)
     if d.kind != "tensor":
         raise ConfigError(f"data.kind={d.kind!r}: must be tensor or folder")
     train_split, val_split = data_lib.load_tensor_dataset(d, rt.device)
     common = dict(seed=cfg.seed, rank=rt.rank, world=rt.world, norm=data_lib.normalize(d))
-    train = data_lib.TensorLoader(train_split, per_rank_batch, train=True, augment=data_lib.train_augment(d, r),
-                                  erasing=data_lib.erase(r), **common)
+    train = data_lib.TensorLoader(train_split, per_rank_batch, train=True, augment=data_lib.batch_augment(d, r),
+                                  **common)
     val = data_lib.TensorLoader(val_split, per_rank_batch, train=False, **common)
     return train, val
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train the step `cfg` asks for (or print the summary of a finished run) and return its summary."""
-    step = checked_step(cfg)
+@dataclasses.dataclass
+class Run:
+    """Everything a run is, checked, before anything is written."""
+    cfg: DictConfig
+    step: Step
+    roadmap: Roadmap
+    model_cfg: ModelConfig
+    rt: Runtime
+    dir: Path
+    fingerprint: dict
+    precision: str  # bf16, fp16 or fp32, as trained
+    channels_last: bool
+
+    def say(self, *args, **kwargs):
+        if self.rt.main:
+            print(*args, **kwargs)
+
+
+def check(cfg: DictConfig) -> Run:
+    """Every value the run needs, validated (one-line ConfigError otherwise); starts the process group."""
+    roadmap = roadmap_of(cfg)
+    step = step_of(cfg, roadmap)
     model_cfg = model_config(cfg)
     recipe_lib.check(cfg.recipe)
     tc = cfg.train
@@ -172,52 +230,76 @@ def train(cfg: DictConfig) -> dict:
         if not (value is None and name == "max_steps_per_epoch") and not (
                 isinstance(value, int) and not isinstance(value, bool) and value >= least):
             raise ConfigError(f"train.{name}={value!r}: must be an integer >= {least}")
+    if tc.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision={tc.precision!r}: must be one of {', '.join(PRECISIONS)}")
     rt = setup_runtime(tc)
     if tc.batch_size % rt.world:
         raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the {rt.world} processes")
-    run_dir = Path(cfg.run_dir)
-    say = print if rt.main else (lambda *a, **k: None)
+    cuda = rt.device.type == "cuda"
+    precision = {"auto": "bf16" if cuda else "fp32", "mixed": "fp16" if cuda else "bf16"}.get(tc.precision,
+                                                                                            tc.precision)
+    channels_last = cuda if tc.channels_last == "auto" else bool(tc.channels_last)
+    return Run(cfg, step, roadmap, model_cfg, rt, Path(cfg.run_dir), fingerprint(cfg, model_cfg), precision,
+               channels_last)
 
-    prints = fingerprint(cfg, model_cfg)
-    previous = None if tc.overwrite else read_summary(run_dir)
-    ckpt = None if tc.overwrite else load_checkpoint(run_dir / "last.pt", rt.device)
+
+def previous_state(run: Run) -> tuple[dict | None, dict | None]:
+    """The run directory's summary and checkpoint, if they belong to this configuration."""
+    if run.cfg.train.overwrite:
+        return None, None
+    previous = read_summary(run.dir)
+    ckpt = load_checkpoint(run.dir / "last.pt", run.rt.device)
     for old in (previous, ckpt):
-        if old is not None and "fingerprint" in old and old["fingerprint"] != prints:
-            diff = "; ".join(_differences(old["fingerprint"], prints)[:3])
-            raise ConfigError(f"{run_dir} holds a run with a different configuration ({diff}); use another "
+        if old is not None and "fingerprint" in old and old["fingerprint"] != run.fingerprint:
+            diff = "; ".join(_differences(old["fingerprint"], run.fingerprint)[:3])
+            raise ConfigError(f"{run.dir} holds a run with a different configuration ({diff}); use another "
                               f"runs_root or seed, or train.overwrite=true to replace it")
-    if previous and previous.get("status") in FINISHED:
-        say(f"[{step.name}] already finished ({previous['status']}) in {run_dir}: top-1 "
-            f"{previous.get('final_top1')}; train.overwrite=true trains it again")
-        return previous
+    return previous, ckpt
 
-    # Everything is checked: from here on the run directory is ours.
+
+@dataclasses.dataclass
+class Job:
+    """The objects a run trains with."""
+    model: torch.nn.Module  # the plain model (its state is what is saved)
+    net: torch.nn.Module  # what the forward pass calls: the model, wrapped by DDP and/or torch.compile
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: torch.nn.Module | None
+    criterion: torch.nn.Module
+    mix: object
+    train_loader: object
+    val_loader: object
+    steps_per_epoch: int
+    autocast: object
+    params: int
+    gmacs: float
+
+    @property
+    def eval_model(self):
+        return self.ema.module if self.ema is not None else self.model
+
+
+def build(run: Run, ckpt: dict | None) -> Job:
+    """Model, data, optimizer and schedule; restored from the checkpoint when there is one."""
+    cfg, tc, rt = run.cfg, run.cfg.train, run.rt
     torch.set_flush_denormal(True)  # tiny values (layer scale 1e-6, decayed weights) are 10x slower on CPUs
     torch.manual_seed(cfg.seed)
-    model = RoadmapNet(model_cfg)
+    model = RoadmapNet(run.model_cfg)
     params, macs = num_params(model), gmacs(model, cfg.data.resolution)
+    model = model.to(rt.device, memory_format=torch.channels_last if run.channels_last else torch.contiguous_format)
     device_type = rt.device.type
-    precision = tc.precision if tc.precision != "auto" else ("bf16" if device_type == "cuda" else "fp32")
-    if precision not in ("bf16", "fp16", "fp32"):
-        raise ConfigError(f"train.precision={precision!r}: must be one of auto, bf16, fp16, fp32")
-    channels_last = device_type == "cuda" if tc.channels_last == "auto" else bool(tc.channels_last)
-    model = model.to(rt.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    autocast = nullcontext() if precision == "fp32" else torch.autocast(
-        device_type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-    per_rank_batch = tc.batch_size // rt.world
-    train_loader, val_loader = build_loaders(cfg, rt, per_rank_batch)
+    autocast = nullcontext() if run.precision == "fp32" else torch.autocast(
+        device_type, dtype=torch.bfloat16 if run.precision == "bf16" else torch.float16)
+    train_loader, val_loader = build_loaders(cfg, rt, tc.batch_size // rt.world)
     steps_per_epoch = len(train_loader) if tc.max_steps_per_epoch is None else min(
         len(train_loader), tc.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ConfigError(f"train.batch_size={tc.batch_size} is larger than the training set")
     opt = recipe_lib.optimizer(model, cfg.recipe, tc.batch_size)
     sched = recipe_lib.schedule(opt, cfg.recipe, tc.epochs * steps_per_epoch)
-    scaler = torch.amp.GradScaler(device_type, enabled=precision == "fp16")
+    scaler = torch.amp.GradScaler(device_type, enabled=run.precision == "fp16")
     ema = recipe_lib.ema(model, cfg.recipe)
-    criterion = recipe_lib.loss_fn(cfg.recipe)
-    mix = data_lib.batch_mix(cfg.recipe, cfg.data.num_classes)
-
-    start_epoch, history = 0, []
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -225,109 +307,149 @@ def train(cfg: DictConfig) -> dict:
         scaler.load_state_dict(ckpt["scaler"])
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
-        start_epoch = ckpt["epoch"]
-        history = [m for m in _read_metrics(run_dir) if m["epoch"] <= start_epoch]
-        say(f"[{step.name}] resuming {run_dir} after epoch {start_epoch}/{tc.epochs}")
     net = model
     if rt.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rt.device] if device_type == "cuda"
                                                         else None)
     if tc.compile:
         net = torch.compile(net)
-    eval_model = ema.module if ema is not None else model
+    return Job(model, net, opt, sched, scaler, ema, recipe_lib.loss_fn(cfg.recipe),
+               data_lib.batch_mix(cfg.recipe, cfg.data.num_classes), train_loader, val_loader, steps_per_epoch,
+               autocast, params, macs)
 
-    if rt.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
-        (run_dir / "summary.json").unlink(missing_ok=True)
-    tracker = make_tracker(cfg, step, rt.main)
-    base = {"step": step.name, "order": step.order, "label": step.label, "section": step.section,
-            "adopted": step.adopted, "regime": cfg.regime.name, "scale": cfg.scale.name, "seed": cfg.seed,
+
+def train_epoch(run: Run, job: Job, epoch: int, show_bar: bool) -> tuple[dict | None, str | None]:
+    """One epoch of training and the evaluation after it: (metrics, None), or (None, why) when the loss is not
+    finite."""
+    cfg, rt = run.cfg, run.rt
+    _seed_epoch(cfg.seed, rt.rank, epoch)
+    loader = job.train_loader
+    loader.set_epoch(epoch)
+    job.net.train()
+    t0 = time.perf_counter()
+    loss_sum, seen, i = torch.zeros((), device=rt.device), 0, 0
+    bar = tqdm(total=job.steps_per_epoch, desc=f"{run.step.name} {epoch + 1}/{cfg.train.epochs}",
+               disable=not show_bar, leave=False)
+    for i, (x, y) in enumerate(itertools.islice(loader, job.steps_per_epoch)):
+        x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
+        if job.mix is not None:
+            x, y = job.mix(x, y)
+        if run.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with job.autocast:
+            loss = job.criterion(job.net(x), y)
+        job.opt.zero_grad(set_to_none=True)
+        job.scaler.scale(loss).backward()
+        if cfg.recipe.grad_clip:
+            job.scaler.unscale_(job.opt)
+            torch.nn.utils.clip_grad_norm_(job.model.parameters(), cfg.recipe.grad_clip)
+        job.scaler.step(job.opt)
+        job.scaler.update()
+        job.sched.step()
+        if job.ema is not None:
+            job.ema.update_parameters(job.model)
+        loss_sum += loss.detach()
+        seen += len(x)
+        if i % 50 == 0 or i == job.steps_per_epoch - 1:
+            value = loss.item()
+            if not math.isfinite(value):
+                bar.close()
+                return None, f"loss is {value} at epoch {epoch + 1}, step {i + 1}"
+            bar.set_postfix(loss=f"{value:.3f}")
+        bar.update()
+    bar.close()
+    train_seconds = time.perf_counter() - t0
+    top1, top5 = evaluate(job.eval_model, job.val_loader, rt, job.autocast, run.channels_last)
+    return {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(1, i + 1), "lr": job.opt.param_groups[0]["lr"],
+            "val_top1": top1, "val_top5": top5, "img_s": seen * rt.world / train_seconds,
+            "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}, None
+
+
+def save_checkpoint(run: Run, job: Job, epoch: int) -> None:
+    atomic_save({"model": job.model.state_dict(), "optimizer": job.opt.state_dict(),
+                 "scheduler": job.sched.state_dict(), "scaler": job.scaler.state_dict(),
+                 "ema": job.ema.state_dict() if job.ema is not None else None, "epoch": epoch,
+                 "fingerprint": run.fingerprint}, run.dir / "last.pt")
+
+
+def describe(run: Run, job: Job) -> dict:
+    """What a summary says about the run besides its results: the step as its roadmap describes it, the setting,
+    the network's cost."""
+    cfg, s = run.cfg, run.step
+    return {"step": s.name, "parent": s.parent, "order": s.order, "label": s.label, "section": s.section,
+            "adopted": s.adopted, "roadmap": run.roadmap.name, "scale": cfg.scale.name, "seed": cfg.seed,
             "ablation": cfg.get("ablation"), "dataset": cfg.data.name, "recipe": cfg.recipe.name,
-            "resolution": cfg.data.resolution,
-            "params": params, "gmacs": round(macs, 4), "paper_top1": step.top1, "paper_gmacs": step.gmacs,
-            "device": str(rt.device), "world_size": rt.world, "torch": torch.__version__}
-    say(f"[{step.name}] {params / 1e6:.2f}M params, {macs:.3f} GMACs at {cfg.data.resolution}px, "
-        f"{cfg.data.name}, {tc.epochs} epochs x {steps_per_epoch} steps of {tc.batch_size} on {rt.device} "
-        f"({precision}) -> {run_dir}")
+            "resolution": cfg.data.resolution, "epochs_planned": cfg.train.epochs,
+            "batch_size": cfg.train.batch_size, "precision": run.precision, "params": job.params,
+            "gmacs": round(job.gmacs, 4), "paper_top1": s.top1, "paper_top1_std": s.top1_std,
+            "paper_top5": s.top5, "paper_gmacs": s.gmacs, "device": str(run.rt.device),
+            "world_size": run.rt.world, "torch": torch.__version__}
 
+
+def train(cfg: DictConfig) -> dict:
+    """Train the step `cfg` asks for (or print the summary of a finished run) and return its summary."""
+    run = check(cfg)
+    with run_lock(run.dir, run.rt.main):
+        previous, ckpt = previous_state(run)
+        if previous and previous.get("status") in FINISHED:
+            run.say(f"[{run.step.name}] already finished ({previous['status']}) in {run.dir}: top-1 "
+                    f"{previous.get('final_top1')}; train.overwrite=true trains it again")
+            return previous
+        job = build(run, ckpt)
+        start_epoch = ckpt["epoch"] if ckpt is not None else 0
+        history = [m for m in _read_metrics(run.dir) if m["epoch"] <= start_epoch]
+        if ckpt is not None:
+            run.say(f"[{run.step.name}] resuming {run.dir} after epoch {start_epoch}/{cfg.train.epochs}")
+        return fit(run, job, start_epoch, history)
+
+
+def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
+    """Train from `start_epoch` to the end, writing metrics and a checkpoint after every epoch, then the summary."""
+    cfg, tc, rt = run.cfg, run.cfg.train, run.rt
+    if rt.main:
+        atomic_write_text(run.dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write_text(run.dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+        atomic_write_text(run.dir.parent.parent / "roadmap.json", json.dumps(run.roadmap.to_dict(), indent=1))
+        (run.dir / "summary.json").unlink(missing_ok=True)
+    tracker = make_tracker(cfg, run.step, rt.main)
+    name = run.step.name
+    run.say(f"[{name}] {job.params / 1e6:.2f}M params, {job.gmacs:.3f} GMACs at {cfg.data.resolution}px, "
+            f"{cfg.data.name}, {tc.epochs} epochs x {job.steps_per_epoch} steps of {tc.batch_size} on {rt.device} "
+            f"({run.precision}) -> {run.dir}")
     status, message = "done", None
     show_bar = rt.main and (tc.progress is True or (tc.progress == "auto" and sys.stderr.isatty()))
     for epoch in range(start_epoch, tc.epochs):
-        _seed_epoch(cfg.seed, rt.rank, epoch)
-        if hasattr(train_loader, "sampler") and hasattr(train_loader.sampler, "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)
-        else:
-            train_loader.epoch = epoch
-        net.train()
-        t0 = time.perf_counter()
-        loss_sum, seen = torch.zeros((), device=rt.device), 0
-        bar = tqdm(total=steps_per_epoch, desc=f"{step.name} {epoch + 1}/{tc.epochs}", disable=not show_bar,
-                   leave=False)
-        for i, (x, y) in enumerate(itertools.islice(train_loader, steps_per_epoch)):
-            x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
-            if mix is not None:
-                x, y = mix(x, y)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                loss = criterion(net(x), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.recipe.grad_clip:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.recipe.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            loss_sum += loss.detach()
-            seen += len(x)
-            if i % 50 == 0 or i == steps_per_epoch - 1:
-                value = loss.item()
-                if not math.isfinite(value):
-                    status = "diverged"
-                    message = f"loss is {value} at epoch {epoch + 1}, step {i + 1}"
-                    break
-                bar.set_postfix(loss=f"{value:.3f}")
-            bar.update()
-        bar.close()
-        if status == "diverged":
+        metrics, message = train_epoch(run, job, epoch, show_bar)
+        if metrics is None:
+            status = "diverged"
             break
-        train_seconds = time.perf_counter() - t0
-        top1, top5 = evaluate(eval_model, val_loader, rt, autocast, channels_last)
-        metrics = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(1, i + 1),
-                   "lr": opt.param_groups[0]["lr"], "val_top1": top1, "val_top5": top5,
-                   "img_s": seen * rt.world / train_seconds, "train_seconds": train_seconds,
-                   "seconds": time.perf_counter() - t0}
         history.append(metrics)
         if rt.main:
-            with open(run_dir / "metrics.jsonl", "a") as f:
+            with open(run.dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
-            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                         "epoch": epoch + 1, "fingerprint": prints}, run_dir / "last.pt")
+            save_checkpoint(run, job, epoch + 1)
         tracker.log(metrics)
-        say(f"[{step.name}] epoch {epoch + 1}/{tc.epochs}  loss {metrics['train_loss']:.4f}  top-1 {top1:.2f}  "
-            f"top-5 {top5:.2f}  lr {metrics['lr']:.2e}  {metrics['img_s']:.0f} img/s  {metrics['seconds']:.1f}s")
+        run.say(f"[{name}] epoch {epoch + 1}/{tc.epochs}  loss {metrics['train_loss']:.4f}  top-1 "
+                f"{metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}  lr {metrics['lr']:.2e}  "
+                f"{metrics['img_s']:.0f} img/s  {metrics['seconds']:.1f}s")
 
-    summary = {**base, "status": status, "message": message, "epochs": len(history), "fingerprint": prints}
+    summary = {**describe(run, job), "status": status, "message": message, "epochs": len(history),
+               "fingerprint": run.fingerprint}
     if history:
+        seconds = sum(m["train_seconds"] for m in history)
         summary.update(final_top1=history[-1]["val_top1"], final_top5=history[-1]["val_top5"],
                        best_top1=max(m["val_top1"] for m in history), best_top5=max(m["val_top5"] for m in history),
-                       train_time=sum(m["train_seconds"] for m in history),
-                       img_s=sum(m["img_s"] * m["train_seconds"] for m in history)
-                       / max(1e-9, sum(m["train_seconds"] for m in history)))
+                       train_time=seconds,
+                       img_s=sum(m["img_s"] * m["train_seconds"] for m in history) / max(1e-9, seconds))
     if rt.main:
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+        atomic_write_text(run.dir / "summary.json", json.dumps(summary, indent=1))
     tracker.finish(summary)
     if status == "diverged":
-        say(f"[{step.name}] diverged: {message}; summary.json says status 'diverged'", file=sys.stderr)
+        run.say(f"[{name}] diverged: {message}; summary.json says status 'diverged'", file=sys.stderr)
     else:
-        say(f"[{step.name}] done: top-1 {summary.get('final_top1', float('nan')):.2f} "
-            f"(best {summary.get('best_top1', float('nan')):.2f}) in {summary.get('train_time', 0):.0f}s -> {run_dir}")
+        run.say(f"[{name}] done: top-1 {summary.get('final_top1', float('nan')):.2f} "
+                f"(best {summary.get('best_top1', float('nan')):.2f}) in {summary.get('train_time', 0):.0f}s "
+                f"-> {run.dir}")
     return summary
 
 
@@ -348,6 +470,6 @@ def write_failure(cfg: DictConfig, error: BaseException) -> None:
     """Record a run that stopped with an error, so sweeps and reports show it."""
     run_dir = Path(cfg.run_dir)
     if run_dir.exists() and int(os.environ.get("RANK", 0)) == 0:
-        summary = {"step": str(cfg.get("step")), "regime": cfg.regime.name, "scale": cfg.scale.name,
+        summary = {"step": str(cfg.get("step")), "roadmap": cfg.roadmap.name, "scale": cfg.scale.name,
                    "seed": cfg.seed, "status": "failed", "message": f"{type(error).__name__}: {error}"}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))

@@ -16,8 +16,8 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path):
                         "--warmup", "1", "--cifar-batch", "2", "--rounds", "1", "--peak-tflops", "1", "--out", str(tmp_path)],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert p.returncode == 0, p.stderr
-    df = pd.read_csv(tmp_path / "bench_cpu_r50.csv")
-    steps = roadmap.step_names("r50")
+    df = pd.read_csv(tmp_path / "bench_cpu_convnext_t.csv")
+    steps = roadmap.load_roadmap("convnext_t").names()
     assert list(df["step"]) == steps + ["torchvision resnet50", "torchvision convnext_tiny"]
     assert (df["train_img_s"] > 0).all() and (df["infer_img_s"] > 0).all() and (df["peak_mem_mb"] > 0).all()
     rows = df.set_index("step")
@@ -27,8 +27,8 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path):
     assert rows.loc["separate_downsampling", "ratio_ours_to_torchvision"] == \
         rows.loc["torchvision convnext_tiny", "ratio_ours_to_torchvision"]
     assert (df.loc[df["model"] == "roadmap", "cifar_img_s"] > 0).all()
-    md = (tmp_path / "bench_cpu_r50.md").read_text()
-    assert md.startswith("# Benchmark: r50 on ") and "CPU" in md.splitlines()[0]
+    md = (tmp_path / "bench_cpu_convnext_t.md").read_text()
+    assert md.startswith("# Benchmark: convnext_t on ") and "CPU" in md.splitlines()[0]
     assert f"torch {__import__('torch').__version__}" in md
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(steps) + 2

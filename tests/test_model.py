@@ -14,7 +14,9 @@ import roadmap
 from roadmap.config import CONF_DIR, compose, model_config, step_model_config
 from roadmap.model import ConfigError, ModelConfig, RoadmapNet, num_params
 
-STEPS = {regime: roadmap.steps(regime) for regime in ("r50", "r200")}
+ROADMAPS = ("convnext_t", "convnext_b", "bag_of_tricks")
+STEPS = {name: list(roadmap.load_roadmap(name).steps) for name in ROADMAPS}
+BASELINE_DEPTHS = {"convnext_t": (3, 4, 6, 3), "convnext_b": (3, 24, 36, 3), "bag_of_tricks": (3, 4, 6, 3)}
 
 
 def own_switches(step):
@@ -22,61 +24,112 @@ def own_switches(step):
     return set((yaml.safe_load((CONF_DIR / "step" / f"{step}.yaml").read_text()) or {}).get("model", {}))
 
 
-@pytest.mark.parametrize("regime", ["r50", "r200"])
-def test_every_step_is_its_parent_plus_its_own_switches(regime):
-    configs = {s.name: dataclasses.asdict(step_model_config(s.name, regime)) for s in STEPS[regime]}
-    baseline = configs[STEPS[regime][1].name]
-    assert baseline == dataclasses.asdict(dataclasses.replace(
-        ModelConfig(), depths=(3, 4, 6, 3) if regime == "r50" else (3, 24, 36, 3)))
-    assert configs[STEPS[regime][0].name] == baseline  # the classic-recipe step: same network
-    for s in STEPS[regime]:
+@pytest.mark.parametrize("name", ROADMAPS)
+def test_every_step_is_its_parent_plus_its_own_switches(name):
+    configs = {s.name: dataclasses.asdict(step_model_config(s.name, name)) for s in STEPS[name]}
+    first = STEPS[name][0]
+    baseline = configs[roadmap.load_roadmap(name).baseline]
+    expected = dataclasses.replace(ModelConfig(), depths=BASELINE_DEPTHS[name],
+                                   stride_conv="first" if name == "bag_of_tricks" else "spatial")
+    assert baseline == dataclasses.asdict(expected) and configs[first.name] == baseline
+    for s in STEPS[name]:
         if s.parent is None:
             continue
         changed = {k for k, v in configs[s.name].items() if configs[s.parent][k] != v}
-        assert changed and changed <= own_switches(s.name), s.name  # r50's stage_ratio keeps width 64
-    expected = {"stage_ratio": {"depths", "width"} if regime == "r200" else {"depths"},
-                "separate_downsampling": {"downsampling", "layer_scale"}, "kernel_9": {"kernel_size"}}
-    for name, fields in expected.items():
-        parent = next(s.parent for s in STEPS[regime] if s.name == name)
-        assert {k for k, v in configs[name].items() if configs[parent][k] != v} == fields
+        assert changed <= own_switches(s.name), s.name  # convnext_t's stage_ratio keeps width 64
+    expected = {"convnext_t": {"stage_ratio": {"depths"}, "separate_downsampling": {"downsampling", "layer_scale"},
+                               "kernel_9": {"kernel_size"}},
+                "convnext_b": {"stage_ratio": {"depths", "width"}},
+                "bag_of_tricks": {"resnet_b": {"stride_conv"}, "resnet_c": {"stem"}, "resnet_d": {"shortcut"},
+                                  "zero_gamma": {"zero_init_residual"}, "cosine_lr": set(), "batch_1024": set()}}
+    for step, fields in expected[name].items():
+        parent = next(s.parent for s in STEPS[name] if s.name == step)
+        assert {k for k, v in configs[step].items() if configs[parent][k] != v} == fields, step
 
 
-def test_step_files_and_roadmap_table_agree():
+@pytest.mark.parametrize("name", ROADMAPS)
+def test_roadmap_parents_are_the_steps_their_files_include(name):
+    """The roadmap's `parent` of a step is what its config builds on (the classic-recipe baselines are the
+    exception: their file includes the modern baseline and changes the recipe, and the roadmap compares the other
+    way round)."""
+    from roadmap.config import lineage
+
+    baseline = roadmap.load_roadmap(name).baseline
+    checked = 0
+    for s in STEPS[name]:
+        if s.parent is None or s.name in (baseline, "stage_ratio"):
+            continue  # the baseline and stage_ratio set the baseline network's values themselves: they include nothing
+        assert lineage(s.name)[1:2] == [s.parent], s.name
+        checked += 1
+    assert checked == len(STEPS[name]) - (3 if name != "bag_of_tricks" else 1)
+
+
+def test_step_files_and_roadmaps_agree():
     files = {p.stem for p in (CONF_DIR / "step").glob("*.yaml")}
     assert files == {s.name for r in STEPS.values() for s in r} | {"baseline", "baseline_classic"}
-    assert [s.name for s in STEPS["r50"]][:3] == ["resnet50_classic", "resnet50", "stage_ratio"]
-    assert [s.name for s in STEPS["r50"]][-1] == "separate_downsampling"
-    assert [s.name for s in STEPS["r50"]][2:] == [s.name for s in STEPS["r200"]][2:]
-    assert [s.name for s in STEPS["r50"] if not s.adopted] == ["kernel_5", "kernel_9", "kernel_11"]
+    names = {k: [s.name for s in v] for k, v in STEPS.items()}
+    assert names["convnext_t"][:3] == ["resnet50_classic", "resnet50", "stage_ratio"]
+    assert names["convnext_t"][-1] == "separate_downsampling"
+    assert names["convnext_t"][2:] == names["convnext_b"][2:]
+    assert [s.name for s in STEPS["convnext_t"] if not s.adopted] == ["kernel_5", "kernel_9", "kernel_11"]
+    assert names["bag_of_tricks"] == ["resnet50_original", "batch_1024", "lr_warmup", "zero_gamma", "no_bias_decay",
+                                      "mixed_precision", "resnet_b", "resnet_c", "resnet_d", "cosine_lr",
+                                      "label_smoothing", "mixup"]
+    bot = roadmap.load_roadmap("bag_of_tricks")
+    assert bot.step("mixup").top1 == 79.15 and bot.step("resnet_d").top5 == 93.52 and "distillation" in bot.notes
 
 
-@pytest.mark.parametrize("regime", ["r50", "r200"])
-def test_baseline_aliases_name_the_regime_baseline(regime):
-    net = "resnet50" if regime == "r50" else "resnet200"
-    assert compose(["+step=baseline", f"regime={regime}"]).step == net
-    classic = compose(["+step=baseline_classic", f"regime={regime}"])
+@pytest.mark.parametrize("name", ["convnext_t", "convnext_b"])
+def test_baseline_aliases_name_the_roadmap_baseline(name):
+    net = "resnet50" if name == "convnext_t" else "resnet200"
+    assert compose(["+step=baseline", f"roadmap={name}"]).step == net
+    classic = compose(["+step=baseline_classic", f"roadmap={name}"])
     assert classic.step == f"{net}_classic" and classic.recipe.name == "classic"
-    assert model_config(classic) == model_config(compose([f"+step={net}", f"regime={regime}"]))
+    assert model_config(classic) == model_config(compose([f"+step={net}", f"roadmap={name}"]))
+
+
+def test_bag_of_tricks_recipe_steps():
+    def cfg(step, *extra):
+        return compose([f"+step={step}", "roadmap=bag_of_tricks", *extra])
+
+    base = cfg("resnet50_original")
+    assert base.recipe.name == "classic" and list(base.recipe.milestones) == [0.25, 0.5, 0.75]
+    assert base.train.precision == "fp32" and base.recipe.decay_norm_and_bias and base.recipe.warmup == 0
+    assert base.train.batch_size == 256 and cfg("batch_1024").train.batch_size == 1024
+    assert cfg("batch_1024", "scale=imagenet").train.batch_size == 4 * 4096
+    assert cfg("lr_warmup").recipe.warmup == pytest.approx(5 / 120, abs=1e-3)
+    assert cfg("no_bias_decay").recipe.decay_norm_and_bias is False
+    assert cfg("mixed_precision").train.precision == "mixed"
+    assert cfg("cosine_lr").recipe.schedule == "cosine" and cfg("label_smoothing").recipe.label_smoothing == 0.1
+    mixup = cfg("mixup")
+    assert mixup.recipe.mixup == 0.2 and mixup.train.epochs == 3 and mixup.train.batch_size == 1024
+    assert cfg("mixup", "scale=cifar").train.epochs == 167  # 100 x 200/120
+    assert cfg("mixup", "train.epochs=7").train.epochs == 7  # the command line wins
 
 
 def test_classic_step_switches_the_recipe_only():
     cfg = compose(["+step=resnet50_classic"])
     assert cfg.recipe.name == "classic" and cfg.recipe.optimizer == "sgd"
     assert compose(["+step=resnet50"]).recipe.name == "modern"
-    assert cfg.run_dir == "runs/embedded/r50/resnet50_classic/seed0"
+    assert cfg.run_dir == "runs/embedded/convnext_t/resnet50_classic/seed0"
 
 
-@pytest.mark.parametrize("regime,tolerance", [("r50", 0.005), ("r200", 0.01)])
-def test_gmacs_match_the_paper(regime, tolerance):
+@pytest.mark.parametrize("name,tolerance", [("convnext_t", 0.005), ("convnext_b", 0.01), ("bag_of_tricks", 0.06)])
+def test_gmacs_match_the_paper(name, tolerance):
     from roadmap.complexity import table
 
-    rows = table(regime)
-    assert [r["step"] for r in rows] == [s.name for s in STEPS[regime]]
+    rows = table(name)
+    assert [r["step"] for r in rows] == [s.name for s in STEPS[name]]
     for r in rows:
         assert abs(r["gmacs"] - r["paper_gmacs"]) <= tolerance, r
     params = {r["step"]: r["params"] for r in rows}
-    assert params["resnet50" if regime == "r50" else "resnet200"] == (25_557_032 if regime == "r50" else 64_673_832)
-    assert params["separate_downsampling"] == (28_589_128 if regime == "r50" else 88_591_464)
+    first, last = STEPS[name][1].name, STEPS[name][-1].name
+    expected = {"convnext_t": (25_557_032, 28_589_128), "convnext_b": (64_673_832, 88_591_464),
+                "bag_of_tricks": (25_557_032, 25_576_264)}[name]  # torchvision resnet50 / convnext; timm resnet50d
+    assert (params[first], params[last]) == expected
+    if name == "bag_of_tricks":  # the paper rounds to 0.1 G: 3.86 (stride on the 1x1), 4.09, 4.33, 4.33
+        assert [r["gmacs"] for r in rows if r["step"] in ("resnet50_original", "resnet_b", "resnet_c")] == \
+            [3.858, 4.089, 4.329]
 
 
 def _randomize(model):
@@ -126,7 +179,7 @@ def test_from_torchvision_rejects_other_models():
         roadmap.from_torchvision(torchvision.models.mobilenet_v3_small())
 
 
-@pytest.mark.parametrize("step", [s.name for s in STEPS["r50"]])
+@pytest.mark.parametrize("step", [s.name for s in STEPS["convnext_t"]])
 def test_every_step_trains_on_a_small_input(step):
     torch.manual_seed(0)
     cfg = dataclasses.replace(step_model_config(step), num_classes=5, width_multiplier=0.25, drop_path=0.1)
@@ -160,7 +213,13 @@ def test_layer_norm_network_runs_channels_last_with_biases():
 
 
 BAD_VALUES = [
-    ({"stem": "conv"}, "model.stem='conv': must be one of resnet, patchify"),
+    ({"stem": "conv"}, "model.stem='conv': must be one of resnet, patchify, deep"),
+    ({"stride_conv": "last"}, "model.stride_conv='last': must be one of spatial, first"),
+    ({"shortcut": "maxpool"}, "model.shortcut='maxpool': must be one of conv, avgpool"),
+    ({"zero_init_residual": 1}, "model.zero_init_residual=1: must be true or false"),
+    ({"zero_init_residual": True, "norms": "one", "conv_position": "first"},
+     "model.zero_init_residual=true zeroes the norm after the branch's last conv, which needs model.norms='all'"),
+    ({"stride_conv": "first", "norm": "layer"}, "model.stride_conv='first' strides the first 1x1 conv"),
     ({"spatial_conv": "grouped"}, "model.spatial_conv='grouped': must be one of dense, depthwise"),
     ({"block": "basic"}, "model.block='basic': must be one of bottleneck, inverted"),
     ({"conv_position": "last"}, "model.conv_position='last': must be one of middle, first"),
@@ -198,22 +257,113 @@ def test_bad_override_through_hydra_and_unknown_field():
         ModelConfig.from_dict({"kernal_size": 3})
 
 
-def test_build_model_rejects_unknown_steps_and_regimes():
-    with pytest.raises(ConfigError, match=r"step='kernel_13' is not a step of regime r50; its steps: "
+def test_build_model_rejects_unknown_steps_and_roadmaps():
+    with pytest.raises(ConfigError, match=r"step='kernel_13' is not a step of roadmap convnext_t; its steps: "
                                           r"resnet50_classic, resnet50, stage_ratio"):
         roadmap.build_model("kernel_13")
-    with pytest.raises(ConfigError, match=r"step='resnet200' is not a step of regime r50"):
+    with pytest.raises(ConfigError, match=r"step='resnet200' is not a step of roadmap convnext_t and does not build "
+                                          r"on one"):
         roadmap.build_model("resnet200")
-    with pytest.raises(ConfigError, match=r"regime='r101': must be one of r50, r200"):
-        roadmap.build_model("gelu", regime="r101")
+    with pytest.raises(ConfigError, match=r"roadmap='r101': no roadmap/r101.yaml in conf/ or the config dirs; "
+                                          r"roadmaps: bag_of_tricks, convnext_b, convnext_t"):
+        roadmap.build_model("gelu", roadmap="r101")
 
 
 def test_complexity_cli_json():
     out = subprocess.run([sys.executable, "-m", "roadmap.complexity", "--json"], capture_output=True, text=True,
                          check=True).stdout
     rows = json.loads(out)
-    assert [r["step"] for r in rows] == roadmap.step_names("r50")
+    assert [r["step"] for r in rows] == [s.name for s in STEPS["convnext_t"]]
     assert {"step", "params", "gmacs"} <= set(rows[0])
     assert rows[-1]["gmacs"] == 4.456 and rows[-1]["params"] == 28_589_128
-    bad = subprocess.run([sys.executable, "-m", "roadmap.complexity", "regime=r18"], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: regime='r18': must be one of r50, r200"
+    bad = subprocess.run([sys.executable, "-m", "roadmap.complexity", "roadmap=r18"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: roadmap='r18': no roadmap/r18.yaml")
+
+
+USER_ROADMAP = """# @package _global_
+roadmap:
+  name: mine
+  title: ConvNeXt-T and a smaller kernel
+  baseline: resnet50
+  stage_ratio: {depths: [3, 3, 9, 3], width: 64}  # what conf/step/stage_ratio.yaml and widen.yaml read
+  widen_width: 96
+  drop_path: 0.1
+  steps:
+    resnet50: {top1: 78.82, gmacs: 4.089}
+    separate_downsampling: {parent: resnet50, label: ConvNeXt-T, top1: 81.97}
+    dw_kernel_3: {parent: separate_downsampling, label: kernel 3}
+model: {depths: [3, 4, 6, 3], width: 64}
+"""
+
+
+def write_user_roadmap(folder):
+    write_user_step(folder)
+    (folder / "roadmap").mkdir(parents=True, exist_ok=True)
+    (folder / "roadmap" / "mine.yaml").write_text(USER_ROADMAP)
+
+
+def test_complexity_of_a_users_roadmap_with_its_own_step(tmp_path):
+    """A user's step without a published number shows its own params and GMACs only."""
+    write_user_roadmap(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "roadmap.complexity", "roadmap=mine", "--config-dir", str(tmp_path),
+                        "--json"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    rows = {r["step"]: r for r in json.loads(p.stdout)}
+    assert list(rows) == ["resnet50", "separate_downsampling", "dw_kernel_3"]
+    assert rows["dw_kernel_3"]["paper_gmacs"] is None and rows["dw_kernel_3"]["paper_top1"] is None
+    assert rows["separate_downsampling"]["gmacs"] == 4.456
+    assert rows["dw_kernel_3"]["params"] < rows["separate_downsampling"]["params"] == 28_589_128
+    assert 4.3 < rows["dw_kernel_3"]["gmacs"] < 4.456  # 3x3 instead of 7x7 depthwise kernels
+
+
+def write_user_step(folder):
+    (folder / "step").mkdir(parents=True, exist_ok=True)
+    (folder / "step" / "dw_kernel_3.yaml").write_text(
+        "# @package _global_\n# ConvNeXt-T with the 3x3 depthwise kernel of the roadmap's start\ndefaults:\n"
+        "  - separate_downsampling\n  - _self_\nstep: dw_kernel_3\nmodel:\n  kernel_size: 3\n")
+
+
+@pytest.mark.parametrize("name", ["resnet50d", "resnet50"])
+def test_timm_resnets_are_roadmap_networks(name):
+    """timm's resnet50d is ResNet-C + D (deep stem, average-pooled shortcut) on torchvision's ResNet-B: the same
+    logits after loading its weights into ours."""
+    import timm
+    tm = _randomize(timm.create_model(name, pretrained=False, num_classes=11))
+    ours = roadmap.from_timm(tm).eval()
+    assert num_params(ours) == num_params(tm)
+    resnet_d = dataclasses.replace(step_model_config("resnet_d", "bag_of_tricks"), zero_init_residual=False)
+    if name == "resnet50d":
+        assert (ours.config.stem, ours.config.shortcut, ours.config.stride_conv) == ("deep", "avgpool", "spatial")
+        assert dataclasses.replace(ours.config, num_classes=1000) == resnet_d
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for shape in [(2, 3, 128, 128), (1, 3, 97, 75)]:  # odd sizes: ceil_mode of the average pool matters
+            x = torch.randn(shape)
+            expected = tm(x)
+            assert expected.abs().max() > 1e-2
+            assert (ours(x) - expected).abs().max().item() <= 1e-4
+
+
+def test_bag_of_tricks_networks():
+    """ResNet-A strides its first 1x1 conv, zero gamma starts every residual branch at zero, ResNet-C's stem is
+    three 3x3 convs (32, 32, 64), ResNet-D pools before the shortcut's 1x1 conv."""
+    original = roadmap.build_model("resnet50_original", "bag_of_tricks")
+    block = original.stages[1][0]
+    assert block.branch[0].stride == (2, 2) and block.branch[3].stride == (1, 1)
+    zero = roadmap.build_model("zero_gamma", "bag_of_tricks").eval()
+    norms = [[m for m in b.branch if isinstance(m, torch.nn.BatchNorm2d)][-1] for s in zero.stages for b in s]
+    assert len(norms) == 16 and all(n.weight.abs().sum() == 0 for n in norms)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():  # every block is its shortcut (+ ReLU) at init
+        b = zero.stages[0][1]
+        h = zero.stages[0][0](zero.stem(x))
+        assert torch.equal(b(h), torch.relu(h))
+    c = roadmap.build_model("resnet_c", "bag_of_tricks")
+    convs = [m for m in c.stem if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in convs] == [
+        (3, 32, (3, 3), (2, 2)), (32, 32, (3, 3), (1, 1)), (32, 64, (3, 3), (1, 1))]
+    d = roadmap.build_model("resnet_d", "bag_of_tricks")
+    shortcut = d.stages[1][0].shortcut
+    assert isinstance(shortcut[0], torch.nn.AvgPool2d) and shortcut[1].stride == (1, 1)
+    assert not isinstance(d.stages[0][0].shortcut[0], torch.nn.AvgPool2d)  # stride 1: no pooling
+    assert d(torch.randn(1, 3, 64, 64)).shape == (1, 1000)

@@ -5,6 +5,7 @@ import math
 
 import pandas as pd
 import pytest
+import scipy.stats
 
 import roadmap
 from roadmap import report
@@ -12,31 +13,42 @@ from roadmap import report
 from helpers import ROOT, TINY, run, summary
 
 
-def fake_runs(root, regime="r50", scale="embedded", ablation=None):
-    """Summaries as the trainer writes them: 3 seeds for most steps, one diverged step, one missing step, one
-    unreadable file."""
+def fake_runs(root, name="convnext_t", scale="embedded", ablation=None, seeds=3, effect=None, write_roadmap=True):
+    """Summaries as the trainer writes them: `seeds` seeds for most steps (one for the classic-recipe step), one
+    diverged step, one missing step, one unreadable file. `effect(step, seed)` gives a run's top-1 (default:
+    0.5 a step plus noise)."""
     rng = __import__("random").Random(0)
+    rm = roadmap.load_roadmap(name)
+    folder = root / scale / name / (ablation or "")
+    folder.mkdir(parents=True, exist_ok=True)
+    if write_roadmap:
+        (folder / "roadmap.json").write_text(json.dumps(rm.to_dict()))
     expected = {}
-    for s in roadmap.steps(regime):
+    for s in rm.steps:
         if s.name == "kernel_9":
             continue  # missing
-        seeds = 1 if s.name == "resnet50_classic" else 3
-        for seed in range(seeds):
-            d = root / scale / regime / (f"{ablation}/" if ablation else "") / s.name / f"seed{seed}"
+        for seed in range(1 if s.name.endswith("_classic") else seeds):
+            d = folder / s.name / f"seed{seed}"
             d.mkdir(parents=True)
-            top1 = 80 + s.order * 0.5 + rng.uniform(-1, 1)
+            top1 = effect(s, seed) if effect else 80 + s.order * 0.5 + rng.uniform(-1, 1)
             status = "diverged" if s.name == "layer_norm" else "done"
-            body = {"step": s.name, "order": s.order, "regime": regime, "scale": scale, "seed": seed,
-                    "dataset": "fashion_mnist", "status": status, "params": 1000 + s.order, "gmacs": 0.01 * s.order,
-                    "ablation": ablation, "fingerprint": {"model": {}}}
+            body = {"step": s.name, "parent": s.parent, "order": s.order, "label": s.label, "section": s.section,
+                    "adopted": s.adopted, "roadmap": name, "scale": scale, "seed": seed, "dataset": "fashion_mnist",
+                    "status": status, "params": 1000 + s.order, "gmacs": 0.01 * s.order, "ablation": ablation,
+                    "paper_top1": s.top1, "paper_gmacs": s.gmacs, "fingerprint": {"model": {}}}
             if status == "done":
                 body.update(final_top1=top1, best_top1=top1 + 0.1)
                 expected.setdefault(s.name, []).append(top1)
             (d / "summary.json").write_text(json.dumps(body))
-    bad = root / scale / regime / (f"{ablation}/" if ablation else "") / "broken" / "seed0"
+    bad = folder / "broken" / "seed0"
     bad.mkdir(parents=True)
     (bad / "summary.json").write_text("{not json")
     return expected
+
+
+def table_of(runs_dir):
+    runs = report.load_runs(runs_dir)
+    return report.step_table(runs, report.ordered_steps(report.roadmap_of(runs), runs)).set_index("step")
 
 
 def test_report_tables_and_figures(tmp_path):
@@ -44,7 +56,8 @@ def test_report_tables_and_figures(tmp_path):
     with pytest.warns(UserWarning, match=r"skipping .*broken/seed0/summary.json: unreadable summary"):
         written = report.report(tmp_path / "runs", tmp_path / "out")
     names = sorted(p.name for p in written)
-    assert names == ["results.csv", "results.md", "roadmap.pdf", "roadmap.png"]
+    assert names == ["agreement.json", "results.csv", "results.md", "roadmap.pdf", "roadmap.png", "steps.csv",
+                     "transfer.pdf", "transfer.png"]
     for p in written:
         assert p.stat().st_size > 1000 if p.suffix in (".png", ".pdf") else p.stat().st_size > 100
     assert (tmp_path / "out" / "roadmap.png").read_bytes()[:4] == b"\x89PNG"
@@ -54,8 +67,7 @@ def test_report_tables_and_figures(tmp_path):
     assert set(csv["status"]) == {"done", "diverged"} and "fingerprint" not in csv.columns
 
     with pytest.warns(UserWarning):
-        table = report.step_table(report.load_runs(tmp_path / "runs"), "r50")
-    rows = table.set_index("step")
+        rows = table_of(tmp_path / "runs")
     for name, values in expected.items():
         assert rows.loc[name, "top1_mean"] == pytest.approx(sum(values) / len(values))
         assert rows.loc[name, "seeds"] == len(values)
@@ -66,15 +78,19 @@ def test_report_tables_and_figures(tmp_path):
     assert rows.loc["gelu", "compared_to"] == "kernel_7" and rows.loc["kernel_5", "compared_to"] == "move_up_dwconv"
     assert rows.loc["gelu", "change"] == pytest.approx(rows.loc["gelu", "top1_mean"] - rows.loc["kernel_7", "top1_mean"])
     assert rows.loc["resnet50", "paper_change"] == pytest.approx(78.82 - 76.13)
+    assert rows.loc["resnet50", "compared_to"] == "resnet50_classic" and rows.loc["resnet50", "verdict"] == "1 seed"
+    assert rows.loc["layer_norm", "verdict"] == "" and rows.loc["separate_downsampling", "verdict"] == ""
+    assert math.isnan(rows.loc["separate_downsampling", "change"])  # its parent diverged: nothing to compare
 
     md = (tmp_path / "out" / "results.md").read_text()
     lines = [line for line in md.splitlines() if line.startswith("| ")]
-    assert len(lines) == 1 + 17  # header + every step, in roadmap order
+    assert len(lines) == 1 + 17 + 0  # header + every step, in roadmap order
     assert lines[1].startswith("| 0 | resnet50_classic |") and lines[-1].startswith("| 16 | separate_downsampling |")
     gelu = next(line for line in lines if "| gelu |" in line)
     g = expected["gelu"]
     mean, std = sum(g) / 3, pd.Series(g).std(ddof=1)
-    assert f"| {mean:.2f} ± {std:.2f} | 3 |" in gelu and "| 80.62 ± 0.14 |" in gelu
+    low, high = scipy.stats.t.interval(0.95, 2, loc=mean, scale=std / 3 ** 0.5)
+    assert f"| {mean:.2f} ± {std:.2f} | [{low:.2f}, {high:.2f}] | 3 |" in gelu and "| 80.62 ± 0.14 |" in gelu
     assert "| diverged |" in next(line for line in lines if "| layer_norm |" in line)
     assert "| not run |" in next(line for line in lines if "kernel_9" in line)
     assert "kernel_5 (branch)" in md and "Fashion-MNIST" in md
@@ -90,9 +106,15 @@ def test_report_cli_and_ablation_groups(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "warning: skipping" in p.stderr
     assert {p.name for p in (tmp_path / "o").iterdir()} == {
-        "results.csv", "results.md", "roadmap.png", "roadmap.pdf", "roadmap_isolated.png", "roadmap_isolated.pdf"}
+        "results.csv", "results.md", "steps.csv", "agreement.json", "roadmap.png", "roadmap.pdf", "transfer.png",
+        "transfer.pdf", "roadmap_isolated.png", "roadmap_isolated.pdf"}
     md = (tmp_path / "o" / "results.md").read_text()
-    assert "isolated ablation" in md and "| baseline |" in md.replace("resnet50 |", "baseline |")
+    assert "isolated ablation" in md
+    iso = md[md.index("isolated ablation"):]
+    assert "| 0 | resnet50 | reference |" in iso and "| 1 | resnet50_classic |" not in iso
+    steps = pd.read_csv(tmp_path / "o" / "steps.csv")
+    gelu = steps[(steps["step"] == "gelu") & (steps["ablation"] == "isolated")].iloc[0]
+    assert gelu["compared_to"] == "resnet50" and gelu["pairs"] == 3
     empty = subprocess.run([sys.executable, "-m", "roadmap.report", str(tmp_path / "o")], capture_output=True,
                            text=True, cwd=ROOT)
     assert empty.returncode != 0 and "no summary.json under" in empty.stderr
@@ -102,58 +124,107 @@ def test_three_step_multirun_end_to_end_and_skip(tmp_path):
     args = ["-m", "+step=resnet50,stage_ratio,separate_downsampling", *TINY, "train.epochs=1"]
     p = run(*args, runs_root=tmp_path)
     for step in ("resnet50", "stage_ratio", "separate_downsampling"):
-        assert summary(tmp_path / f"embedded/r50/{step}/seed0")["status"] == "done"
+        assert summary(tmp_path / f"embedded/convnext_t/{step}/seed0")["status"] == "done"
         assert f"[{step}] done: top-1" in p.stdout
     again = run(*args, runs_root=tmp_path)
     assert again.stdout.count("already finished (done)") == 3 and "epoch 1/1" not in again.stdout
-    written = report.report(tmp_path / "embedded" / "r50", tmp_path / "report")
+    written = report.report(tmp_path / "embedded" / "convnext_t", tmp_path / "report")
     md = written[1].read_text()
     assert "| 16 | separate_downsampling |" in md and "not run" in md  # the 14 other steps are missing
     glob = run("-m", "+step=glob(resnet*)", *TINY, "train.epochs=1", runs_root=tmp_path)
     assert "already finished (done)" in glob.stdout  # resnet50
-    assert "step='resnet200' is not a step of regime r50" in glob.stderr  # the other regime's baseline is skipped
-    assert summary(tmp_path / "embedded/r50/resnet50_classic/seed0")["recipe"] == "classic"
+    assert "step='resnet200' is not a step of roadmap convnext_t" in glob.stderr  # another roadmap's: skipped
+    assert summary(tmp_path / "embedded/convnext_t/resnet50_classic/seed0")["recipe"] == "classic"
 
 
 def test_failed_step_does_not_stop_the_sweep(tmp_path):
     p = run("-m", "+step=gelu,layer_norm", *TINY, "train.epochs=1", "recipe.lr=1e12", "recipe.warmup=0",
             runs_root=tmp_path)
-    assert summary(tmp_path / "embedded/r50/gelu/seed0")["status"] == "diverged"
-    assert summary(tmp_path / "embedded/r50/layer_norm/seed0")["status"] == "diverged"
+    assert summary(tmp_path / "embedded/convnext_t/gelu/seed0")["status"] == "diverged"
+    assert summary(tmp_path / "embedded/convnext_t/layer_norm/seed0")["status"] == "diverged"
     assert p.returncode == 0
 
 
-def test_sweep_configs_select_the_regime_steps_in_order():
-    import yaml
+@pytest.mark.parametrize("name", ["convnext_t", "convnext_b", "bag_of_tricks"])
+def test_sweep_configs_select_the_roadmap_steps_in_order(name):
+    from hydra import compose, initialize_config_dir
 
-    from roadmap.config import CONF_DIR, compose
-    params = yaml.safe_load((CONF_DIR / "sweep" / "roadmap.yaml").read_text())["hydra"]["sweeper"]["params"]
-    for regime in ("r50", "r200"):
-        names = [compose([f"+step={n}", f"regime={regime}"]).step for n in params["+step"].split(",")]
-        assert names == roadmap.step_names(regime)
+    from roadmap.config import CONF_DIR, register
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", ["+sweep=roadmap", f"roadmap={name}"], return_hydra_config=True)
+        trunk = compose("config", ["+sweep=isolated", f"roadmap={name}"], return_hydra_config=True)
+    rm = roadmap.load_roadmap(name)
+    assert cfg.hydra.sweeper.params["+step"].split(",") == rm.names()
+    assert trunk.hydra.sweeper.params["+step"].split(",") == ["baseline"] + [
+        s.name for s in rm.steps if s.parent and s.adopted]
 
 
 def test_ablation_networks():
     from roadmap.ablation import ablated
     from roadmap.config import step_model_config
+    rm = roadmap.load_roadmap("convnext_t")
     configs = lambda name: step_model_config(name)  # noqa: E731
-    iso = ablated("isolated", "kernel_7", "r50", configs)
+    iso = ablated("isolated", "kernel_7", rm, configs)
     assert iso == step_model_config("resnet50").__class__(**{**step_model_config("resnet50").__dict__,
                                                              "kernel_size": 7})
-    loo = ablated("leave_one_out", "layer_norm", "r50", configs)
+    loo = ablated("leave_one_out", "layer_norm", rm, configs)
     assert loo.norm == "batch" and loo.downsampling == "separate" and loo.kernel_size == 7
-    assert ablated("leave_one_out", "resnet50", "r50", configs) == step_model_config("separate_downsampling")
-    assert ablated("isolated", "resnet50", "r50", configs) == step_model_config("resnet50")
+    assert ablated("leave_one_out", "resnet50", rm, configs) == step_model_config("separate_downsampling")
+    assert ablated("isolated", "resnet50", rm, configs) == step_model_config("resnet50")
     with pytest.raises(roadmap.ConfigError, match="activations='one'"):
-        ablated("isolated", "fewer_activations", "r50", configs)
+        ablated("isolated", "fewer_activations", rm, configs)
+    bot = roadmap.load_roadmap("bag_of_tricks")
+    bot_configs = lambda name: step_model_config(name, "bag_of_tricks")  # noqa: E731
+    assert ablated("isolated", "resnet_c", bot, bot_configs).stem == "deep"
+    with pytest.raises(roadmap.ConfigError, match="step cosine_lr changes no switch of the network"):
+        ablated("isolated", "cosine_lr", bot, bot_configs)
 
 
 def test_isolated_sweep_runs_through_run_py(tmp_path):
     p = run("-m", "+sweep=isolated", "+step=kernel_7", *TINY, "train.epochs=1", runs_root=tmp_path)
-    s = summary(tmp_path / "embedded/r50/isolated/kernel_7/seed0")
+    s = summary(tmp_path / "embedded/convnext_t/isolated/kernel_7/seed0")
     assert s["ablation"] == "isolated" and s["status"] == "done", p.stderr
-    cfg = (tmp_path / "embedded/r50/isolated/kernel_7/seed0/config.yaml").read_text()
+    cfg = (tmp_path / "embedded/convnext_t/isolated/kernel_7/seed0/config.yaml").read_text()
     assert "ablation: isolated" in cfg
+
+
+def test_a_users_roadmap_sweeps(tmp_path):
+    """A 3-step roadmap of one's own (two built-in steps and one's own step) sweeps like the paper's."""
+    from test_model import write_user_roadmap
+
+    write_user_roadmap(tmp_path / "conf")
+    p = run("--config-dir", str(tmp_path / "conf"), "-m", "+sweep=roadmap", "roadmap=mine", *TINY,
+            "train.epochs=1", runs_root=tmp_path / "runs")
+    out = tmp_path / "runs" / "embedded" / "mine"
+    assert sorted(d.name for d in out.iterdir() if d.is_dir()) == ["dw_kernel_3", "resnet50", "separate_downsampling"]
+    assert all(summary(out / n / "seed0")["status"] == "done" for n in ("resnet50", "dw_kernel_3")), p.stderr
+    assert json.loads((out / "roadmap.json").read_text())["title"] == "ConvNeXt-T and a smaller kernel"
+    written = report.report(out, tmp_path / "report")
+    md = written[1].read_text()
+    assert "## ConvNeXt-T and a smaller kernel: embedded scale" in md
+    assert "| 2 | dw_kernel_3 |" in md and "| 1 | separate_downsampling |" in md
+    table = table_of(out)
+    assert table.loc["separate_downsampling", "compared_to"] == "resnet50"
+    assert math.isnan(table.loc["dw_kernel_3", "paper_top1"]) and table.loc["resnet50", "paper_top1"] == 78.82
+
+
+def test_bag_of_tricks_sweeps_through_run_py(tmp_path):
+    """The second published roadmap trains like the first: recipe and network steps, relative batch and epochs."""
+    p = run("-m", "roadmap=bag_of_tricks", "+step=resnet50_original,batch_1024,resnet_d,mixup", "data=synthetic",
+            "model.width_multiplier=0.125", "scale.batch_size=32", "scale.epochs=1", "data.train_size=256",
+            "data.val_size=64", runs_root=tmp_path)
+    out = tmp_path / "embedded" / "bag_of_tricks"
+    s = {n: summary(out / n / "seed0") for n in ("resnet50_original", "batch_1024", "resnet_d", "mixup")}
+    assert all(v["status"] == "done" for v in s.values()), p.stderr
+    assert s["resnet50_original"]["batch_size"] == 32 and s["batch_1024"]["batch_size"] == 128
+    assert s["mixup"]["epochs"] == 2 and s["resnet_d"]["precision"] == "bf16"  # mixed precision on a CPU
+    assert s["resnet50_original"]["recipe"] == "classic" and s["resnet50_original"]["precision"] == "fp32"
+    assert s["resnet_d"]["paper_top1"] == 77.16 and s["resnet_d"]["parent"] == "resnet_c"
+    assert s["batch_1024"]["gmacs"] == s["resnet50_original"]["gmacs"] != s["resnet_d"]["gmacs"]
+    md = report.report(out, tmp_path / "report")[1].read_text()
+    assert "Bag of Tricks" in md and "| 6 | resnet_b |" in md
 
 
 def test_notebook_executes_on_generated_runs(tmp_path):
@@ -166,16 +237,17 @@ def test_notebook_executes_on_generated_runs(tmp_path):
             (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "train_loss": 1 / e, "val_top1": 80 + e})
                                                      + "\n" for e in (1, 2, 3)))
     nb = nbformat.read(ROOT / "notebooks" / "roadmap.ipynb", as_version=4)
-    nb.cells[0].source = nb.cells[0].source.replace('RUNS = Path("../runs/embedded/r50")',
-                                                    f'RUNS = Path("{tmp_path / "runs" / "embedded" / "r50"}")')
+    nb.cells[0].source = nb.cells[0].source.replace('RUNS = Path("../runs/embedded/convnext_t")',
+                                                    f'RUNS = Path("{tmp_path / "runs" / "embedded" / "convnext_t"}")')
     assert str(tmp_path) in nb.cells[0].source
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
                    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # roadmap, transfer, curves
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert "separate_downsampling" in text
+    assert "separate_downsampling" in text and "verdict" in text
+    assert any("Spearman" in str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
 
 
 def test_slurm_launcher_config_composes():
@@ -203,3 +275,96 @@ def test_report_logs_to_wandb_offline(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+
+
+def planted(seeds=3):
+    """Top-1 of every (step, seed) built from its parent's: seed k moves every step alike (paired seeds cancel it),
+    widen adds about +3 on every seed, depthwise_conv about -3, every other step moves +0.3/-0.2/+0.1 (straddles 0)."""
+    rm = roadmap.load_roadmap("convnext_t")
+    shift = [0.0, 1.0, -1.0, 0.5, -0.5][:seeds]
+    delta = {"widen": [3.0, 3.2, 2.8], "depthwise_conv": [-3.0, -2.8, -3.1]}
+    values = {}
+    for s in rm.steps:
+        for k in range(seeds):
+            base = values[(s.parent, k)] if s.parent else 75.0 + shift[k]
+            values[(s.name, k)] = base + delta.get(s.name, [0.3, -0.2, 0.1])[k % 3]
+    return values
+
+
+def test_paired_changes_verdicts_and_agreement_on_known_values(tmp_path):
+    values = planted()
+    fake_runs(tmp_path / "runs", effect=lambda s, k: values[(s.name, k)])
+    report.report(tmp_path / "runs", tmp_path / "out")
+    rows = table_of(tmp_path / "runs")
+    assert rows.loc["widen", "verdict"] == "helps" and rows.loc["depthwise_conv", "verdict"] == "hurts"
+    assert rows.loc["gelu", "verdict"] == "unresolved" and rows.loc["stage_ratio", "verdict"] == "unresolved"
+    assert rows.loc["widen", "change"] == pytest.approx(3.0)
+    diffs = [values[("widen", k)] - values[("depthwise_conv", k)] for k in range(3)]
+    ci = scipy.stats.ttest_rel([values[("widen", k)] for k in range(3)],
+                               [values[("depthwise_conv", k)] for k in range(3)]).confidence_interval()
+    assert (rows.loc["widen", "change_ci_low"], rows.loc["widen", "change_ci_high"]) == pytest.approx(
+        (ci.low, ci.high))
+    assert rows.loc["widen", "pairs"] == 3 and sum(diffs) / 3 == pytest.approx(3.0)
+    # the seed shift (±1 point) is much larger than the step effects, yet pairing removes it
+    assert rows.loc["widen", "top1_std"] > 0.9 and rows.loc["widen", "change_ci_high"] - \
+        rows.loc["widen", "change_ci_low"] < 1.5
+
+    agree = json.loads((tmp_path / "out" / "agreement.json").read_text())
+    used = [s for s in agree["steps"]]
+    means = [rows.loc[s, "top1_mean"] for s in used]
+    paper = [rows.loc[s, "paper_top1"] for s in used]
+    assert "layer_norm" not in used and "kernel_9" not in used and len(used) == 15  # diverged, missing
+    assert agree["spearman"] == pytest.approx(scipy.stats.spearmanr(means, paper).statistic)
+    assert agree["kendall"] == pytest.approx(scipy.stats.kendalltau(means, paper).statistic)
+    for key in ("spearman", "kendall"):
+        low, high = agree[f"{key}_ci"]
+        assert low <= agree[key] <= high and high - low > 0
+    assert agree["seeds_min"] == 1 and agree["resamples"] == 2000
+    # the adopted path: 13 changes, of which layer_norm (diverged) and separate_downsampling (its parent diverged)
+    # have no number; widen and depthwise_conv are resolved and agree in sign with the paper (+2.22, -1.23)
+    assert agree["sign_total"] == 11 and agree["resolved_total"] == 2 and agree["resolved_agree"] == 2
+    expected = sum((rows.loc[s, "change"] > 0) == (rows.loc[s, "paper_change"] > 0)
+                   for s in rows.index if rows.loc[s, "adopted"] and not math.isnan(rows.loc[s, "change"])
+                   and not math.isnan(rows.loc[s, "paper_change"]))
+    assert agree["sign_agree"] == expected
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert f"Spearman ρ = {agree['spearman']:.2f} (95% CI {agree['spearman_ci'][0]:.2f} to " in md
+    assert f"{agree['sign_agree']} of 11" in md and "| **helps** |" in md and "| **hurts** |" in md
+    csv = pd.read_csv(tmp_path / "out" / "results.csv")
+    widen = csv[csv["step"] == "widen"]
+    assert len(widen) == 3 and set(widen["verdict"]) == {"helps"} and widen["change"].iloc[0] == pytest.approx(3.0)
+
+
+def test_one_seed_and_mixed_trees_give_a_full_table(tmp_path):
+    fake_runs(tmp_path / "one", seeds=1)
+    report.report(tmp_path / "one", tmp_path / "o1")
+    rows = table_of(tmp_path / "one")
+    assert len(rows) == 17 and set(rows.loc[rows["seeds"] == 1, "verdict"]) <= {"1 seed", ""}
+    assert rows.loc["gelu", "verdict"] == "1 seed" and math.isnan(rows.loc["gelu", "ci_low"])
+    agree = json.loads((tmp_path / "o1" / "agreement.json").read_text())
+    assert agree["seeds_min"] == 1 and agree["spearman_ci"] == [None, None] or all(
+        math.isnan(v) for v in agree["spearman_ci"])
+    assert agree["resolved_total"] == 0 and agree["sign_total"] == 11
+    assert (tmp_path / "o1" / "roadmap.png").stat().st_size > 10_000
+
+    # mixed: 3 seeds, then one step with 1 seed, one failed seed, a roadmap.json missing (summaries suffice)
+    fake_runs(tmp_path / "mixed", write_roadmap=False)
+    folder = tmp_path / "mixed" / "embedded" / "convnext_t"
+    for k in (1, 2):
+        (folder / "widen" / f"seed{k}" / "summary.json").unlink()
+    body = json.loads((folder / "gelu" / "seed2" / "summary.json").read_text())
+    body.update(status="failed", message="RuntimeError: boom")
+    (folder / "gelu" / "seed2" / "summary.json").write_text(json.dumps(body))
+    with pytest.warns(UserWarning):
+        report.report(tmp_path / "mixed", tmp_path / "o2")
+    with pytest.warns(UserWarning):
+        rows = table_of(tmp_path / "mixed")
+    # without roadmap.json the summaries give the order; a step nobody ran (kernel_9) is then unknown
+    assert list(rows.index) == [s for s in roadmap.load_roadmap("convnext_t").names() if s != "kernel_9"]
+    assert rows.loc["widen", "seeds"] == 1 and rows.loc["widen", "verdict"] == "1 seed"
+    assert rows.loc["inverted_bottleneck", "verdict"] == "1 seed"  # paired with widen's one seed
+    assert rows.loc["gelu", "seeds"] == 2 and rows.loc["gelu", "pairs"] == 2
+    assert rows.loc["kernel_5", "seeds"] == 3 and rows.loc["kernel_5", "compared_to"] == "move_up_dwconv"
+    md = (tmp_path / "o2" / "results.md").read_text()
+    assert "| 4 | depthwise_conv |" in md and "| 15 | separate_downsampling |" in md
+    assert (tmp_path / "o2" / "transfer.png").stat().st_size > 10_000

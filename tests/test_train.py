@@ -1,6 +1,7 @@
 """The training engine: train/eval/resume, DDP on CPU, configs, datasets and every bad input."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from roadmap.train import Runtime, build_loaders
 
 from helpers import ROOT, TINY, metrics, run, summary
 
-RUN = "embedded/r50/{step}/seed0"
+RUN = "embedded/convnext_t/{step}/seed0"
 
 
 def test_train_eval_then_finished_run_is_not_trained_again(tmp_path):
@@ -27,7 +28,8 @@ def test_train_eval_then_finished_run_is_not_trained_again(tmp_path):
     run_dir = tmp_path / RUN.format(step="fewer_norms")
     s = summary(run_dir)
     assert s["status"] == "done" and s["step"] == "fewer_norms" and s["order"] == 14 and s["epochs"] == 2
-    assert s["label"] == "fewer norms" and s["regime"] == "r50" and s["scale"] == "embedded" and s["seed"] == 0
+    assert s["label"] == "fewer norms" and s["roadmap"] == "convnext_t" and s["scale"] == "embedded" and s["seed"] == 0
+    assert s["parent"] == "fewer_activations" and s["section"] == "micro design" and s["paper_top1_std"] == 0.09
     assert s["params"] > 10_000 and 0 < s["gmacs"] < 0.01 and s["paper_top1"] == 81.41
     assert 0 <= s["final_top1"] <= 100 and s["final_top1"] <= s["best_top1"] and s["img_s"] > 0
     lines = metrics(run_dir)
@@ -69,17 +71,48 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
         assert a["val_top1"] == b["val_top1"] and a["lr"] == b["lr"]
 
 
-def test_two_process_ddp_on_cpu(tmp_path):
+def test_torchrun_on_a_fresh_checkout_prepares_the_data_once(tmp_path):
+    """Two processes start with no data folder: one unpacks Fashion-MNIST, the other waits, both train one run."""
+    data_root = tmp_path / "fresh" / "fashion_mnist"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           str(ROOT / "run.py"), "+step=separate_downsampling", *TINY, f"runs_root={tmp_path}"]
+           str(ROOT / "run.py"), "+step=separate_downsampling", f"data.root={data_root}", "data.download=false",
+           "model.width_multiplier=0.125", "train.batch_size=64", "train.epochs=1", "train.max_steps_per_epoch=3",
+           f"runs_root={tmp_path}"]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env={**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr
     s = summary(tmp_path / RUN.format(step="separate_downsampling"))
-    assert s["world_size"] == 2 and s["status"] == "done" and s["epochs"] == 2
-    assert p.stdout.count("epoch 2/2") == 1  # only rank 0 talks
-    # 64 validation images, split over two processes and summed: top-1 is a multiple of 1/64
-    assert (s["final_top1"] * 64 / 100) == pytest.approx(round(s["final_top1"] * 64 / 100), abs=1e-6)
+    assert s["world_size"] == 2 and s["status"] == "done" and s["epochs"] == 1 and s["dataset"] == "fashion_mnist"
+    assert p.stdout.count("epoch 1/1") == 1  # only rank 0 talks
+    raw = data_root / "FashionMNIST" / "raw"
+    assert sorted(f.name for f in raw.iterdir()) == sorted(data_lib.FASHION_FILES)  # no temporary file left
+    assert (raw / "train-images-idx3-ubyte").stat().st_size == 47_040_016
+    # 10000 test images, split over the two processes and summed: top-1 is a multiple of 1/10000
+    assert s["final_top1"] * 100 == pytest.approx(round(s["final_top1"] * 100), abs=1e-6)
+
+
+def test_two_processes_on_one_run_directory(tmp_path):
+    """The second process on a run directory gets a one-line error naming the first; the first finishes."""
+    args = ["+step=layer_norm", *TINY, "train.epochs=6", "data.train_size=2048"]
+    cmd = [sys.executable, str(ROOT / "run.py"), *args, f"runs_root={tmp_path}"]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "WANDB_MODE": "disabled"})
+    run_dir = tmp_path / RUN.format(step="layer_norm")
+    deadline = time.time() + 120
+    while not (run_dir / ".lock.owner").exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    second = run(*args, runs_root=tmp_path, check=False)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    assert lines[0].startswith(f"error: {run_dir} is being trained by pid {first.pid} on ")
+    assert lines[0].endswith("; wait for it to finish or stop it")
+    s = summary(run_dir)
+    assert s["status"] == "done" and s["epochs"] == 6 and [m["epoch"] for m in metrics(run_dir)] == [1, 2, 3, 4, 5, 6]
+    assert not (run_dir / ".lock.owner").exists()
+    again = run(*args, runs_root=tmp_path)  # the lock went with its process
+    assert "already finished (done)" in again.stdout
 
 
 def test_diverged_run_is_marked_not_a_traceback(tmp_path):
@@ -92,9 +125,12 @@ def test_diverged_run_is_marked_not_a_traceback(tmp_path):
 
 
 BAD = [
-    (["+step=kernel_13"], "error: step='kernel_13' is not a step of regime r50; its steps: resnet50_classic, "),
+    (["+step=kernel_13"], "error: step='kernel_13' is not a step of roadmap convnext_t; its steps: resnet50_classic, "),
     ([], "error: no step given: add +step=<name>, one of resnet50_classic, resnet50, stage_ratio"),
-    (["+step=resnet200"], "error: step='resnet200' is not a step of regime r50"),
+    (["+step=resnet200"], "error: step='resnet200' is not a step of roadmap convnext_t and does not build on one"),
+    (["+step=resnet_d"], "error: step='resnet_d' is not a step of roadmap convnext_t and does not build on one"),
+    (["+step=gelu", "roadmap=r18"], "error: roadmap='r18': no roadmap/r18.yaml in conf/ or the config dirs; roadmaps:"),
+    (["+step=gelu", "train.precision=fp8"], "error: train.precision='fp8': must be one of auto, mixed, bf16, fp16,"),
     (["+step=gelu", "model.kernel_size=4"], "error: model.kernel_size=4: must be one of (3, 5, 7, 9, 11)"),
     (["+step=gelu", "model.norm=group"], "error: model.norm='group': must be one of batch, layer"),
     (["+step=gelu", "data=imagefolder"], "error: data.root is required for data=imagefolder"),
@@ -117,6 +153,33 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert len(lines) == 1 and "Traceback" not in p.stderr
     assert lines[0].startswith(message), lines[0]
     assert not list(tmp_path.rglob("*")), "a rejected run must write nothing"
+
+
+def test_a_users_own_step_trains_and_follows_its_parent(tmp_path):
+    """One yaml in a config dir of one's own: built on ConvNeXt-T, one switch changed, no published number."""
+    from roadmap import report
+    from test_model import write_user_step
+
+    write_user_step(tmp_path / "conf")
+    p = run("--config-dir", str(tmp_path / "conf"), "+step=dw_kernel_3", *TINY, "train.epochs=1",
+            runs_root=tmp_path / "runs")
+    s = summary(tmp_path / "runs" / RUN.format(step="dw_kernel_3"))
+    assert s["status"] == "done" and s["parent"] == "separate_downsampling" and s["order"] is None
+    assert s["label"] == "dw_kernel_3" and s["section"] == "micro design" and s["paper_top1"] is None
+    assert "kernel_size: 3" in (tmp_path / "runs" / RUN.format(step="dw_kernel_3") / "config.yaml").read_text()
+    assert "[dw_kernel_3] done" in p.stdout
+    run("+step=separate_downsampling", *TINY, "train.epochs=1", runs_root=tmp_path / "runs")
+    out = tmp_path / "runs" / "embedded" / "convnext_t"
+    written = report.report(out, tmp_path / "report")
+    steps = list(report.load_runs(out)["step"])
+    table = report.step_table(report.load_runs(out), report.ordered_steps(report.roadmap_of(
+        report.load_runs(out)), report.load_runs(out)))
+    names = list(table["step"])
+    assert names[-2:] == ["separate_downsampling", "dw_kernel_3"] and len(names) == 18 and len(steps) == 2
+    row = table.set_index("step").loc["dw_kernel_3"]
+    assert row["compared_to"] == "separate_downsampling" and row["verdict"] == "1 seed" and math.isnan(row["paper_top1"])
+    md = written[1].read_text()
+    assert "| 17 | dw_kernel_3 | micro design |" in md
 
 
 def test_missing_fashion_mnist_names_the_three_ways(tmp_path, monkeypatch):
@@ -151,7 +214,7 @@ def test_every_scale_and_recipe_composes(scale, recipe):
     assert cfg.model.block == "inverted" and cfg.model.width == 96  # scales never change a step's switches
     model_cfg = roadmap.config.model_config(cfg)
     assert model_cfg.num_classes == {"embedded": 10, "cifar": 100, "imagenette": 10, "imagenet": 1000}[scale]
-    assert cfg.run_dir == f"runs/{scale}/r50/inverted_bottleneck/seed0"
+    assert cfg.run_dir == f"runs/{scale}/convnext_t/inverted_bottleneck/seed0"
     m = roadmap.RoadmapNet(model_cfg)
     opt = roadmap.recipe.optimizer(m, cfg.recipe, cfg.train.batch_size)
     sched = roadmap.recipe.schedule(opt, cfg.recipe, 1000)
@@ -227,7 +290,7 @@ def test_image_folder_dataset_on_a_generated_tree(tmp_path):
     p = run("+step=separate_downsampling", "scale=imagenette", f"data.root={tmp_path}", "data.num_classes=3",
             "data.resolution=32", "train.workers=0", "train.batch_size=6", "train.epochs=1",
             "train.max_steps_per_epoch=2", "model.width_multiplier=0.125", runs_root=tmp_path / "runs")
-    folder_run = tmp_path / "runs" / "imagenette/r50/separate_downsampling/seed0"
+    folder_run = tmp_path / "runs" / "imagenette/convnext_t/separate_downsampling/seed0"
     assert summary(folder_run)["status"] == "done", p.stdout
     assert "1 epochs x 2 steps of 6" in p.stdout  # 3 batches in the folder, capped at 2
     assert torch.load(folder_run / "last.pt", weights_only=True)["scheduler"]["last_epoch"] == 2

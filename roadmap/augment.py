@@ -1,0 +1,129 @@
+"""Per-image random augmentation of a whole uint8 batch on the training device, with batched tensor ops.
+
+A torchvision v2 transform draws one set of random parameters per call; here every image of the batch draws its
+own crop offset, flip, RandAugment ops and erase box, all from the given torch.Generator (never the global RNG),
+so the same generator seed gives the same batch. No Python loop runs over images: RandAugment loops over the
+(op, sign) groups of a round and makes one torchvision call per group.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torchvision.transforms import v2
+
+F = v2.functional
+
+# RandAugment reuses torchvision's own op table (magnitude functions, signed flags) and its op kernel
+# (`_apply_image_or_video_transform` of a v2.RandAugment instance: NEAREST interpolation, fill 0), so each image
+# gets exactly what torchvision gives for that op and sign.
+_RA = v2.RandAugment()
+_OPS = list(_RA._AUGMENTATION_SPACE)
+_SIGNED = torch.tensor([_RA._AUGMENTATION_SPACE[op][1] for op in _OPS])
+
+
+def _uniform(n, low, high, generator, device, *shape) -> Tensor:
+    """n (x shape) float32 samples uniform in [low, high) from `generator`."""
+    return low + (high - low) * torch.rand(n, *shape, generator=generator, device=device)
+
+
+def random_crop(x: Tensor, padding: int, generator, *, return_params: bool = False):
+    """Reflect-pad each image by `padding` and crop its own random H x W window (params: top, left)."""
+    n, c, h, w = x.shape
+    top = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=x.device)
+    left = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=x.device)
+    if padding == 0:
+        return (x, (top, left)) if return_params else x
+    padded = F.pad(x, [padding] * 4, padding_mode="reflect")
+    rows = top[:, None, None] + torch.arange(h, device=x.device)[:, None]  # N, H, 1
+    cols = left[:, None, None] + torch.arange(w, device=x.device)  # N, 1, W
+    index = (rows * padded.shape[-1] + cols).view(n, 1, h * w).expand(n, c, h * w)
+    out = padded.flatten(2).gather(2, index).view(n, c, h, w)  # one gather of all the crop windows
+    return (out, (top, left)) if return_params else out
+
+
+def random_flip(x: Tensor, generator, p: float = 0.5, *, return_params: bool = False):
+    """Flip each image horizontally with probability p (params: the flip mask)."""
+    mask = torch.rand(x.shape[0], generator=generator, device=x.device) < p
+    out = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    return (out, mask) if return_params else out
+
+
+def op_magnitude(op: str, magnitude: int, negative: bool, height: int, width: int,
+                 num_magnitude_bins: int = 31) -> float:
+    """The signed magnitude v2.RandAugment passes to `op` (0.0 for ops without magnitude)."""
+    fn, signed = _RA._AUGMENTATION_SPACE[op]
+    values = fn(num_magnitude_bins, height, width)
+    value = 0.0 if values is None else float(values[magnitude])
+    return -value if signed and negative else value
+
+
+def apply_op(x: Tensor, op: str, value: float) -> Tensor:
+    """torchvision's RandAugment op `op` with magnitude `value` on an image or a batch."""
+    return _RA._apply_image_or_video_transform(x, op, value, interpolation=_RA.interpolation, fill=_RA._fill)
+
+
+def rand_augment(x: Tensor, num_ops: int, magnitude: int, generator, num_magnitude_bins: int = 31, *,
+                 return_params: bool = False):
+    """RandAugment with `num_ops` ops and a sign drawn per image (params: [(op index, negative)] per round)."""
+    n, _, h, w = x.shape
+    k, params = len(_OPS), []
+    signed = _SIGNED.to(x.device)
+    values = [op_magnitude(_OPS[c // 2], magnitude, c % 2 == 1, h, w, num_magnitude_bins) for c in range(2 * k)]
+    for _ in range(num_ops):
+        ops = torch.randint(0, k, (n,), generator=generator, device=x.device)
+        negative = (torch.rand(n, generator=generator, device=x.device) <= 0.5) & signed[ops]
+        params.append((ops, negative))
+        code = ops * 2 + negative.long()
+        order = torch.sort(code, stable=True).indices  # images grouped by (op, sign)
+        counts = torch.bincount(code, minlength=2 * k).tolist()  # the one host sync of a round
+        groups = x.index_select(0, order).split(counts)
+        out = torch.cat([apply_op(g, _OPS[c // 2], values[c]) for c, g in enumerate(groups) if counts[c]])
+        x = out.index_select(0, torch.argsort(order))  # back to the batch order
+    return (x, params) if return_params else x
+
+
+def random_erasing(x: Tensor, p: float, generator, scale=(0.02, 0.33), ratio=(0.3, 3.3), value: float = 0.0, *,
+                   return_params: bool = False):
+    """Erase one random rectangle per image with probability p (params: top, left, height, width; 0 = none)."""
+    n, _, h, w = x.shape
+    dev = x.device
+    area = h * w * _uniform(n, scale[0], scale[1], generator, dev, 10)
+    aspect = torch.exp(_uniform(n, math.log(ratio[0]), math.log(ratio[1]), generator, dev, 10))
+    eh, ew = torch.sqrt(area * aspect).round().long(), torch.sqrt(area / aspect).round().long()
+    fits = (eh < h) & (ew < w)
+    first = fits.int().argmax(1, keepdim=True)  # first fitting attempt (0 when none fits; masked below)
+    keep = fits.any(1) & (torch.rand(n, generator=generator, device=dev) < p)
+    eh = torch.where(keep, eh.gather(1, first)[:, 0], 0)
+    ew = torch.where(keep, ew.gather(1, first)[:, 0], 0)
+    top = (torch.rand(n, generator=generator, device=dev) * (h - eh + 1)).long().clamp_max(h - eh)
+    left = (torch.rand(n, generator=generator, device=dev) * (w - ew + 1)).long().clamp_max(w - ew)
+    rows, cols = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
+    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
+    out = x.masked_fill((in_rows[:, :, None] & in_cols[:, None, :])[:, None], value)
+    return (out, (top, left, eh, ew)) if return_params else out
+
+
+class BatchAugment:
+    """uint8 batch -> normalized float batch, every image with its own random draws."""
+
+    def __init__(self, *, crop_padding: int = 0, flip: bool = True, randaugment: tuple[int, int] | None = None,
+                 erasing: float = 0.0, mean, std):
+        self.crop_padding, self.flip, self.randaugment, self.erasing = crop_padding, flip, randaugment, erasing
+        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+
+    def __call__(self, x: Tensor, generator) -> Tensor:
+        """Crop, flip, RandAugment, to float [0, 1], normalize, erase: each step only when configured."""
+        if self.crop_padding:
+            x = random_crop(x, self.crop_padding, generator)
+        if self.flip:
+            x = random_flip(x, generator)
+        if self.randaugment:
+            x = rand_augment(x, *self.randaugment, generator)
+        x = F.normalize(F.to_dtype(x, torch.float32, scale=True), mean=self.mean, std=self.std)
+        if self.erasing > 0:
+            x = random_erasing(x, self.erasing, generator)
+        return x
