@@ -10,7 +10,7 @@ SEEDS ?= 1
 SEED_LIST := $(shell seq -s, 0 $$(($(SEEDS) - 1)))
 export WANDB_MODE ?= disabled
 
-.PHONY: setup data roadmap figure test bench clean
+.PHONY: setup data roadmap figure test bench gpu-check wheels clean
 
 setup: $(STAMP)
 $(STAMP): pyproject.toml
@@ -44,5 +44,29 @@ test: setup data
 bench: setup
 	$(PY) -m roadmap.bench
 
-clean:
-	rm -rf $(VENV) build *.egg-info
+# The GPU path in one command (about 8 minutes on one GPU): GPU tests, benchmark, loader benchmark, a short training
+# at full width; results in $(GPU_OUT). Uses the python that has torch (.venv if present); on an offline GPU node,
+# WHEELS=<folder made by `make wheels`> installs the other dependencies from it first. Stops at once without a GPU.
+GPU_PY ?= $(shell test -x $(PY) && echo $(PY) || echo $(PYTHON))
+GPU_OUT ?= benchmarks/gpu
+WHEELS ?=
+gpu-check:
+	$(if $(shell $(GPU_PY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null | grep 1),,\
+	  $(error make gpu-check needs a CUDA GPU, and $(GPU_PY) sees none (or has no torch)))
+	@if [ -n "$(WHEELS)" ]; then $(GPU_PY) -m pip install -q --no-index --find-links $(WHEELS) -e . pytest; fi
+	$(GPU_PY) -m roadmap.gpu_check --out $(GPU_OUT)
+
+# Everything but torch and torchvision that `make gpu-check` installs, as wheels for an offline GPU node with
+# python $(WHEEL_PYTHON) on $(WHEEL_PLATFORM) (run where pip reaches PyPI; copy the folder over; WHEELS=<folder>).
+WHEEL_PYTHON ?= 3.12
+WHEEL_PLATFORM ?= --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+WHEEL_DIR = $(or $(WHEELS),wheels)
+PIP_DOWNLOAD = $(PYTHON) -m pip download -q -d $(WHEEL_DIR) --find-links $(WHEEL_DIR) --only-binary=:all: \
+  --python-version $(WHEEL_PYTHON) --implementation cp $(WHEEL_PLATFORM)
+wheels:
+	mkdir -p $(WHEEL_DIR)
+	$(PYTHON) -m pip wheel -q --no-deps -w $(WHEEL_DIR) antlr4-python3-runtime==4.9.3  # omegaconf's; source only on PyPI, pure Python
+	$(PIP_DOWNLOAD) --no-deps timm  # its other dependency is torch, which the node has
+	$(PIP_DOWNLOAD) setuptools wheel huggingface_hub safetensors $$($(PYTHON) -c "import tomllib; \
+	  p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print(' '.join(d for d in p['dependencies'] + \
+	  p['optional-dependencies']['test'] if not d.startswith(('torch', 'torchvision', 'timm'))))")

@@ -59,18 +59,18 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg):
+def execute(cfg, multirun: bool):
+    """Train what the config asks for; in a single run, bad input exits 2 in one line and a diverged run exits 1."""
     from roadmap.train import train, write_failure
 
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         summary = train(cfg)
     except ConfigError as e:
         if not multirun:
             fail(str(e))
         print(f"error: {e}", file=sys.stderr)
-        return None
+        # a network an exploration draws and rejects (invalid, over budget) is its sampler's worst outcome
+        return float("-inf") if cfg.get("explore") is not None else None
     except Exception as e:
         write_failure(cfg, e)
         if not multirun:
@@ -80,6 +80,11 @@ def main(cfg):
     if summary.get("status") == "diverged" and not multirun:
         sys.exit(1)
     return summary.get("final_top1")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    return execute(cfg, HydraConfig.get().mode == RunMode.MULTIRUN)
 
 
 if __name__ == "__main__":

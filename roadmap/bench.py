@@ -1,10 +1,13 @@
 """python -m roadmap.bench: the cost of every roadmap step on this device, next to torchvision's own models.
 
-For every step of a regime (the paper's networks, 1000 classes): params, GMACs, training img/s (forward + backward
-+ AdamW step), inference img/s and peak memory; the same for torchvision's resnet50 and convnext_tiny, with our
-endpoints' step-time ratios to them; the training throughput at the `cifar` scale and the estimated wall time of
-the whole cifar-scale roadmap sweep; and the trainer's end-to-end overhead on the embedded scale.
-Writes a CSV and a Markdown table (device, torch version and date in the header).
+For every step of a roadmap (the published networks, 1000 classes): params, GMACs, training img/s (forward +
+backward + AdamW step), inference img/s and peak memory; torchvision's resnet50 and convnext_tiny under the same
+settings, with and/or without torch.compile (--compile off|on|both), and our endpoints' step-time ratios to them;
+the model FLOP utilisation on GPU; the training throughput at the `cifar` scale and the estimated wall time of the
+whole cifar-scale sweep; and the trainer's end-to-end img/s against the model alone (embedded scale on CPU, cifar
+scale on GPU). Writes bench_<cpu|gpu>_<roadmap>.csv and .md (device, versions, date, settings in the header).
+
+python -m roadmap.bench --loader: the data loaders instead (see `loaders`), written to loader_<cpu|gpu>.csv/.md.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .model import RoadmapNet, gmacs, num_params
 REFERENCES = {"convnext_t": {"resnet50": "resnet50", "convnext_tiny": "separate_downsampling"},
               "convnext_b": {"convnext_base": "separate_downsampling"},
               "bag_of_tricks": {"resnet50": "resnet_b"}}
+_COMPILED: dict[int, torch.nn.Module] = {}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "4090": 165.0}
 
 
@@ -84,10 +88,14 @@ def activation_bytes(model, x) -> int:
 
 def measure(model, *, batch: int, resolution: int, num_classes: int, device, precision: str, channels_last: bool,
             compile_model: bool, warmup: int, iters: int) -> dict:
-    """Training and inference throughput and peak memory of one model."""
+    """Training and inference throughput and peak memory of one model (compiled once when compile_model)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)
-    net = torch.compile(model) if compile_model else model
+    net = model
+    if compile_model:  # compiled once per model: later rounds reuse the compiled graphs
+        if id(model) not in _COMPILED:
+            _COMPILED[id(model)] = torch.compile(model)
+        net = _COMPILED[id(model)]
     x = torch.randn(batch, 3, resolution, resolution, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch,), device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -102,7 +110,7 @@ def measure(model, *, batch: int, resolution: int, num_classes: int, device, pre
 
     def infer():
         with torch.no_grad(), autocast:
-            net(x)
+            model(x)  # eager: compiling an inference graph too would double the compile time
 
     model.train()
     if device.type == "cuda":
@@ -120,29 +128,33 @@ def measure(model, *, batch: int, resolution: int, num_classes: int, device, pre
             "peak_mem_mb": peak / 2**20}
 
 
-def trainer_overhead(step: str, steps_per_epoch: int = 60) -> dict:
-    """End-to-end img/s of the trainer on the embedded scale vs the model-only img/s of the same network and batch."""
+def trainer_overhead(step: str, scale: str, steps_per_epoch: int = 60) -> dict:
+    """End-to-end img/s of the trainer (data on the device, augmentation, logging) vs the model-only img/s of the same
+    network, batch and precision, on random data of the scale's shape."""
     import tempfile
 
     from .config import compose, model_config
     from .train import train
 
+    shape = compose([f"+step={step}", f"scale={scale}"])
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose([f"+step={step}", f"runs_root={tmp}", "train.epochs=1",
+        cfg = compose([f"+step={step}", f"scale={scale}", "data=synthetic", f"data.resolution={shape.data.resolution}",
+                       f"data.num_classes={shape.data.num_classes}", f"runs_root={tmp}", "train.epochs=1",
+                       f"data.train_size={steps_per_epoch * shape.train.batch_size}",
                        f"train.max_steps_per_epoch={steps_per_epoch}", "train.progress=false"])
         summary = train(cfg)
     device = torch.device(summary["device"])
     torch.manual_seed(0)
     model = RoadmapNet(model_config(cfg))
     model_only = measure(model, batch=cfg.train.batch_size, resolution=cfg.data.resolution,
-                         num_classes=cfg.data.num_classes, device=device, precision="fp32",
-                         channels_last=bool(cfg.train.channels_last), compile_model=False, warmup=3,
-                         iters=steps_per_epoch // 2)
-    return {"step": step, "trainer_img_s": summary["img_s"], "model_img_s": model_only["train_img_s"],
+                         num_classes=cfg.data.num_classes, device=device, precision=summary["precision"],
+                         channels_last=device.type == "cuda" or bool(cfg.train.channels_last), compile_model=False,
+                         warmup=3, iters=steps_per_epoch // 2)
+    return {"step": step, "scale": scale, "trainer_img_s": summary["img_s"], "model_img_s": model_only["train_img_s"],
             "ratio": summary["img_s"] / model_only["train_img_s"]}
 
 
-def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channels_last=False, compile_model=False,
+def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channels_last=False, compile_modes=(False,),
         warmup=2, iters=5, cifar_batch=64, cifar_epochs=100, device=None, only=None, trainer=True,
         rounds=3, peak=None) -> dict:
     from .config import compose, load_roadmap, step_model_config
@@ -150,7 +162,7 @@ def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channel
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.set_flush_denormal(True)
     settings = dict(batch=batch, resolution=resolution, num_classes=1000, device=device, precision=precision,
-                    channels_last=channels_last, compile_model=compile_model, warmup=warmup, iters=iters)
+                    channels_last=channels_last, compile_model=False, warmup=warmup, iters=iters)
     steps = load_roadmap(roadmap).steps
     cifar = compose([f"+step={steps[-1].name}", "scale=cifar", f"roadmap={roadmap}"])
     cifar_settings = dict(settings, batch=cifar_batch, resolution=cifar.data.resolution,
@@ -169,7 +181,7 @@ def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channel
                                                    width_multiplier=cifar.model.width_multiplier))
             row["cifar_img_s"] = measure(small, **cifar_settings)["train_img_s"]
             cache[cfg] = row
-        rows.append({"step": s.name, "model": "roadmap", **cache[cfg]})
+        rows.append({"step": s.name, "model": "roadmap", "compile": False, **cache[cfg]})
         print(f"{s.name:<24} {rows[-1]['train_img_s']:8.1f} train img/s {rows[-1]['infer_img_s']:8.1f} "
               f"infer img/s  {rows[-1]['peak_mem_mb']:8.0f} MB", flush=True)
     for tv_name, ours in REFERENCES.get(roadmap, {}).items():
@@ -178,32 +190,37 @@ def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channel
         torch.manual_seed(0)
         reference = getattr(torchvision.models, tv_name)()
         mine = RoadmapNet(step_model_config(ours, roadmap))
-        # alternate the two models for `rounds` rounds, so both see the same machine state; median of the ratios
-        ratios, measured = [], []
-        for _ in range(rounds):
-            theirs_m, ours_m = measure(reference, **settings), measure(mine, **settings)
-            ratios.append(ours_m["train_step_ms"] / theirs_m["train_step_ms"])
-            measured.append(theirs_m)
-        row = {"step": f"torchvision {tv_name}", "model": "torchvision", "params": num_params(reference),
-               "gmacs": round(gmacs(reference), 3), **measured[-1],
-               "ratio_ours_to_torchvision": statistics.median(ratios)}
-        next(r for r in rows if r["step"] == ours)["ratio_ours_to_torchvision"] = row["ratio_ours_to_torchvision"]
-        rows.append(row)
-        print(f"{row['step']:<24} {row['train_img_s']:8.1f} train img/s; ours/torchvision step time "
-              f"{row['ratio_ours_to_torchvision']:.3f} (median of {rounds} alternating rounds: "
-              f"{', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
+        for compiled in compile_modes:
+            # alternate the two models for `rounds` rounds, so both see the same machine state; median of ratios
+            ratios, theirs, mine_m = [], [], []
+            for _ in range(rounds):
+                theirs.append(measure(reference, **dict(settings, compile_model=compiled)))
+                mine_m.append(measure(mine, **dict(settings, compile_model=compiled)))
+                ratios.append(mine_m[-1]["train_step_ms"] / theirs[-1]["train_step_ms"])
+            ratio = statistics.median(ratios)
+            for model, name, m in (("torchvision", f"torchvision {tv_name}", theirs[-1]), ("roadmap", ours, mine_m[-1])):
+                if model == "roadmap" and not compiled:
+                    next(r for r in rows if r["step"] == ours and not r["compile"])["ratio_ours_to_torchvision"] = ratio
+                    continue
+                rows.append({"step": name, "model": model, "compile": compiled, "params": num_params(
+                    reference if model == "torchvision" else mine), "gmacs": round(gmacs(
+                        reference if model == "torchvision" else mine), 3), **m, "ratio_ours_to_torchvision": ratio})
+            print(f"{ours} vs torchvision {tv_name}{' (compiled)' if compiled else ''}: step time ratio {ratio:.3f} "
+                  f"(median of {rounds} alternating rounds: {', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
     peak = peak_tflops(device, peak)
     if peak:  # model FLOP utilisation: 3 x forward FLOPs (fwd + bwd) per image at the measured rate
         for r in rows:
             r["mfu"] = 6 * r["gmacs"] * (resolution / 224) ** 2 * 1e9 * r["train_img_s"] / (peak * 1e12)
-    roadmap_rows = [r for r in rows if r["model"] == "roadmap"]
+    roadmap_rows = [r for r in rows if r["model"] == "roadmap" and "cifar_img_s" in r]
     sweep_hours = sum(cifar_epochs * 50_000 / r["cifar_img_s"] for r in roadmap_rows) / 3600
-    overhead = trainer_overhead("separate_downsampling") if trainer else None
+    overhead = None
+    if trainer:
+        overhead = trainer_overhead(steps[-1].name, "cifar" if device.type == "cuda" else "embedded")
     meta = {"device": device_name(device), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "date": datetime.date.today().isoformat(), "roadmap": roadmap, "steps": len(steps), "batch": batch, "resolution": resolution,
-            "precision": precision, "channels_last": channels_last, "compile": compile_model,
-            "cifar_batch": cifar_batch, "cifar_sweep_hours": sweep_hours, "trainer_overhead": overhead,
-            "peak_tflops": peak}
+            "date": datetime.date.today().isoformat(), "roadmap": roadmap, "steps": len(steps), "batch": batch,
+            "resolution": resolution, "precision": precision, "channels_last": channels_last,
+            "compile": "/".join("on" if c else "off" for c in compile_modes), "cifar_batch": cifar_batch,
+            "cifar_sweep_hours": sweep_hours, "trainer_overhead": overhead, "peak_tflops": peak}
     return {"meta": meta, "rows": rows}
 
 
@@ -213,34 +230,41 @@ def write(result: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     meta, df = result["meta"], pd.DataFrame(result["rows"])
     tag = "gpu" if "CPU" not in meta["device"] else "cpu"
-    stem = out / f"bench_{tag}_{meta['roadmap']}"
+    stem = out / f"bench_{tag}_{meta['roadmap']}{'_compiled' if meta['compile'] == 'on' else ''}"
     df.to_csv(stem.with_suffix(".csv"), index=False)
     lines = [f"# Benchmark: {meta['roadmap']} on {meta['device']}", "",
              f"torch {meta['torch']}, torchvision {meta['torchvision']}, {meta['date']}; batch {meta['batch']} at "
              f"{meta['resolution']}px, {meta['precision']}, channels_last={meta['channels_last']}, "
-             f"compile={meta['compile']}. Training = forward + backward + AdamW step; peak memory is measured on "
+             f"compile={meta['compile']} (the training step of the endpoints and torchvision's models; inference "
+             f"is eager). Training = forward + backward + AdamW step; peak memory is measured on "
              f"GPU, estimated on CPU (weights, grads, AdamW state, saved activations).", "",
              "| step | params | GMACs | train ms/step | train img/s | infer img/s | peak MB | cifar-scale img/s "
              "| ours / torchvision |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         ratio = r.get("ratio_ours_to_torchvision")
         cifar = r.get("cifar_img_s")
-        lines.append(f"| {r['step']} | {r['params']:,} | {r['gmacs']:.3f} | {r['train_step_ms']:.1f} | "
+        name = f"{r['step']} (compiled)" if r.get("compile") else r["step"]
+        lines.append(f"| {name} | {r['params']:,} | {r['gmacs']:.3f} | {r['train_step_ms']:.1f} | "
                      f"{r['train_img_s']:.1f} | {r['infer_img_s']:.1f} | {r['peak_mem_mb']:.0f} | "
                      f"{'' if cifar is None or cifar != cifar else f'{cifar:.0f}'} | "
                      f"{'' if ratio is None or ratio != ratio else f'{ratio:.3f}'} |")
-    lines += ["", f"Estimated wall time of the whole cifar-scale roadmap sweep ({meta['steps']} steps, "
-                  f"100 epochs of 50k images, from the cifar-scale img/s at batch {meta['cifar_batch']}): "
-                  f"**{meta['cifar_sweep_hours']:.1f} h** on this device."]
+    measured = sum(1 for r in result["rows"] if "cifar_img_s" in r)
+    which = "whole cifar-scale roadmap sweep" if measured == meta["steps"] else \
+        f"cifar-scale sweep of the {measured} measured steps (of {meta['steps']})"
+    lines += ["", f"Estimated wall time of the {which} ({measured} steps, 100 epochs of 50k images, from the "
+                  f"cifar-scale img/s at batch {meta['cifar_batch']}): **{meta['cifar_sweep_hours']:.1f} h** on this "
+                  f"device."]
     if meta["peak_tflops"]:
-        mfu = {r["step"]: r["mfu"] for r in result["rows"]}
+        mfu = {(r["step"], bool(r.get("compile"))): r["mfu"] for r in result["rows"]}
         lines += ["", f"Model FLOP utilisation against a dense bf16 peak of {meta['peak_tflops']:.0f} TFLOP/s: "
-                      + ", ".join(f"{k} {100 * v:.1f}%" for k, v in mfu.items()
-                                  if k in ("separate_downsampling", "torchvision convnext_tiny", "resnet50"))]
+                      + ", ".join(f"{k}{' (compiled)' if c else ''} {100 * v:.1f}%" for (k, c), v in mfu.items()
+                                  if k in ("separate_downsampling", "torchvision convnext_tiny", "resnet50",
+                                           "torchvision resnet50"))]
     if meta["trainer_overhead"]:
         o = meta["trainer_overhead"]
-        lines += ["", f"Trainer end-to-end on the embedded scale ({o['step']}): {o['trainer_img_s']:.0f} img/s vs "
-                      f"{o['model_img_s']:.0f} img/s model-only: **{o['ratio']:.2f}x** (target >= 0.9)."]
+        lines += ["", f"Trainer end-to-end on the {o['scale']} scale ({o['step']}, random data of that shape): "
+                      f"{o['trainer_img_s']:.0f} img/s vs {o['model_img_s']:.0f} img/s model-only: "
+                      f"**{o['ratio']:.2f}x** (target >= 0.9)."]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
 
@@ -254,7 +278,10 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default=None, choices=("fp32", "bf16"), help="default: fp32 on CPU, bf16 on GPU")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on for GPU")
-    p.add_argument("--compile", action="store_true", help="torch.compile every model")
+    p.add_argument("--compile", choices=("off", "on", "both"), default="off",
+                   help="torch.compile the endpoints and torchvision's models (both: measure each way)")
+    p.add_argument("--loader", action="store_true", help="benchmark the data loaders instead (loader_*.csv/.md)")
+    p.add_argument("--quick", action="store_true", help="--loader: a few batches only (for tests)")
     p.add_argument("--iters", type=int, default=None, help="timed iterations (default: 3 on CPU, 20 on GPU)")
     p.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default: 1 on CPU, 5 on GPU)")
     p.add_argument("--cifar-batch", type=int, default=None, help="default: 64 on CPU, 512 on GPU")
@@ -267,9 +294,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("benchmarks"))
     a = p.parse_args(argv)
     gpu = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if a.loader:
+        from .loader_bench import loaders, write_loaders
+
+        for path in write_loaders(loaders(a.device, quick=a.quick), a.out):
+            print(path)
+        return 0
     result = run(roadmap=a.roadmap, batch=a.batch or (128 if gpu else 8), resolution=a.resolution,
                  precision=a.precision or ("bf16" if gpu else "fp32"),
-                 channels_last=gpu if a.channels_last is None else a.channels_last, compile_model=a.compile,
+                 channels_last=gpu if a.channels_last is None else a.channels_last,
+                 compile_modes={"off": (False,), "on": (True,), "both": (False, True)}[a.compile],
                  warmup=a.warmup if a.warmup is not None else (5 if gpu else 1),
                  iters=a.iters if a.iters is not None else (20 if gpu else 3),
                  cifar_batch=a.cifar_batch or (512 if gpu else 64),

@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+import torch
+
 from .model import ConfigError, RoadmapNet, gmacs, num_params
 
 
@@ -17,7 +19,8 @@ def table(roadmap: str = "convnext_t", config_dirs=()) -> list[dict]:
     for s in load_roadmap(roadmap, config_dirs).steps:
         cfg = step_model_config(s.name, roadmap, config_dirs=config_dirs)
         if cfg not in cache:  # recipe-only steps have their parent's network
-            model = RoadmapNet(cfg)
+            with torch.device("meta"):  # shapes only: nothing is allocated or computed
+                model = RoadmapNet(cfg)
             cache[cfg] = (num_params(model), gmacs(model))
         params, macs = cache[cfg]
         rows.append({"order": s.order, "step": s.name, "label": s.label, "params": params, "gmacs": round(macs, 3),

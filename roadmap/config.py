@@ -30,12 +30,19 @@ def _step_list(steps, which="all"):
     return ",".join(steps.keys())
 
 
+def _explore_id(model):
+    """${explore_id:${model}}: the stable id of a drawn network (conf/explore)."""
+    from .explore import network_id
+
+    return network_id(OmegaConf.to_container(model, resolve=True))
+
+
 def register() -> None:
     """Make `model: base` (every ModelConfig field at its default) and the config resolvers known to Hydra."""
     defaults = {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
                 for f in dataclasses.fields(ModelConfig)}
     ConfigStore.instance().store(group="model", name="base", node=defaults)
-    for name, fn in (("times", _times), ("step_list", _step_list)):
+    for name, fn in (("times", _times), ("step_list", _step_list), ("explore_id", _explore_id)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -100,6 +107,8 @@ def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> 
     one it does: its parent is the step its file includes, and `step_info.<name>` may give its label, section and
     reference numbers."""
     roadmap = roadmap or roadmap_of(cfg)
+    if cfg.get("explore") is not None:  # a network drawn from the design space, named by its switches
+        return Step(cfg.step, label=cfg.step, section="explore")
     if OmegaConf.is_missing(cfg, "step"):
         raise ConfigError(f"no step given: add +step=<name>, one of {', '.join(roadmap.names())}")
     name = cfg.step
@@ -119,7 +128,10 @@ def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> 
 
 
 def model_config(cfg: DictConfig) -> ModelConfig:
-    """The network a run trains: its step's, or the step's ablation (`ablation=isolated|leave_one_out`)."""
+    """The network a run trains: its step's, the step's ablation (`ablation=isolated|leave_one_out`), or a network
+    drawn from the design space (`+explore=...`)."""
+    if cfg.get("explore") is not None:
+        return explored_network(cfg)
     model = ModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
     kind = cfg.get("ablation")
     if kind is None:
@@ -132,6 +144,42 @@ def model_config(cfg: DictConfig) -> ModelConfig:
     arch = ablated(kind, cfg.step, roadmap_of(cfg), lambda step: step_model_config(step, name))
     keep = ("num_classes", "in_channels", "width_multiplier", "drop_path")
     return dataclasses.replace(arch, **{k: getattr(model, k) for k in keep})
+
+
+def explored_network(cfg: DictConfig) -> ModelConfig:
+    """A drawn network, checked before training: an invalid combination of switches, or a network over the
+    exploration's budget, is recorded in the population's rejected.jsonl and refused with a one-line error."""
+    from . import explore
+
+    raw = OmegaConf.to_container(cfg.model, resolve=True)
+    try:
+        model = ModelConfig.from_dict(raw)
+        explore.check_budget(model, budget_gmacs(cfg), cfg.data.resolution)
+    except ConfigError as e:
+        explore.record_rejection(Path(cfg.run_dir), raw, str(e))
+        print(f"[explore] {cfg.step} rejected: {e}; {explore.progress(Path(cfg.run_dir), cfg.explore.samples)}")
+        raise
+    return model
+
+
+def budget_gmacs(cfg: DictConfig) -> float | None:
+    """explore.budget in GMACs at the scale's resolution: a number, or `endpoint` (explore.budget_factor times the
+    roadmap's endpoint network at this scale's width and classes), or null (no budget)."""
+    budget = cfg.explore.get("budget")
+    if budget is None:
+        return None
+    if budget != "endpoint":
+        if not isinstance(budget, (int, float)) or budget <= 0:
+            raise ConfigError(f"explore.budget={budget!r}: must be a positive number of GMACs, endpoint or null")
+        return float(budget)
+    import torch
+
+    from .model import RoadmapNet, gmacs
+
+    end = step_model_config(roadmap_of(cfg).endpoint.name, cfg.roadmap.name, cfg.data.num_classes)
+    with torch.device("meta"):
+        net = RoadmapNet(dataclasses.replace(end, width_multiplier=cfg.model.width_multiplier))
+    return float(cfg.explore.get("budget_factor", 1.0)) * gmacs(net, cfg.data.resolution)
 
 
 def load_roadmap(name: str = "convnext_t", config_dirs=()) -> Roadmap:

@@ -11,7 +11,7 @@ import gzip
 import os
 import shutil
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,10 +47,13 @@ def prepared_by_one(root: Path):
 def _fashion_mnist(cfg) -> tuple[TensorSplit, TensorSplit]:
     root = Path(cfg.root or "data/fashion_mnist")
     raw = root / "FashionMNIST" / "raw"
+    def missing():
+        return not all((raw / f).exists() for f in FASHION_FILES)
+
+    debian = all((DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in FASHION_FILES)
     try:
-        with prepared_by_one(root):
-            if not all((raw / f).exists() for f in FASHION_FILES) and all(
-                    (DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in FASHION_FILES):
+        with prepared_by_one(root) if missing() and (debian or cfg.download) else nullcontext():
+            if missing() and debian:
                 raw.mkdir(parents=True, exist_ok=True)
                 for f in FASHION_FILES:
                     tmp = raw / f"{f}.{os.getpid()}.tmp"
@@ -68,7 +71,7 @@ def _fashion_mnist(cfg) -> tuple[TensorSplit, TensorSplit]:
 def _cifar(cfg) -> tuple[TensorSplit, TensorSplit]:
     cls = datasets.CIFAR10 if cfg.name == "cifar10" else datasets.CIFAR100
     try:
-        with prepared_by_one(Path(cfg.root)):
+        with prepared_by_one(Path(cfg.root)) if cfg.download else nullcontext():
             splits = [cls(str(cfg.root), train=t, download=bool(cfg.download)) for t in (True, False)]
     except Exception as e:
         raise ConfigError(f"{cfg.name} not found in data.root={cfg.root} and not downloadable "

@@ -249,7 +249,7 @@ class RoadmapNet(nn.Module):
             stem = [nn.Conv2d(cfg.in_channels, stem_width, 4, 4, bias=not (separate and cfg.norm == "batch"))]
             self.stem = nn.Sequential(*stem, *([_norm(cfg, stem_width)] if separate else []))
 
-        rates = torch.linspace(0, cfg.drop_path, sum(cfg.depths)).tolist()
+        rates = torch.linspace(0, cfg.drop_path, sum(cfg.depths), device="cpu").tolist()
         stages, in_dim, b = [], stem_width, 0
         for i, (depth, out_dim) in enumerate(zip(cfg.depths, widths)):
             layers = []

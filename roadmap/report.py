@@ -351,6 +351,100 @@ def ablation_steps(roadmap: Roadmap, runs: pd.DataFrame) -> list[Step]:
                           and s.adopted]
 
 
+def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: str, title: str,
+                    dataset: str) -> tuple[str, list[Path]]:
+    """A population of networks drawn from the design space: EDFs, per-switch effects (OLS with complexity as a
+    covariate), interactions, the top networks, where the roadmap's own choices disagree with the population, and
+    the best network against the roadmap's endpoints by seed."""
+    from . import design_space
+    from .explore import SWITCHES
+
+    done = group[group["status"] == "done"]
+    folder = Path(group["run_dir"].iloc[0]).parent.parent
+    rejected = pd.read_json(folder / "rejected.jsonl", lines=True) if (folder / "rejected.jsonl").exists() and \
+        (folder / "rejected.jsonl").stat().st_size else pd.DataFrame(columns=["id", "reason"])
+    rejected = rejected.drop_duplicates("id")
+    over = rejected["reason"].str.startswith("over budget").sum() if len(rejected) else 0
+    samplers = sorted({(e or {}).get("sampler", "?") for e in group["explore"]}) if "explore" in group else []
+    lines = [f"## {title}", "",
+             f"Networks drawn from the design space ({', '.join(samplers)} sampler): {group['step'].nunique()} "
+             f"trained ({len(done)} finished runs), {len(rejected)} rejected before training ({len(rejected) - over} "
+             f"invalid combinations, {over} over the complexity budget), {len(group) - len(done)} runs failed or "
+             f"diverged. Top-1 on {dataset}.", ""]
+    if done.empty:
+        return "\n".join(lines + ["No finished run yet."]) + "\n", []
+    samples = pd.concat([done[["step", "seed", "final_top1", "gmacs", "params"]].reset_index(drop=True),
+                         pd.DataFrame(list(done["switches"])).reset_index(drop=True)], axis=1)
+    samples = samples.rename(columns={"step": "id", "final_top1": "top1"})
+    varied = [s for s in SWITCHES if samples[s].astype(str).nunique() > 1]
+    nets = design_space.network_means(samples, varied)
+    written = design_space.edf_figure(nets, varied, out / f"explore{suffix}", title=f"{title}: EDF of top-1 error")
+    try:
+        effects = design_space.main_effects(nets, varied)
+        inter = design_space.interactions(nets, varied)
+    except ValueError as e:  # too few networks for the linear model
+        effects = inter = None
+        lines += [f"Effects not estimated: {e}.", ""]
+    endpoint, baseline = _roadmap_endpoints(runs, group)
+    choices = {k: v for k, v in (endpoint["switches"].iloc[0] if len(endpoint) else {}).items() if k in varied}
+    disagree = design_space.disagreements(nets, varied, choices) if effects is not None and choices else None
+    top = design_space.top_networks(nets, varied)
+    lines.append(design_space.markdown(nets, varied, effects, inter, top, disagree).replace("## Design space\n\n", ""))
+    if not choices:
+        lines.append("(No finished run of the roadmap's endpoint under this folder: no comparison of choices.)\n")
+    lines += ["### The best network against the roadmap's endpoints", "",
+              *_best_against(nets, done, endpoint, baseline)]
+    return "\n".join(lines) + "\n", written
+
+
+def _roadmap_endpoints(runs: pd.DataFrame, group: pd.DataFrame):
+    """The finished runs of the roadmap's endpoint and baseline at the population's scale (what it competes with)."""
+    same = runs[(runs["scale"] == group["scale"].iloc[0]) & (runs["roadmap"] == group["roadmap"].iloc[0])
+                & (runs["ablation"] == "roadmap") & (runs["status"] == "done")]
+    if same.empty:
+        return same, same
+    roadmap = roadmap_of(same)
+    return (same[same["step"] == roadmap.endpoint.name], same[same["step"] == roadmap.baseline])
+
+
+def _best_against(nets: pd.DataFrame, done: pd.DataFrame, endpoint: pd.DataFrame, baseline: pd.DataFrame):
+    """The best network (most seeds among the best five, then mean top-1) beside the endpoint and baseline: mean, 95%
+    interval, GMACs, and its change versus each, paired by seed."""
+    from .explore import SWITCHES
+
+    best = nets.sort_values("top1", ascending=False).head(5).sort_values(["seeds", "top1"], ascending=False).iloc[0]
+    runs_of = {"best: " + best["id"]: done[done["step"] == best["id"]]}
+    if len(endpoint):
+        runs_of[f"endpoint: {endpoint['step'].iloc[0]}"] = endpoint
+    if len(baseline):
+        runs_of[f"baseline: {baseline['step'].iloc[0]}"] = baseline
+    seeds = {name: dict(zip(r["seed"].astype(int), r["final_top1"].astype(float))) for name, r in runs_of.items()}
+    first = next(iter(seeds))
+    lines = ["| network | GMACs | seeds | top-1 | 95% CI | best − this (paired) | 95% CI | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in runs_of.items():
+        m = stats.mean_interval(list(seeds[name].values()))
+        c = stats.paired_change(seeds[first], seeds[name]) if name != first else None
+        lines.append(f"| {name} | {r['gmacs'].iloc[0]:.4f} | {m['n']} | {m['mean']:.2f} | "
+                     f"{_interval(m['ci_low'], m['ci_high'])} | " + ("| | |" if c is None else
+                     f"{c['change']:+.2f} | {_interval(c['change_ci_low'], c['change_ci_high'], True)} | "
+                     f"{c['verdict']} |"))
+    switches = done[done["step"] == best["id"]]["switches"].iloc[0]
+    args = " ".join(f"model.{k}={_override(switches[k])}" for k in SWITCHES)
+    lines += ["", f"Train it with more seeds (finished seeds are kept): `python run.py -m +explore=net {args} "
+                  f"seed=0,1,2`; the endpoint: `python run.py -m +step={endpoint['step'].iloc[0] if len(endpoint) else 'separate_downsampling'} "
+                  f"seed=0,1,2`."]
+    return lines
+
+
+def _override(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def report(runs_dir: Path, out: Path) -> list[Path]:
     runs = load_runs(runs_dir)
     if runs.empty:
@@ -363,7 +457,13 @@ def report(runs_dir: Path, out: Path) -> list[Path]:
         dataset = DATASET_NAMES.get(group["dataset"].iloc[0], group["dataset"].iloc[0])
         roadmap = roadmap_of(group)
         title = f"{roadmap.title or name}: {scale} scale" + (
-            "" if ablation == "roadmap" else f" — {ablation.replace('_', '-')} ablation")
+            "" if ablation == "roadmap" else " — design-space exploration" if ablation == "explore" else
+            f" — {ablation.replace('_', '-')} ablation")
+        if ablation == "explore":
+            text, files = explore_section(group, runs, out, suffix.removesuffix("_explore"), title, dataset)
+            md.append(text)
+            written += files
+            continue
         if ablation == "roadmap":
             table = step_table(group, ordered_steps(roadmap, group))
             agree = agreement(table)
@@ -378,6 +478,10 @@ def report(runs_dir: Path, out: Path) -> list[Path]:
             written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap)
         md.append(markdown(table, title, dataset, roadmap, agree))
         per_step.append(table.assign(scale=scale, roadmap=name, ablation=ablation))
+    if not per_step:  # only explorations
+        runs.drop(columns=["switches"], errors="ignore").to_csv(out / "results.csv", index=False)
+        (out / "results.md").write_text("\n".join(md))
+        return [out / "results.csv", out / "results.md", *written]
     steps = pd.concat(per_step, ignore_index=True)
     columns = ["step", "scale", "roadmap", "ablation", "ci_low", "ci_high", "compared_to", "change",
                "change_ci_low", "change_ci_high", "pairs", "verdict"]

@@ -375,10 +375,15 @@ def save_checkpoint(run: Run, job: Job, epoch: int) -> None:
 def describe(run: Run, job: Job) -> dict:
     """What a summary says about the run besides its results: the step as its roadmap describes it, the setting,
     the network's cost."""
+    from .explore import switches
+
     cfg, s = run.cfg, run.step
+    explore = cfg.get("explore")
     return {"step": s.name, "parent": s.parent, "order": s.order, "label": s.label, "section": s.section,
             "adopted": s.adopted, "roadmap": run.roadmap.name, "scale": cfg.scale.name, "seed": cfg.seed,
-            "ablation": cfg.get("ablation"), "dataset": cfg.data.name, "recipe": cfg.recipe.name,
+            "ablation": "explore" if explore is not None else cfg.get("ablation"),
+            "explore": None if explore is None else {"sampler": explore.name, "budget": explore.get("budget")},
+            "switches": switches(run.model_cfg), "dataset": cfg.data.name, "recipe": cfg.recipe.name,
             "resolution": cfg.data.resolution, "epochs_planned": cfg.train.epochs,
             "batch_size": cfg.train.batch_size, "precision": run.precision, "params": job.params,
             "gmacs": round(job.gmacs, 4), "paper_top1": s.top1, "paper_top1_std": s.top1_std,
@@ -400,7 +405,12 @@ def train(cfg: DictConfig) -> dict:
         history = [m for m in _read_metrics(run.dir) if m["epoch"] <= start_epoch]
         if ckpt is not None:
             run.say(f"[{run.step.name}] resuming {run.dir} after epoch {start_epoch}/{cfg.train.epochs}")
-        return fit(run, job, start_epoch, history)
+        summary = fit(run, job, start_epoch, history)
+    if cfg.get("explore") is not None:
+        from .explore import progress
+
+        run.say(f"[explore] {progress(run.dir, cfg.explore.samples)}")
+    return summary
 
 
 def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:

@@ -25,3 +25,23 @@ def metrics(run_dir: Path) -> list[dict]:
 
 def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def run_here(*args, runs_root, capsys):
+    """What `python run.py <args>` does for a single run (its precheck, then the same `execute` on the composed
+    config), in this process: no interpreter start-up. Returns (exit code, stdout, stderr)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import run as entry
+
+    from roadmap.config import compose
+
+    argv = [*args, f"runs_root={runs_root}"]
+    code = 0
+    try:
+        entry.precheck(argv)
+        entry.execute(compose(argv), multirun=False)
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -18,7 +18,7 @@ from roadmap.config import compose
 from roadmap.model import ConfigError
 from roadmap.train import Runtime, build_loaders
 
-from helpers import ROOT, TINY, metrics, run, summary
+from helpers import ROOT, TINY, metrics, run, run_here, summary
 
 RUN = "embedded/convnext_t/{step}/seed0"
 
@@ -93,7 +93,7 @@ def test_torchrun_on_a_fresh_checkout_prepares_the_data_once(tmp_path):
 
 def test_two_processes_on_one_run_directory(tmp_path):
     """The second process on a run directory gets a one-line error naming the first; the first finishes."""
-    args = ["+step=layer_norm", *TINY, "train.epochs=6", "data.train_size=2048"]
+    args = ["+step=layer_norm", *TINY, "train.epochs=4", "data.train_size=2048"]
     cmd = [sys.executable, str(ROOT / "run.py"), *args, f"runs_root={tmp_path}"]
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "WANDB_MODE": "disabled"})
@@ -109,7 +109,7 @@ def test_two_processes_on_one_run_directory(tmp_path):
     assert lines[0].startswith(f"error: {run_dir} is being trained by pid {first.pid} on ")
     assert lines[0].endswith("; wait for it to finish or stop it")
     s = summary(run_dir)
-    assert s["status"] == "done" and s["epochs"] == 6 and [m["epoch"] for m in metrics(run_dir)] == [1, 2, 3, 4, 5, 6]
+    assert s["status"] == "done" and s["epochs"] == 4 and [m["epoch"] for m in metrics(run_dir)] == [1, 2, 3, 4]
     assert not (run_dir / ".lock.owner").exists()
     again = run(*args, runs_root=tmp_path)  # the lock went with its process
     assert "already finished (done)" in again.stdout
@@ -146,13 +146,23 @@ BAD = [
 
 
 @pytest.mark.parametrize("args,message", BAD)
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
-    p = run(*args, runs_root=tmp_path, check=False)
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in p.stderr
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    code, _, err = run_here(*args, runs_root=tmp_path, capsys=capsys)  # run.py's entry point, in this process
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith(message), lines[0]
     assert not list(tmp_path.rglob("*")), "a rejected run must write nothing"
+
+
+def test_bad_input_from_a_fresh_interpreter(tmp_path):
+    """The same through `python run.py` itself, for two kinds of bad input (one rejected before Hydra, one by the
+    trainer)."""
+    for args, message in (BAD[0], BAD[12]):
+        p = run(*args, runs_root=tmp_path, check=False)
+        assert p.returncode == 2 and p.stderr.strip().splitlines() == [p.stderr.strip()], p.stderr
+        assert p.stderr.startswith(message)
+    assert not list(tmp_path.rglob("*"))
 
 
 def test_a_users_own_step_trains_and_follows_its_parent(tmp_path):

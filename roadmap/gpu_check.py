@@ -1,0 +1,129 @@
+"""python -m roadmap.gpu_check [--out DIR]: the GPU path proven by one command (`make gpu-check`).
+
+On a machine with a CUDA GPU, in about 8 minutes, it runs and writes to DIR (default benchmarks/gpu):
+  gpu_check.md                 device, versions, every stage with its result and wall time
+  pytest_gpu.txt               the GPU tests (pytest -m gpu): bf16, channels_last, compile, device loader, resume
+  bench_gpu_<roadmap>.md/.csv  python -m roadmap.bench: every step, both endpoints vs torchvision with and
+                               without torch.compile, model FLOP utilisation, the cifar-scale sweep estimate
+  loader_gpu.md/.csv           the loader benchmark (device loader; folder loader per worker; JPEG decoding on the GPU)
+  training.csv                 three steps trained at full width on the device: img/s and top-1
+Each stage runs in its own process with a time limit, so one failing stage still leaves the others' results.
+Without a CUDA GPU it stops at once with a one-line message (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_STEPS = ("baseline", "inverted_bottleneck", "separate_downsampling")
+
+
+def stage(name: str, cmd: list[str], timeout: int, log: Path | None = None) -> dict:
+    """Run one stage as a subprocess; its result, wall time and the tail of its output."""
+    print(f"[gpu-check] {name}: {' '.join(cmd[1:])}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                           env={**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"})
+        output, code = p.stdout + p.stderr, p.returncode
+    except subprocess.TimeoutExpired as e:
+        output = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        code = f"timed out after {timeout} s"
+    seconds = time.perf_counter() - t0
+    if log is not None:
+        log.write_text(output)
+    tail = "\n".join(output.strip().splitlines()[-12:])
+    print(f"[gpu-check] {name}: {'ok' if code == 0 else f'FAILED ({code})'} in {seconds:.0f} s\n{tail}", flush=True)
+    return {"stage": name, "ok": code == 0, "code": code, "seconds": seconds, "tail": tail}
+
+
+def training(out: Path, data: str, epochs: int, timeout: int, extra=()) -> tuple[dict, list[dict]]:
+    """Three steps of the roadmap at full width on the device (cifar scale: the paper's recipe at 32px)."""
+    with tempfile.TemporaryDirectory() as runs:
+        result = stage("training", [sys.executable, "run.py", "-m", f"+step={','.join(TRAIN_STEPS)}", "scale=cifar",
+                                    f"data={data}", f"scale.epochs={epochs}", f"runs_root={runs}",
+                                    "train.progress=false", *extra], timeout)
+        rows = []
+        for path in sorted(Path(runs).rglob("summary.json")):
+            s = json.loads(path.read_text())
+            rows.append({k: s.get(k) for k in ("step", "status", "dataset", "epochs", "batch_size", "precision",
+                                               "params", "gmacs", "img_s", "train_time", "final_top1", "best_top1",
+                                               "device")})
+    rows.sort(key=lambda r: TRAIN_STEPS.index(r["step"]) if r["step"] in TRAIN_STEPS else 0)
+    if rows:
+        with open(out / "training.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return result, rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m roadmap.gpu_check", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/gpu"))
+    p.add_argument("--data", default="fashion_mnist", help="dataset of the training stage (default fashion_mnist)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the training stage")
+    p.add_argument("--allow-cpu", action="store_true", help=argparse.SUPPRESS)  # the tests run the stages on a CPU
+    p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # tiny settings, for those tests
+    a = p.parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available() and not a.allow_cpu:
+        print(f"error: make gpu-check needs a CUDA GPU, and torch {torch.__version__} sees none "
+              f"(CUDA build: {torch.version.cuda or 'no'})", file=sys.stderr)
+        return 2
+    a.out.mkdir(parents=True, exist_ok=True)
+    gpu = torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if gpu else f"{platform.processor() or platform.machine()} CPU"
+    py = sys.executable
+    quick = ["--batch", "2", "--resolution", "64", "--iters", "1", "--warmup", "1", "--cifar-batch", "2",
+             "--rounds", "1", "--steps", "resnet50", "separate_downsampling", "--no-trainer"] if a.quick else []
+    stages = [stage("gpu tests", [py, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
+                    200, a.out / "pytest_gpu.txt"),
+              stage("benchmark", [py, "-m", "roadmap.bench", "--out", str(a.out), *quick], 150),
+              stage("loader benchmark", [py, "-m", "roadmap.bench", "--loader", "--out", str(a.out),
+                                         *(["--quick"] if a.quick else [])], 90)]
+    tiny = ["data=synthetic", "train.max_steps_per_epoch=2", "data.train_size=64", "data.val_size=32",
+            "scale.batch_size=16"] if a.quick else []
+    result, rows = training(a.out, a.data, 1 if a.quick else a.epochs, 150, tiny)
+    stages.append(result)
+    if not a.quick:  # last, as it takes longest: both endpoints and torchvision's models again, torch.compile'd
+        stages.append(stage("benchmark, compiled", [py, "-m", "roadmap.bench", "--compile", "on", "--no-trainer",
+                                                    "--steps", "resnet50", "separate_downsampling", "--out",
+                                                    str(a.out)], 240))
+
+    lines = [f"# GPU check on {device}", "",
+             f"{datetime.datetime.now().isoformat(timespec='minutes')}; torch {torch.__version__} (CUDA "
+             f"{torch.version.cuda}), Python {platform.python_version()}; `make gpu-check` "
+             f"(python -m roadmap.gpu_check{' ' + ' '.join(argv) if argv else ''}).", "",
+             "| stage | result | wall time |", "|---|---|---|"]
+    lines += [f"| {s['stage']} | {'ok' if s['ok'] else 'FAILED: ' + str(s['code'])} | {s['seconds']:.0f} s |"
+              for s in stages]
+    if rows:
+        lines += ["", f"Training at full width on the device (scale=cifar, data={a.data}, "
+                      f"{rows[0]['epochs']} epochs, the paper's recipe):", "",
+                  "| step | status | params | GMACs | img/s | top-1 | precision |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['step']} | {r['status']} | {r['params']:,} | {r['gmacs']:.4f} | {r['img_s'] or 0:.0f} | "
+                  f"{r['final_top1'] or 0:.2f} | {r['precision']} |" for r in rows]
+    lines += ["", "Output of every stage (last lines):", ""]
+    for s in stages:
+        lines += [f"### {s['stage']}", "", "```", s["tail"], "```", ""]
+    (a.out / "gpu_check.md").write_text("\n".join(lines))
+    print(a.out / "gpu_check.md")
+    return 0 if all(s["ok"] for s in stages) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

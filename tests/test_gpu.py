@@ -1,0 +1,89 @@
+"""The GPU path (`make gpu-check` runs these on a CUDA machine; they are skipped elsewhere): bf16 autocast and
+channels_last training, torch.compile, the device data pipeline, JPEG decoding on the GPU, exact resume."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from roadmap import augment
+from roadmap import data as data_lib
+
+from helpers import ROOT, TINY, metrics, run, summary
+
+pytestmark = pytest.mark.gpu
+RUN = "embedded/convnext_t/{step}/seed0"
+GPU = ["train.device=cuda"]
+
+
+def test_bf16_channels_last_training_on_cuda(tmp_path):
+    run("+step=separate_downsampling", *TINY, *GPU, "train.epochs=2", runs_root=tmp_path)
+    s = summary(tmp_path / RUN.format(step="separate_downsampling"))
+    assert s["status"] == "done" and s["device"].startswith("cuda") and s["precision"] == "bf16"
+    assert s["epochs"] == 2 and 0 <= s["final_top1"] <= 100
+
+
+def test_compile_on_cuda(tmp_path):
+    run("+step=inverted_bottleneck", *TINY, *GPU, "train.epochs=1", "train.compile=true", "model.depths=[1,1,1,1]",
+        runs_root=tmp_path)
+    s = summary(tmp_path / RUN.format(step="inverted_bottleneck"))
+    assert s["status"] == "done" and s["device"].startswith("cuda")
+
+
+def test_mixed_precision_is_fp16_with_loss_scaling_on_cuda(tmp_path):
+    run("roadmap=bag_of_tricks", "+step=mixed_precision", *TINY, *GPU, "train.epochs=1", runs_root=tmp_path)
+    s = summary(tmp_path / "embedded/bag_of_tricks/mixed_precision/seed0")
+    assert s["status"] == "done" and s["precision"] == "fp16"
+
+
+def test_batch_augmentation_on_cuda_matches_torchvision_per_image():
+    g = torch.Generator("cuda").manual_seed(0)
+    x = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, device="cuda")
+    out, params = augment.rand_augment(x, 2, 9, g, return_params=True)
+    assert out.device.type == "cuda" and len({int(o) for o in params[0][0]}) > 10
+    for i in range(0, 256, 17):  # every image is what torchvision's op gives for its own draws
+        y = x[i:i + 1]
+        for ops, negative in params:
+            op = augment._OPS[int(ops[i])]
+            y = augment.apply_op(y, op, augment.op_magnitude(op, 9, bool(negative[i]), 32, 32))
+        assert torch.equal(y[0], out[i])
+    g.manual_seed(0)
+    assert torch.equal(augment.rand_augment(x, 2, 9, g), out)
+
+
+def test_jpeg_decoding_on_the_gpu_is_close_to_the_cpu(tmp_path):
+    from test_data import image_tree
+
+    root = image_tree(tmp_path / "data", n=4, size=(120, 160))
+    files = sorted((root / "train").rglob("*.jpg"))
+    raw = [data_lib.read_file(str(f)) for f in files]
+    images, problems = data_lib.decode_batch(raw, torch.device("cuda"))
+    assert not any(problems) and all(i.device.type == "cuda" for i in images)
+    for f, image in zip(files, images):
+        cpu = data_lib.decode(data_lib.read_file(str(f)), str(f))
+        assert image.shape == cpu.shape  # nvJPEG's IDCT may differ from libjpeg-turbo's by a level or two
+        assert (image.cpu().int() - cpu.int()).abs().float().mean() < 2.0
+
+
+def test_killed_cuda_run_resumes_to_the_same_result(tmp_path):
+    args = ["+step=layer_norm", *TINY, *GPU, "train.epochs=4", "data.train_size=4096"]
+    run(*args, runs_root=tmp_path / "straight")
+    expected = metrics(tmp_path / "straight" / RUN.format(step="layer_norm"))
+    run_dir = tmp_path / "killed" / RUN.format(step="layer_norm")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args, f"runs_root={tmp_path / 'killed'}"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (run_dir / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 1 <= len(metrics(run_dir)) < 4
+    run(*args, runs_root=tmp_path / "killed")
+    got = metrics(run_dir)
+    assert [m["epoch"] for m in got] == [1, 2, 3, 4]
+    for a, b in zip(got, expected):  # cuDNN picks its algorithms per process: equal up to float noise
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=2e-3)
+        assert abs(a["val_top1"] - b["val_top1"]) <= 1.0 and a["lr"] == b["lr"]
