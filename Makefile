@@ -54,7 +54,7 @@ gpu-check:
 	$(if $(shell $(GPU_PY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null | grep 1),,\
 	  $(error make gpu-check needs a CUDA GPU, and $(GPU_PY) sees none (or has no torch)))
 	@if [ -n "$(WHEELS)" ]; then $(GPU_PY) -m pip install -q --no-index --find-links $(WHEELS) -e . pytest; fi
-	$(GPU_PY) -m roadmap.gpu_check --out $(GPU_OUT)
+	$(GPU_PY) -m roadmap.gpu_check --out $(GPU_OUT) $(GPU_CHECK_ARGS)
 
 # Everything but torch and torchvision that `make gpu-check` installs, as wheels for an offline GPU node with
 # python $(WHEEL_PYTHON) on $(WHEEL_PLATFORM) (run where pip reaches PyPI; copy the folder over; WHEELS=<folder>).

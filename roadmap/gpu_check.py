@@ -29,6 +29,41 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAIN_STEPS = ("baseline", "inverted_bottleneck", "separate_downsampling")
 
 
+class Stages:
+    """Runs the stages one after the other within a total time budget, each in its own process with its own limit,
+    and rewrites gpu_check.md after every stage (so a cut-off check still leaves its results)."""
+
+    def __init__(self, out: Path, budget: float, header: list[str]):
+        self.out, self.deadline, self.header, self.done, self.training = out, time.time() + budget, header, [], []
+
+    def run(self, name: str, cmd: list[str], limit: int, log: Path | None = None) -> dict:
+        timeout = int(min(limit, self.deadline - time.time()))
+        if timeout < 20:
+            result = {"stage": name, "ok": False, "code": "skipped: the time budget is spent", "seconds": 0.0,
+                      "tail": ""}
+        else:
+            result = stage(name, cmd, timeout, log)
+        self.done.append(result)
+        self.write()
+        return result
+
+    def write(self) -> None:
+        lines = [*self.header, "| stage | result | wall time |", "|---|---|---|"]
+        lines += [f"| {s['stage']} | {'ok' if s['ok'] else 'FAILED: ' + str(s['code'])} | {s['seconds']:.0f} s |"
+                  for s in self.done]
+        rows = self.training
+        if rows:
+            lines += ["", f"Training at full width on the device (scale=cifar, data={rows[0]['dataset']}, "
+                          f"{rows[0]['epochs']} epochs, the paper's recipe):", "",
+                      "| step | status | params | GMACs | img/s | top-1 | precision |", "|---|---|---|---|---|---|---|"]
+            lines += [f"| {r['step']} | {r['status']} | {r['params']:,} | {r['gmacs']:.4f} | {r['img_s'] or 0:.0f} | "
+                      f"{r['final_top1'] or 0:.2f} | {r['precision']} |" for r in rows]
+        lines += ["", "Output of every stage (last lines):", ""]
+        for s in self.done:
+            lines += [f"### {s['stage']}", "", "```", s["tail"], "```", ""]
+        (self.out / "gpu_check.md").write_text("\n".join(lines))
+
+
 def stage(name: str, cmd: list[str], timeout: int, log: Path | None = None) -> dict:
     """Run one stage as a subprocess; its result, wall time and the tail of its output."""
     print(f"[gpu-check] {name}: {' '.join(cmd[1:])}", flush=True)
@@ -38,7 +73,7 @@ def stage(name: str, cmd: list[str], timeout: int, log: Path | None = None) -> d
                            env={**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"})
         output, code = p.stdout + p.stderr, p.returncode
     except subprocess.TimeoutExpired as e:
-        output = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        output = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         code = f"timed out after {timeout} s"
     seconds = time.perf_counter() - t0
     if log is not None:
@@ -48,25 +83,28 @@ def stage(name: str, cmd: list[str], timeout: int, log: Path | None = None) -> d
     return {"stage": name, "ok": code == 0, "code": code, "seconds": seconds, "tail": tail}
 
 
-def training(out: Path, data: str, epochs: int, timeout: int, extra=()) -> tuple[dict, list[dict]]:
+def training(stages: Stages, data: str, epochs: int, limit: int, extra=()) -> None:
     """Three steps of the roadmap at full width on the device (cifar scale: the paper's recipe at 32px)."""
     with tempfile.TemporaryDirectory() as runs:
-        result = stage("training", [sys.executable, "run.py", "-m", f"+step={','.join(TRAIN_STEPS)}", "scale=cifar",
-                                    f"data={data}", f"scale.epochs={epochs}", f"runs_root={runs}",
-                                    "train.progress=false", *extra], timeout)
+        cmd = [sys.executable, "run.py", "-m", f"+step={','.join(TRAIN_STEPS)}", "scale=cifar", f"data={data}",
+               f"scale.epochs={epochs}", f"runs_root={runs}", "train.progress=false", *extra]
         rows = []
+        stages.training = rows
+        result = stages.run("training", cmd, limit)
         for path in sorted(Path(runs).rglob("summary.json")):
             s = json.loads(path.read_text())
             rows.append({k: s.get(k) for k in ("step", "status", "dataset", "epochs", "batch_size", "precision",
                                                "params", "gmacs", "img_s", "train_time", "final_top1", "best_top1",
                                                "device")})
-    rows.sort(key=lambda r: TRAIN_STEPS.index(r["step"]) if r["step"] in TRAIN_STEPS else 0)
+    order = ["resnet50", *TRAIN_STEPS[1:]]
+    rows.sort(key=lambda r: order.index(r["step"]) if r["step"] in order else 0)
     if rows:
-        with open(out / "training.csv", "w", newline="") as f:
+        with open(stages.out / "training.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    return result, rows
+    stages.write()
+    return result
 
 
 def main(argv=None) -> int:
@@ -75,6 +113,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("benchmarks/gpu"))
     p.add_argument("--data", default="fashion_mnist", help="dataset of the training stage (default fashion_mnist)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the training stage")
+    p.add_argument("--budget", type=float, default=480, help="seconds for all stages together (default 480)")
     p.add_argument("--allow-cpu", action="store_true", help=argparse.SUPPRESS)  # the tests run the stages on a CPU
     p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # tiny settings, for those tests
     a = p.parse_args(argv)
@@ -87,42 +126,27 @@ def main(argv=None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if gpu else f"{platform.processor() or platform.machine()} CPU"
+    header = [f"# GPU check on {device}", "",
+              f"{datetime.datetime.now().isoformat(timespec='minutes')}; torch {torch.__version__} (CUDA "
+              f"{torch.version.cuda}), Python {platform.python_version()}; `make gpu-check` "
+              f"(python -m roadmap.gpu_check{' ' + ' '.join(argv) if argv else ''}), budget {a.budget:.0f} s.", ""]
+    stages = Stages(a.out, a.budget, header)
     py = sys.executable
     quick = ["--batch", "2", "--resolution", "64", "--iters", "1", "--warmup", "1", "--cifar-batch", "2",
              "--rounds", "1", "--steps", "resnet50", "separate_downsampling", "--no-trainer"] if a.quick else []
-    stages = [stage("gpu tests", [py, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
-                    200, a.out / "pytest_gpu.txt"),
-              stage("benchmark", [py, "-m", "roadmap.bench", "--out", str(a.out), *quick], 150),
-              stage("loader benchmark", [py, "-m", "roadmap.bench", "--loader", "--out", str(a.out),
-                                         *(["--quick"] if a.quick else [])], 90)]
+    stages.run("gpu tests", [py, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/test_gpu.py"],
+               180, a.out / "pytest_gpu.txt")
+    stages.run("benchmark", [py, "-m", "roadmap.bench", "--out", str(a.out), *quick], 150)
+    stages.run("loader benchmark", [py, "-m", "roadmap.bench", "--loader", "--out", str(a.out),
+                                    *(["--quick"] if a.quick else [])], 90)
     tiny = ["data=synthetic", "train.max_steps_per_epoch=2", "data.train_size=64", "data.val_size=32",
             "scale.batch_size=16"] if a.quick else []
-    result, rows = training(a.out, a.data, 1 if a.quick else a.epochs, 150, tiny)
-    stages.append(result)
+    training(stages, a.data, 1 if a.quick else a.epochs, 150, tiny)
     if not a.quick:  # last, as it takes longest: both endpoints and torchvision's models again, torch.compile'd
-        stages.append(stage("benchmark, compiled", [py, "-m", "roadmap.bench", "--compile", "on", "--no-trainer",
-                                                    "--steps", "resnet50", "separate_downsampling", "--out",
-                                                    str(a.out)], 240))
-
-    lines = [f"# GPU check on {device}", "",
-             f"{datetime.datetime.now().isoformat(timespec='minutes')}; torch {torch.__version__} (CUDA "
-             f"{torch.version.cuda}), Python {platform.python_version()}; `make gpu-check` "
-             f"(python -m roadmap.gpu_check{' ' + ' '.join(argv) if argv else ''}).", "",
-             "| stage | result | wall time |", "|---|---|---|"]
-    lines += [f"| {s['stage']} | {'ok' if s['ok'] else 'FAILED: ' + str(s['code'])} | {s['seconds']:.0f} s |"
-              for s in stages]
-    if rows:
-        lines += ["", f"Training at full width on the device (scale=cifar, data={a.data}, "
-                      f"{rows[0]['epochs']} epochs, the paper's recipe):", "",
-                  "| step | status | params | GMACs | img/s | top-1 | precision |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['step']} | {r['status']} | {r['params']:,} | {r['gmacs']:.4f} | {r['img_s'] or 0:.0f} | "
-                  f"{r['final_top1'] or 0:.2f} | {r['precision']} |" for r in rows]
-    lines += ["", "Output of every stage (last lines):", ""]
-    for s in stages:
-        lines += [f"### {s['stage']}", "", "```", s["tail"], "```", ""]
-    (a.out / "gpu_check.md").write_text("\n".join(lines))
+        stages.run("benchmark, compiled", [py, "-m", "roadmap.bench", "--compile", "on", "--no-trainer", "--steps",
+                                           "resnet50", "separate_downsampling", "--out", str(a.out)], 240)
     print(a.out / "gpu_check.md")
-    return 0 if all(s["ok"] for s in stages) else 1
+    return 0 if all(s["ok"] for s in stages.done) else 1
 
 
 if __name__ == "__main__":
