@@ -46,3 +46,14 @@ def test_activation_memory_counts_saved_tensors():
     x = torch.randn(8, 100)
     # the input and the ReLU output are saved (the ReLU output twice: by ReLU and by the second Linear, once counted)
     assert activation_bytes(lin, x) == 8 * 100 * 4 * 2
+
+
+def test_gpu_check_stops_at_once_without_a_gpu(tmp_path):
+    """`make gpu-check` (and the module behind it) on a machine without CUDA: one line, exit 2, nothing written."""
+    for cmd in (["make", "-s", "gpu-check", f"GPU_OUT={tmp_path / 'out'}"],
+                [sys.executable, "-m", "roadmap.gpu_check", "--out", str(tmp_path / "out")]):
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1, p.stderr
+        assert "gpu-check needs a CUDA GPU" in lines[0]
+    assert not (tmp_path / "out").exists()
