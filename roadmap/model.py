@@ -172,7 +172,7 @@ class Block(nn.Module):
         layers, layouts = [], []
 
         def add(module, layout):
-            if layouts and layouts[-1] != layout:
+            if (layouts[-1] if layouts else "cf") != layout:  # the block's input is channels first
                 layers.append(Permute([0, 2, 3, 1] if layout == "cl" else [0, 3, 1, 2]))
             layers.append(module)
             layouts.append(layout)

@@ -212,6 +212,44 @@ def test_layer_norm_network_runs_channels_last_with_biases():
     assert all(m.bias is None for m in resnet.modules() if isinstance(m, torch.nn.Conv2d))
 
 
+LAYOUT_SWITCHES = {"conv_position": ("middle", "first"), "norm": ("batch", "layer"), "stride_conv": ("spatial", "first"),
+                   "downsampling": ("in_block", "separate"), "block": ("bottleneck", "inverted"), "norms": ("all", "one"),
+                   "activations": ("all", "one"), "grn": (False, True)}
+
+
+def test_every_valid_block_keeps_its_layouts():
+    """Every valid combination of the switches that place a block's Linear layers and permutes: inside each block
+    every module gets the layout it needs (Linear and LayerNorm channels last, the rest channels first), starting and
+    ending channels first, and the network runs at two resolutions (a Linear over the width would not)."""
+    import itertools
+
+    from roadmap.model import LayerNorm2d, Permute
+
+    valid = 0
+    for values in itertools.product(*LAYOUT_SWITCHES.values()):
+        try:
+            cfg = ModelConfig.from_dict({**dict(zip(LAYOUT_SWITCHES, values)), "depths": [1, 1, 1, 1], "width": 64,
+                                         "width_multiplier": 0.125, "num_classes": 10, "in_channels": 1,
+                                         "layer_scale": None})
+        except ConfigError:
+            continue
+        valid += 1
+        net = RoadmapNet(cfg).eval()
+        for block in (b for stage in net.stages for b in stage if hasattr(b, "branch")):
+            layout = "cf"
+            for m in block.branch:
+                if isinstance(m, Permute):
+                    layout = "cl" if layout == "cf" else "cf"
+                elif isinstance(m, (torch.nn.Linear, torch.nn.LayerNorm)) and not isinstance(m, LayerNorm2d):
+                    assert layout == "cl", (values, block.branch)
+                elif isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d, LayerNorm2d)):
+                    assert layout == "cf", (values, block.branch)
+            assert layout == "cf", values
+        for size in (32, 48):
+            assert net(torch.zeros(2, 1, size, size)).shape == (2, 10), values
+    assert valid >= 64  # of 256: the invalid ones are rejected when the config is built
+
+
 BAD_VALUES = [
     ({"stem": "conv"}, "model.stem='conv': must be one of resnet, patchify, deep"),
     ({"stride_conv": "last"}, "model.stride_conv='last': must be one of spatial, first"),
