@@ -2,17 +2,22 @@
 
 A torchvision v2 transform draws one set of random parameters per call; here every image of the batch draws its
 own crop offset, flip, RandAugment ops and erase box, all from the given torch.Generator (never the global RNG),
-so the same generator seed gives the same batch. No Python loop runs over images: RandAugment loops over the
-(op, sign) groups of a round and makes one torchvision call per group.
+so the same generator seed gives the same batch. No Python loop runs over images. A RandAugment round is three
+batched passes: the five geometric ops are one grid_sample with each image's own sampling grid (torchvision's grids,
+so the pixels are torchvision's), three colour ops (Brightness, Color, Contrast) one blend with each image's own
+factor and degenerate image, and the five others (Sharpness, Posterize, Solarize, AutoContrast, Equalize) one
+torchvision call per (op, sign) on their images. Each image's result equals torchvision's for its own draws.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
 from torchvision.transforms import v2
+from torchvision.transforms.v2.functional import _geometry
 
 F = v2.functional
 
@@ -22,6 +27,10 @@ F = v2.functional
 _RA = v2.RandAugment()
 _OPS = list(_RA._AUGMENTATION_SPACE)
 _SIGNED = torch.tensor([_RA._AUGMENTATION_SPACE[op][1] for op in _OPS])
+_GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+_BLENDS = ("Brightness", "Color", "Contrast")
+_GROUPED = ("Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize")  # torchvision calls per group
+assert set(_OPS) == {"Identity", *_GEOMETRIC, *_BLENDS, *_GROUPED}, "torchvision's RandAugment ops changed"
 
 
 def _uniform(n, low, high, generator, device, *shape) -> Tensor:
@@ -65,22 +74,84 @@ def apply_op(x: Tensor, op: str, value: float) -> Tensor:
     return _RA._apply_image_or_video_transform(x, op, value, interpolation=_RA.interpolation, fill=_RA._fill)
 
 
+def _inverse_matrix(op: str, value: float, height: int, width: int) -> list[float]:
+    """The inverse affine matrix with which torchvision's RandAugment resamples for `op` (identity for the others):
+    F.affine's for the shears (centre at the corner) and translations, F.rotate's for Rotate."""
+    matrix = _geometry._get_inverse_affine_matrix
+    if op in ("ShearX", "ShearY"):
+        shear = math.degrees(math.atan(value))
+        return matrix([-width * 0.5, -height * 0.5], 0.0, [0.0, 0.0], 1.0,
+                      [shear, 0.0] if op == "ShearX" else [0.0, shear])
+    if op in ("TranslateX", "TranslateY"):
+        shift = float(int(value))
+        return matrix([0.0, 0.0], 0.0, [shift, 0.0] if op == "TranslateX" else [0.0, shift], 1.0, [0.0, 0.0])
+    if op == "Rotate":
+        return matrix([0.0, 0.0], -(value % 360), [0.0, 0.0], 1.0, [0.0, 0.0])
+    return [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def _grids(values: list[float], height: int, width: int, device) -> Tensor:
+    """torchvision's sampling grid of every (op, sign) code: (2 x ops, H, W, 2)."""
+    grids = []
+    for c, value in enumerate(values):
+        theta = torch.tensor(_inverse_matrix(_OPS[c // 2], value, height, width), device=device).reshape(1, 2, 3)
+        grids.append(_geometry._affine_grid(theta, w=width, h=height, ow=width, oh=height))
+    return torch.cat(grids)
+
+
+def _degenerate(xf: Tensor, kind: Tensor) -> Tensor:
+    """Per image, what its colour op blends with (torchvision's degenerate images): 0 for Brightness, the floored
+    grayscale for Color, the mean grayscale for Contrast; float32 (N, C or 1, H, W). xf: the uint8 images as
+    float32; `kind`: the index in _BLENDS per image (-1: none)."""
+    gray = xf[:, 0:1].mul(0.2989).add_(xf[:, 1:2], alpha=0.587).add_(xf[:, 2:3], alpha=0.114).floor_() \
+        if xf.shape[1] == 3 else xf
+    k = kind[:, None, None, None]
+    return torch.where(k == 2, gray.mean(dim=(1, 2, 3), keepdim=True), torch.where(k == 1, gray, 0.0))
+
+
+@functools.lru_cache(maxsize=32)
+def _tables(channels: int, height: int, width: int, magnitude: int, num_magnitude_bins: int, device: torch.device):
+    """What a RandAugment round looks up per (op, sign) code, made once per image shape, magnitude and device: the
+    signed magnitude, torchvision's sampling grid, the colour blend's kind (-1: none) and factor (1.0, i.e.
+    unchanged, for the other ops and for Color on one channel) and 1 - factor (in double first, as torchvision's
+    alpha), and whether the op is one of _GROUPED."""
+    codes = [(_OPS[i // 2], i % 2 == 1) for i in range(2 * len(_OPS))]
+    values = [op_magnitude(op, magnitude, negative, height, width, num_magnitude_bins) for op, negative in codes]
+    kinds = [_BLENDS.index(op) if op in _BLENDS else -1 for op, _ in codes]
+    ratios = [1.0 + v if kind >= 0 and not (channels == 1 and op == "Color") else 1.0
+              for (op, _), kind, v in zip(codes, kinds, values)]
+    return (values, _grids(values, height, width, device), torch.tensor(kinds, device=device),
+            torch.tensor(ratios, device=device), torch.tensor([1.0 - r for r in ratios], device=device),
+            torch.tensor([op in _GROUPED for op, _ in codes], device=device))
+
+
 def rand_augment(x: Tensor, num_ops: int, magnitude: int, generator, num_magnitude_bins: int = 31, *,
                  return_params: bool = False):
     """RandAugment with `num_ops` ops and a sign drawn per image (params: [(op index, negative)] per round)."""
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     k, params = len(_OPS), []
     signed = _SIGNED.to(x.device)
-    values = [op_magnitude(_OPS[c // 2], magnitude, c % 2 == 1, h, w, num_magnitude_bins) for c in range(2 * k)]
+    values, grids, kind, factor, complement, grouped = _tables(c, h, w, magnitude, num_magnitude_bins, x.device)
     for _ in range(num_ops):
         ops = torch.randint(0, k, (n,), generator=generator, device=x.device)
         negative = (torch.rand(n, generator=generator, device=x.device) <= 0.5) & signed[ops]
         params.append((ops, negative))
         code = ops * 2 + negative.long()
-        order = torch.sort(code, stable=True).indices  # images grouped by (op, sign)
+        # geometric ops: one grid_sample, every image with its op's grid (the identity grid keeps the others exact)
+        xf = torch.nn.functional.grid_sample(x.float(), grids[code], mode="nearest", padding_mode="zeros",
+                                             align_corners=False).round_()  # whole numbers, as uint8 would hold
+        # colour ops in torchvision's arithmetic (_blend): image x factor + degenerate x (1 - factor), the sum rounded
+        # once as its add_(alpha=) does (exact in double, then float)
+        r, q = factor[code][:, None, None, None], complement[code][:, None, None, None]
+        blend = (xf * r).double() + _degenerate(xf, kind[code]).double() * q.double()
+        x = blend.float().clamp_(0, 255).to(x.dtype)
+        # the other ops: one torchvision call per op on its images (everyone else waits in the identity group)
+        code = torch.where(grouped[code], code, 0)
+        order = torch.sort(code, stable=True).indices
         counts = torch.bincount(code, minlength=2 * k).tolist()  # the one host sync of a round
         groups = x.index_select(0, order).split(counts)
-        out = torch.cat([apply_op(g, _OPS[c // 2], values[c]) for c, g in enumerate(groups) if counts[c]])
+        out = torch.cat([g if i == 0 else apply_op(g, _OPS[i // 2], values[i]) for i, g in enumerate(groups)
+                         if counts[i]])
         x = out.index_select(0, torch.argsort(order))  # back to the batch order
     return (x, params) if return_params else x
 

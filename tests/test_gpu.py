@@ -44,12 +44,18 @@ def test_batch_augmentation_on_cuda_matches_torchvision_per_image():
     x = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, device="cuda")
     out, params = augment.rand_augment(x, 2, 9, g, return_params=True)
     assert out.device.type == "cuda" and len({int(o) for o in params[0][0]}) > 10
-    for i in range(0, 256, 17):  # every image is what torchvision's op gives for its own draws
+    off = 0
+    for i in range(256):  # every image is what torchvision's op gives for its own draws
         y = x[i:i + 1]
         for ops, negative in params:
             op = augment._OPS[int(ops[i])]
             y = augment.apply_op(y, op, augment.op_magnitude(op, 9, bool(negative[i]), 32, 32))
-        assert torch.equal(y[0], out[i])
+        diff = (y[0].int() - out[i].int()).abs()
+        assert diff.max() <= 1, (i, [augment._OPS[int(o[i])] for o, _ in params])
+        off += int(diff.sum())
+    # the colour blends are a + b x c rounded once (as an FMA); a CUDA build that rounds twice differs by one level
+    # where a + b x c lands on an integer: rarely (exact on CPU, tests/test_augment.py)
+    assert off <= out.numel() // 10_000
     g.manual_seed(0)
     assert torch.equal(augment.rand_augment(x, 2, 9, g), out)
 
