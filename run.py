@@ -63,23 +63,25 @@ def execute(cfg, multirun: bool):
     """Train what the config asks for; in a single run, bad input exits 2 in one line and a diverged run exits 1."""
     from roadmap.train import train, write_failure
 
+    # a network an exploration draws and rejects (invalid, over budget), or that fails or diverges, is its sampler's
+    # worst outcome (a failed trial would teach a model-based sampler nothing: it would draw it again)
+    worst = float("-inf") if cfg.get("explore") is not None else None
     try:
         summary = train(cfg)
     except ConfigError as e:
         if not multirun:
             fail(str(e))
         print(f"error: {e}", file=sys.stderr)
-        # a network an exploration draws and rejects (invalid, over budget) is its sampler's worst outcome
-        return float("-inf") if cfg.get("explore") is not None else None
+        return worst
     except Exception as e:
         write_failure(cfg, e)
         if not multirun:
             raise
         print(f"error: step {cfg.get('step')} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return None
+        return worst
     if summary.get("status") == "diverged" and not multirun:
         sys.exit(1)
-    return summary.get("final_top1")
+    return summary.get("final_top1") if summary.get("status") == "done" else worst
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -156,8 +156,9 @@ def explored_network(cfg: DictConfig) -> ModelConfig:
         model = ModelConfig.from_dict(raw)
         explore.check_budget(model, budget_gmacs(cfg), cfg.data.resolution)
     except ConfigError as e:
-        explore.record_rejection(Path(cfg.run_dir), raw, str(e))
-        print(f"[explore] {cfg.step} rejected: {e}; {explore.progress(Path(cfg.run_dir), cfg.explore.samples)}")
+        explore.record_rejection(Path(cfg.run_dir), raw, str(e), cfg.explore.name)
+        print(f"[explore] {cfg.step} rejected: {e}; "
+              f"{explore.progress(Path(cfg.run_dir), cfg.explore.samples, cfg.explore.name)}")
         raise
     return model
 

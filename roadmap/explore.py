@@ -40,12 +40,13 @@ def explore_dir(run_dir: Path) -> Path:
     return Path(run_dir).parent.parent
 
 
-def record_rejection(run_dir: Path, model: dict, reason: str) -> None:
+def record_rejection(run_dir: Path, model: dict, reason: str, sampler: str) -> None:
     """A drawn network that is not trained (invalid combination, over budget), for the report to count."""
     path = explore_dir(run_dir) / "rejected.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:  # one short line per write: appends from parallel jobs do not interleave
-        f.write(json.dumps({"id": network_id(model), "switches": switches(model), "reason": reason}) + "\n")
+        f.write(json.dumps({"id": network_id(model), "switches": switches(model), "reason": reason,
+                            "sampler": sampler}) + "\n")
 
 
 def check_budget(model: ModelConfig, budget: float | None, resolution: int) -> float:
@@ -58,8 +59,9 @@ def check_budget(model: ModelConfig, budget: float | None, resolution: int) -> f
     return cost
 
 
-def progress(run_dir: Path, planned: int) -> str:
-    """'k/N drawn: t trained, r rejected; best <id> <top1>' over the population's folder."""
+def progress(run_dir: Path, planned: int, sampler: str) -> str:
+    """'k/N drawn: t trained, r rejected; best <id> <top1>' over the networks this sampler drew (the population's
+    folder holds every exploration's networks)."""
     folder = explore_dir(run_dir)
     done = []
     for path in folder.glob("*/seed*/summary.json"):
@@ -67,10 +69,12 @@ def progress(run_dir: Path, planned: int) -> str:
             s = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if s.get("status") == "done":
+        if s.get("status") == "done" and (s.get("explore") or {}).get("sampler") == sampler:
             done.append((s.get("final_top1", 0.0), s["step"]))
     rejected = folder / "rejected.jsonl"
-    n_rejected = len(rejected.read_text().splitlines()) if rejected.exists() else 0
-    best = max(done) if done else None
-    text = f"{len(done) + n_rejected}/{planned} drawn: {len(done)} trained, {n_rejected} rejected"
+    lines = [json.loads(line) for line in rejected.read_text().splitlines() if line.strip()] \
+        if rejected.exists() else []
+    n_rejected = len({r["id"] for r in lines if r.get("sampler") == sampler})  # a rerun draws them again
+    best, trained = (max(done) if done else None), len({d[1] for d in done})
+    text = f"{trained + n_rejected}/{planned} drawn: {trained} trained, {n_rejected} rejected"
     return text + (f"; best so far {best[1]} top-1 {best[0]:.2f}" if best else "")

@@ -196,11 +196,12 @@ def agreement_markdown(a: dict, reference: str) -> list[str]:
         low, high = a[f"{key}_ci"]
         return _fmt(a[key]) + (f" (95% CI {_fmt(low)} to {_fmt(high)})" if not math.isnan(low) else "")
 
-    return ["### Agreement with the published roadmap", "",
-            f"- Rank correlation of our per-step mean top-1 with the {reference} top-1, over {len(a['steps'])} "
-            f"steps: Spearman ρ = {corr('spearman')}, Kendall τ = {corr('kendall')}; intervals from a bootstrap "
-            f"over seeds ({a['resamples']} resamples of the seed numbers, paired across steps; fewest seeds per "
-            f"step: {a['seeds_min']}).",
+    ranks = (f"- Rank correlation of our per-step mean top-1 with the {reference} top-1, over {len(a['steps'])} "
+             f"steps: Spearman ρ = {corr('spearman')}, Kendall τ = {corr('kendall')}; intervals from a bootstrap "
+             f"over seeds ({a['resamples']} resamples of the seed numbers, paired across steps; fewest seeds per "
+             f"step: {a['seeds_min']}).") if not math.isnan(a["spearman"]) else \
+        f"- Rank correlation: not defined over {len(a['steps'])} trained step(s) with a {reference} number."
+    return ["### Agreement with the published roadmap", "", ranks,
             f"- Changes along the adopted path with the published sign: {a['sign_agree']} of {a['sign_total']}; of "
             f"the resolved ones (helps/hurts): {a['resolved_agree']} of {a['resolved_total']}."]
 
@@ -299,6 +300,13 @@ def transfer_figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: s
     yr = max([abs(v) for v in ys] + [0.5]) * 1.15
     ax.set_xlim(-xr, xr)
     ax.set_ylim(-yr, yr)
+    scale_note = ""
+    if yr > 10:  # one step's large change or interval would flatten all others: linear within ±2 points, log beyond
+        ax.set_yscale("symlog", linthresh=2, linscale=2)
+        ticks = [t for t in (1, 2, 5, 10, 20, 50, 100) if t < yr]
+        ax.set_yticks([-t for t in ticks[::-1]] + [0] + ticks, [f"{-t:g}" for t in ticks[::-1]] + ["0"] +
+                      [f"+{t:g}" for t in ticks])
+        scale_note = "; log beyond ±2"
     for (sx, sy), color in (((1, 1), "forestgreen"), ((-1, -1), "forestgreen"), ((1, -1), "crimson"),
                             ((-1, 1), "crimson")):
         ax.fill_between([0, sx * xr], 0, sy * yr, color=color, alpha=0.06, lw=0)
@@ -316,7 +324,7 @@ def transfer_figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: s
     ax.text(0.02, 0.98, "does not transfer", transform=ax.transAxes, ha="left", va="top", color="crimson")
     ax.text(0.98, 0.02, "does not transfer", transform=ax.transAxes, ha="right", va="bottom", color="crimson")
     ax.set_xlabel(f"published change of top-1 ({roadmap.dataset or 'published'}, points)")
-    ax.set_ylabel(f"our paired change of top-1 ({dataset}, points, 95% CI)")
+    ax.set_ylabel(f"our paired change ({dataset}, points, 95% CI{scale_note})")
     rho = "" if math.isnan(agree["spearman"]) else f"Spearman ρ {agree['spearman']:.2f}, Kendall τ " \
                                                     f"{agree['kendall']:.2f} (per-step means); "
     ax.set_title(f"{title}\n{rho}same sign {agree['sign_agree']}/{agree['sign_total']} "
@@ -361,23 +369,37 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
 
     done = group[group["status"] == "done"]
     folder = Path(group["run_dir"].iloc[0]).parent.parent
-    rejected = pd.read_json(folder / "rejected.jsonl", lines=True) if (folder / "rejected.jsonl").exists() and \
-        (folder / "rejected.jsonl").stat().st_size else pd.DataFrame(columns=["id", "reason"])
-    rejected = rejected.drop_duplicates("id")
-    over = rejected["reason"].str.startswith("over budget").sum() if len(rejected) else 0
-    samplers = sorted({(e or {}).get("sampler", "?") for e in group["explore"]}) if "explore" in group else []
+    path = folder / "rejected.jsonl"
+    rejected = pd.read_json(path, lines=True) if path.exists() and path.stat().st_size else pd.DataFrame()
+    rejected = rejected.reindex(columns=["id", "reason", "sampler"]).fillna({"sampler": "?"}).drop_duplicates("id")
+    sampler_of = [e.get("sampler", "?") if isinstance(e, dict) else "?"
+                  for e in group.get("explore", [None] * len(group))]
+    counts = []
+    for sampler in dict.fromkeys([*sampler_of, *rejected["sampler"]]):
+        mine = group[[s == sampler for s in sampler_of]]
+        no = rejected[rejected["sampler"] == sampler]
+        over = int(no["reason"].str.startswith("over budget").sum())
+        counts.append(f"{sampler}: {mine['step'].nunique()} networks trained ({(mine['status'] == 'done').sum()} "
+                      f"finished runs), {len(no)} rejected before training ({len(no) - over} invalid combinations, "
+                      f"{over} over the complexity budget)")
     lines = [f"## {title}", "",
-             f"Networks drawn from the design space ({', '.join(samplers)} sampler): {group['step'].nunique()} "
-             f"trained ({len(done)} finished runs), {len(rejected)} rejected before training ({len(rejected) - over} "
-             f"invalid combinations, {over} over the complexity budget), {len(group) - len(done)} runs failed or "
-             f"diverged. Top-1 on {dataset}.", ""]
+             f"Networks drawn from the design space, by sampler (random: uniform; search: TPE; net: given networks, "
+             f"e.g. more seeds): {'; '.join(counts)}. {group['step'].nunique()} networks trained in all, "
+             f"{len(group) - len(done)} runs failed or diverged. Top-1 on {dataset}.", ""]
     if done.empty:
         return "\n".join(lines + ["No finished run yet."]) + "\n", []
     samples = pd.concat([done[["step", "seed", "final_top1", "gmacs", "params"]].reset_index(drop=True),
                          pd.DataFrame(list(done["switches"])).reset_index(drop=True)], axis=1)
     samples = samples.rename(columns={"step": "id", "final_top1": "top1"})
-    varied = [s for s in SWITCHES if samples[s].astype(str).nunique() > 1]
-    nets = design_space.network_means(samples, varied)
+    # the distributions and effects come from the uniform draws only (a search's or a hand-picked network's runs
+    # would bias them); the top networks and the best from every trained network
+    uniform = [isinstance(e, dict) and e.get("sampler") == "random" for e in done.get("explore", [])]
+    population = samples[uniform] if any(uniform) else samples
+    varied = [s for s in SWITCHES if population[s].astype(str).nunique() > 1]
+    nets, all_nets = design_space.network_means(population, varied), design_space.network_means(samples, varied)
+    if len(all_nets) > len(nets):
+        lines += [f"Distributions and effects: the {len(nets)} networks drawn uniformly; top networks: all "
+                  f"{len(all_nets)}.", ""]
     written = design_space.edf_figure(nets, varied, out / f"explore{suffix}", title=f"{title}: EDF of top-1 error")
     try:
         effects = design_space.main_effects(nets, varied)
@@ -385,42 +407,54 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
     except ValueError as e:  # too few networks for the linear model
         effects = inter = None
         lines += [f"Effects not estimated: {e}.", ""]
-    endpoint, baseline = _roadmap_endpoints(runs, group)
-    choices = {k: v for k, v in (endpoint["switches"].iloc[0] if len(endpoint) else {}).items() if k in varied}
+    roadmap_nets = _roadmap_networks(runs, group)
+    choices = {k: v for k, v in (roadmap_nets[0][1] if roadmap_nets else {}).items() if k in varied}
     disagree = design_space.disagreements(nets, varied, choices) if effects is not None and choices else None
-    top = design_space.top_networks(nets, varied)
+    top = design_space.top_networks(all_nets, varied)
     lines.append(design_space.markdown(nets, varied, effects, inter, top, disagree).replace("## Design space\n\n", ""))
     if not choices:
         lines.append("(No finished run of the roadmap's endpoint under this folder: no comparison of choices.)\n")
     lines += ["### The best network against the roadmap's endpoints", "",
-              *_best_against(nets, done, endpoint, baseline)]
+              *_best_against(all_nets, done, roadmap_nets)]
     return "\n".join(lines) + "\n", written
 
 
-def _roadmap_endpoints(runs: pd.DataFrame, group: pd.DataFrame):
-    """The finished runs of the roadmap's endpoint and baseline at the population's scale (what it competes with)."""
+def _roadmap_networks(runs: pd.DataFrame, group: pd.DataFrame) -> list[tuple[str, dict, pd.DataFrame]]:
+    """The roadmap's endpoint and baseline as members of the population: (step, its switches, the population's
+    finished runs of that network). Only those compare fairly with the population's best, as they were trained like it
+    (`+explore=net` with the step's switches trains them); the roadmap's own runs give the switches."""
+    from .explore import network_id
+
     same = runs[(runs["scale"] == group["scale"].iloc[0]) & (runs["roadmap"] == group["roadmap"].iloc[0])
                 & (runs["ablation"] == "roadmap") & (runs["status"] == "done")]
     if same.empty:
-        return same, same
-    roadmap = roadmap_of(same)
-    return (same[same["step"] == roadmap.endpoint.name], same[same["step"] == roadmap.baseline])
+        return []
+    roadmap, done = roadmap_of(same), group[group["status"] == "done"]
+    out = []
+    for name in dict.fromkeys((roadmap.endpoint.name, roadmap.baseline)):
+        step_runs = same[same["step"] == name]
+        if len(step_runs):
+            sw = step_runs["switches"].iloc[0]
+            out.append((name, sw, done[done["step"] == network_id(sw)]))
+    return out
 
 
-def _best_against(nets: pd.DataFrame, done: pd.DataFrame, endpoint: pd.DataFrame, baseline: pd.DataFrame):
-    """The best network (most seeds among the best five, then mean top-1) beside the endpoint and baseline: mean, 95%
-    interval, GMACs, and its change versus each, paired by seed."""
-    from .explore import SWITCHES
+BEST_VERDICT = {"helps": "best is better", "hurts": "best is worse"}  # the paired change is best − this
 
+
+def _best_against(nets: pd.DataFrame, done: pd.DataFrame, roadmap_nets: list[tuple[str, dict, pd.DataFrame]]):
+    """The best network (most seeds among the best five, then mean top-1) beside the roadmap's endpoint and baseline
+    networks trained like the population: mean, 95% interval, GMACs, and the best's change versus each, paired by
+    seed. Commands train whichever of them still lacks seeds."""
     best = nets.sort_values("top1", ascending=False).head(5).sort_values(["seeds", "top1"], ascending=False).iloc[0]
-    runs_of = {"best: " + best["id"]: done[done["step"] == best["id"]]}
-    if len(endpoint):
-        runs_of[f"endpoint: {endpoint['step'].iloc[0]}"] = endpoint
-    if len(baseline):
-        runs_of[f"baseline: {baseline['step'].iloc[0]}"] = baseline
+    best_runs = done[done["step"] == best["id"]]
+    runs_of = {"best: " + best["id"]: best_runs}
+    runs_of.update({f"{name}'s network": r for name, _, r in roadmap_nets if len(r)})
     seeds = {name: dict(zip(r["seed"].astype(int), r["final_top1"].astype(float))) for name, r in runs_of.items()}
     first = next(iter(seeds))
-    lines = ["| network | GMACs | seeds | top-1 | 95% CI | best − this (paired) | 95% CI | verdict |",
+    lines = ["Trained alike (the population's epochs and batches): the best network and the roadmap's endpoint and "
+             "baseline networks.", "",
+             "| network | GMACs | seeds | top-1 | 95% CI | best − this (paired) | 95% CI | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in runs_of.items():
         m = stats.mean_interval(list(seeds[name].values()))
@@ -428,13 +462,21 @@ def _best_against(nets: pd.DataFrame, done: pd.DataFrame, endpoint: pd.DataFrame
         lines.append(f"| {name} | {r['gmacs'].iloc[0]:.4f} | {m['n']} | {m['mean']:.2f} | "
                      f"{_interval(m['ci_low'], m['ci_high'])} | " + ("| | |" if c is None else
                      f"{c['change']:+.2f} | {_interval(c['change_ci_low'], c['change_ci_high'], True)} | "
-                     f"{c['verdict']} |"))
-    switches = done[done["step"] == best["id"]]["switches"].iloc[0]
-    args = " ".join(f"model.{k}={_override(switches[k])}" for k in SWITCHES)
-    lines += ["", f"Train it with more seeds (finished seeds are kept): `python run.py -m +explore=net {args} "
-                  f"seed=0,1,2`; the endpoint: `python run.py -m +step={endpoint['step'].iloc[0] if len(endpoint) else 'separate_downsampling'} "
-                  f"seed=0,1,2`."]
+                     f"{BEST_VERDICT.get(c['verdict'], c['verdict'])} |"))
+    lines += ["", "Train them with more seeds (finished seeds are kept):", ""]
+    for name, switches in [(first, best_runs["switches"].iloc[0]),
+                           *((f"{name}'s network", sw) for name, sw, _ in roadmap_nets)]:
+        lines += [f"    # {name}", f"    python run.py -m +explore=net {_overrides(switches)} seed=0,1,2"]
+    if not roadmap_nets:
+        lines += ["", "(No finished run of the roadmap's endpoint at this scale: its switches are not known here.)"]
     return lines
+
+
+def _overrides(switches: dict) -> str:
+    """The command-line overrides that select a network with these switches."""
+    from .explore import SWITCHES
+
+    return " ".join(f"model.{k}={_override(switches[k])}" for k in SWITCHES)
 
 
 def _override(value) -> str:

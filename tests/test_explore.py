@@ -77,11 +77,19 @@ def test_network_ids_are_stable_across_processes_and_ignore_the_scale():
 
 def fake_population(root, n=120, planted=3.0):
     """Summaries of a population as explorations write them: block=inverted adds `planted` points, the rest is
-    noise; plus the roadmap's endpoint (3 seeds) and a rejected draw."""
+    noise; the endpoint's network among them with 3 seeds; the roadmap's endpoint (3 seeds) and a rejected draw."""
     rng = random.Random(1)
     folder = root / "embedded" / "convnext_t" / "explore"
     base = dict(switches(roadmap.build_model("separate_downsampling").config))
-    ids = set()
+    ids = {network_id(base)}
+    for seed in range(3):  # `+explore=net` with the endpoint's switches
+        d = folder / network_id(base) / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({
+            "step": network_id(base), "seed": seed, "roadmap": "convnext_t", "scale": "embedded",
+            "ablation": "explore", "explore": {"sampler": "net", "budget": None}, "dataset": "fashion_mnist",
+            "status": "done", "final_top1": 85 + planted + seed * 0.1, "gmacs": 0.0017, "params": 478_678,
+            "switches": base}))
     while len(ids) < n:
         values = dict(base, block=rng.choice(["bottleneck", "inverted"]), norm=rng.choice(["batch", "layer"]),
                       kernel_size=rng.choice([3, 5, 7, 9, 11]), activation=rng.choice(["relu", "gelu"]),
@@ -98,7 +106,8 @@ def fake_population(root, n=120, planted=3.0):
             "step": nid, "seed": 0, "roadmap": "convnext_t", "scale": "embedded", "ablation": "explore",
             "explore": {"sampler": "random", "budget": None}, "dataset": "fashion_mnist", "status": "done",
             "final_top1": top1, "gmacs": gm, "params": 400_000, "switches": values}))
-    (folder / "rejected.jsonl").write_text(json.dumps({"id": "net-x", "switches": {}, "reason": "model.x"}) + "\n")
+    (folder / "rejected.jsonl").write_text(json.dumps({"id": "net-x", "switches": {}, "reason": "model.x",
+                                                       "sampler": "random"}) + "\n")
     for seed in range(3):
         d = root / "embedded" / "convnext_t" / "separate_downsampling" / f"seed{seed}"
         d.mkdir(parents=True)
@@ -116,7 +125,9 @@ def test_the_report_recovers_a_planted_switch_effect(tmp_path):
     assert (tmp_path / "out" / "explore.png").stat().st_size > 20_000
     md = (tmp_path / "out" / "results.md").read_text()
     section = md[md.index("design-space exploration"):]
-    assert "120 trained (120 finished runs), 1 rejected before training (1 invalid combinations" in section
+    assert "random: 119 networks trained (119 finished runs), 1 rejected before training (1 invalid combinations, 0 " \
+           "over the complexity budget); net: 1 networks trained (3 finished runs), 0 rejected" in section
+    assert "120 networks trained in all" in section
     row = next(line for line in section.splitlines() if line.startswith("| block |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     effect = float(cells[3])
@@ -126,8 +137,17 @@ def test_the_report_recovers_a_planted_switch_effect(tmp_path):
     # the roadmap's choices: ConvNeXt uses inverted blocks (agrees) and layer norm (unresolved: no planted effect)
     agree = next(line for line in section.splitlines() if line.startswith("| block | inverted |"))
     assert agree.rstrip(" |").endswith("agrees")
-    assert "| endpoint: separate_downsampling | 0.0017 | 3 | 86.10 |" in section
-    assert "python run.py -m +explore=net model.depths=[3,3,9,3]" in section
+    # the best against the endpoint's network trained like the population (not the roadmap's longer runs)
+    assert "| separate_downsampling's network | 0.0017 | 3 | 88.10 |" in section
+    best = section[section.index("### The best network"):section.index("\n## ", section.index("### The best"))]
+    assert "86.10" not in best and "resnet50_classic's network" not in best  # the baseline: no run at all
+    assert "Rank correlation: not defined over 1 trained step(s)" in md
+    commands = [line.strip() for line in best.splitlines() if "+explore=net" in line]
+    assert len(commands) == 2 and all(c.startswith("python run.py -m +explore=net ") for c in commands)
+    assert commands[1].endswith(" seed=0,1,2")  # the endpoint's switches, read back as Hydra reads them:
+    parse = OverridesParser.create().parse_override
+    base = dict(switches(roadmap.build_model("separate_downsampling").config))
+    assert {o.split("=")[0].removeprefix("model."): parse(o).value() for o in commands[1].split()[4:-1]} == base
 
 
 def test_a_small_exploration_end_to_end(tmp_path):
@@ -144,7 +164,7 @@ def test_a_small_exploration_end_to_end(tmp_path):
     for line in rejected:
         assert json.loads(line)["reason"]
     md = report.report(tmp_path / "embedded" / "convnext_t", tmp_path / "out")[1].read_text()
-    assert f"{len(trained)} trained" in md
+    assert f"random: {len(trained)} networks trained ({len(trained)} finished runs), {len(rejected)} rejected" in md
 
 
 def test_search_is_tpe_within_the_endpoints_budget():
