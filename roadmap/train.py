@@ -409,7 +409,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("explore") is not None:
         from .explore import progress
 
-        run.say(f"[explore] {progress(run.dir, cfg.explore.samples)}")
+        run.say(f"[explore] {progress(run.dir, cfg.explore.samples, cfg.explore.name)}")
     return summary
 
 
