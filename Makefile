@@ -32,11 +32,11 @@ roadmap: setup data
 	  echo "sweep wall time: $$(( $$(date +%s) - start )) s"
 	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) --out $(REPORT)
 
-# Regenerate the README's figures and tables (docs/) from the runs of `make roadmap`.
+# Regenerate the README's figures and tables (docs/) from the runs of `make roadmap` (and of explorations, if any).
 figure: setup
 	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) --out $(REPORT)
-	mkdir -p docs && for f in roadmap.png transfer.png results.md agreement.json; do \
-	  cp $(REPORT)/$$f docs/$(if $(filter convnext_t,$(ROADMAP)),,$(ROADMAP)_)$$f; done
+	mkdir -p docs && for f in roadmap.png transfer.png results.md agreement.json explore.png; do \
+	  if [ -f $(REPORT)/$$f ]; then cp $(REPORT)/$$f docs/$(if $(filter convnext_t,$(ROADMAP)),,$(ROADMAP)_)$$f; fi; done
 
 test: setup data
 	$(PY) -m pytest -q
