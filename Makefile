@@ -10,7 +10,7 @@ SEEDS ?= 1
 SEED_LIST := $(shell seq -s, 0 $$(($(SEEDS) - 1)))
 export WANDB_MODE ?= disabled
 
-.PHONY: setup data roadmap figure test bench gpu-check wheels clean
+.PHONY: setup data roadmap figure test bench gpu-check gpu-roadmap wheels clean
 
 setup: $(STAMP)
 $(STAMP): pyproject.toml
@@ -38,8 +38,9 @@ figure: setup
 	mkdir -p docs && for f in roadmap.png transfer.png results.md agreement.json explore.png; do \
 	  if [ -f $(REPORT)/$$f ]; then cp $(REPORT)/$$f docs/$(if $(filter convnext_t,$(ROADMAP)),,$(ROADMAP)_)$$f; fi; done
 
+# The tests in parallel, one worker per core (pytest-xdist); `$(PY) -m pytest -q` runs them in one process.
 test: setup data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 bench: setup
 	$(PY) -m roadmap.bench
@@ -50,11 +51,25 @@ bench: setup
 GPU_PY ?= $(shell test -x $(PY) && echo $(PY) || echo $(PYTHON))
 GPU_OUT ?= benchmarks/gpu
 WHEELS ?=
+HAS_GPU = $(shell $(GPU_PY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null | grep 1)
+NEEDS_GPU = $(if $(HAS_GPU),,$(error make $@ needs a CUDA GPU, and $(GPU_PY) sees none (or has no torch)))
+GPU_SETUP = if [ -n "$(WHEELS)" ]; then $(GPU_PY) -m pip install -q --no-index --find-links $(WHEELS) -e . pytest; fi
 gpu-check:
-	$(if $(shell $(GPU_PY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null | grep 1),,\
-	  $(error make gpu-check needs a CUDA GPU, and $(GPU_PY) sees none (or has no torch)))
-	@if [ -n "$(WHEELS)" ]; then $(GPU_PY) -m pip install -q --no-index --find-links $(WHEELS) -e . pytest; fi
+	$(NEEDS_GPU)
+	@$(GPU_SETUP)
 	$(GPU_PY) -m roadmap.gpu_check --out $(GPU_OUT) $(GPU_CHECK_ARGS)
+
+# The whole roadmap on one GPU within GPU_BUDGET seconds from the start (default 480: 8 minutes, calibration
+# included), SEEDS seeds (default 2), on DATA (default fashion_mnist, what an offline node can have) at the cifar
+# scale for as many epochs as fit (EPOCHS=N to choose); runs in runs/gpu, report in docs/gpu.
+# `make gpu-roadmap DATA=cifar100 EPOCHS=100 SEEDS=3 GPU_BUDGET=36000` is the full cifar-scale roadmap.
+GPU_BUDGET ?= 480
+GPU_SEEDS = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),2)
+gpu-roadmap:
+	$(NEEDS_GPU)
+	@$(GPU_SETUP)
+	$(GPU_PY) -m roadmap.gpu_roadmap --budget $(GPU_BUDGET) --seeds $(GPU_SEEDS) --data $(or $(DATA),fashion_mnist) \
+	  --roadmap $(ROADMAP) --runs $(RUNS)/gpu --out docs/gpu $(if $(EPOCHS),--epochs $(EPOCHS))
 
 # Everything but torch and torchvision that `make gpu-check` installs, as wheels for an offline GPU node with
 # python $(WHEEL_PYTHON) on $(WHEEL_PLATFORM) (run where pip reaches PyPI; copy the folder over; WHEELS=<folder>).

@@ -4,6 +4,7 @@ Sweeps: python run.py -m +sweep=roadmap [seed=0,1,2]   or   python run.py -m '+s
 A user's own steps and roadmaps: python run.py --config-dir my_conf +step=my_step (my_conf/step/my_step.yaml)
 """
 
+import logging
 import sys
 
 import hydra
@@ -11,9 +12,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from roadmap.config import compose, load_roadmap, register
-from roadmap.model import ConfigError
+from roadmap.errors import ConfigError
 
 register()
+logging.getLogger("alembic").setLevel(logging.WARNING)  # optuna's storage imports print a line per plugin
 
 
 def config_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -37,6 +39,9 @@ def precheck(argv: list[str]) -> None:
     values = dict(a.lstrip("+").split("=", 1) for a in argv if "=" in a)
     try:
         roadmap = load_roadmap(values.get("roadmap", "convnext_t"), dirs)
+        if not argv or list(values) == ["roadmap"]:  # `python run.py [roadmap=NAME]`: the list of steps
+            print(step_list(roadmap))
+            sys.exit(0)
         step = values.get("step")
         if step is not None:
             try:
@@ -54,6 +59,16 @@ def precheck(argv: list[str]) -> None:
         fail(" ".join(lines[:1] + [line for line in lines[1:] if line.startswith(("Key", "Value"))][:1]))
 
 
+def step_list(roadmap) -> str:
+    """The roadmap's steps, one a line, with what each changes and its published top-1."""
+    width = max(len(s.name) for s in roadmap.steps)
+    lines = [f"{roadmap.title} ({roadmap.name}): python run.py +step=<name> [roadmap=<name>] trains one step"]
+    for s in roadmap.steps:
+        top1 = f"{s.top1:6.2f}" if s.top1 is not None else "     -"
+        lines.append(f"  {s.name:<{width}}  {top1}  {s.label}{'  (branch)' if s.branch else ''}")
+    return "\n".join(lines)
+
+
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -61,6 +76,7 @@ def fail(message: str) -> None:
 
 def execute(cfg, multirun: bool):
     """Train what the config asks for; in a single run, bad input exits 2 in one line and a diverged run exits 1."""
+    from roadmap.explore import Rejected
     from roadmap.train import train, write_failure
 
     # a network an exploration draws and rejects (invalid, over budget), or that fails or diverges, is its sampler's
@@ -71,7 +87,10 @@ def execute(cfg, multirun: bool):
     except ConfigError as e:
         if not multirun:
             fail(str(e))
-        print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, Rejected):  # a drawn network that is not trained: one line, and the sweep goes on
+            print(f"[explore] {e}")
+        else:
+            print(f"error: {e}", file=sys.stderr)
         return worst
     except Exception as e:
         write_failure(cfg, e)
@@ -90,5 +109,16 @@ def main(cfg):
 
 
 if __name__ == "__main__":
+    from roadmap.train import Interrupted, sigterm_interrupts
+
     precheck(sys.argv[1:])
-    main()
+    sigterm_interrupts()
+    try:
+        main()
+    except Interrupted as e:  # Ctrl-C or SIGTERM in an epoch: one line, the last checkpoint kept, a multirun stops
+        print(f"interrupted: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt as e:  # outside an epoch: nothing half-trained
+        name = e.args[0] if e.args else "SIGINT"
+        print(f"interrupted by {name} outside an epoch; rerun the same command to go on", file=sys.stderr)
+        sys.exit(143 if name == "SIGTERM" else 130)

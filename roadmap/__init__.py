@@ -1,15 +1,25 @@
 """roadmap: the ConvNeXt paper's modernization roadmap, one configurable network and one switch per step."""
 
-from .model import ConfigError, ModelConfig, RoadmapNet, gmacs, num_params
+from .errors import ConfigError
 from .steps import Roadmap, Step
 
 __all__ = ["ConfigError", "ModelConfig", "Roadmap", "RoadmapNet", "Step", "build_model", "from_timm",
            "from_torchvision", "gmacs", "load_roadmap", "num_params"]
 
 
-def build_model(step: str, roadmap: str = "convnext_t", num_classes: int = 1000) -> RoadmapNet:
+def __getattr__(name):
+    """The network's names load torch on first use, so `import roadmap.steps` stays torch-free."""
+    if name in ("ModelConfig", "RoadmapNet", "gmacs", "num_params"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'roadmap' has no attribute {name!r}")
+
+
+def build_model(step: str, roadmap: str = "convnext_t", num_classes: int = 1000):
     """The network of a roadmap step, e.g. build_model("inverted_bottleneck") or build_model("widen", "convnext_b")."""
     from .config import step_model_config
+    from .model import RoadmapNet
 
     return RoadmapNet(step_model_config(step, roadmap, num_classes))
 

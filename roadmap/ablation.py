@@ -4,27 +4,84 @@ endpoint (leave_one_out). A step's switches are the model fields it changes vers
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
-from .model import ConfigError, ModelConfig
-from .steps import Roadmap
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+from .steps import Roadmap, Step
+
+if TYPE_CHECKING:  # torch-free at run time: the report reads invalid.jsonl through this module
+    from .model import ModelConfig
 
 ABLATIONS = ("isolated", "leave_one_out")
 
 
+def trunk(roadmap: Roadmap) -> list[Step]:
+    """The steps an ablation varies besides its reference: every adopted step that changes a parent, but the
+    baseline itself (its entry would be the reference network again)."""
+    return [s for s in roadmap.steps if s.parent and s.adopted and s.name != roadmap.baseline]
+
+
+def sweep_steps(steps: dict, baseline: str) -> str:
+    """The +step list of an ablation sweep (conf/sweep/isolated.yaml, leave_one_out.yaml): `baseline` (the
+    reference: the baseline itself, or the endpoint with nothing left out), then every step of `trunk`, each once, so
+    every run directory holds one network."""
+    roadmap = Roadmap.from_dict({"name": "sweep", "steps": dict(steps), "baseline": baseline})
+    return ",".join(["baseline"] + [s.name for s in trunk(roadmap)])
+
+
 def ablated(kind: str, step: str, roadmap: Roadmap, configs) -> ModelConfig:
     """The network of `step` in ablation `kind`. `configs(name)` gives the cumulative ModelConfig of a step; the
-    baseline step stands for the sweep's reference (the baseline itself, or the endpoint with nothing left out)."""
+    baseline step stands for the sweep's reference (the baseline itself, or the endpoint with nothing left out).
+    A step that changes no switch, or whose switches do not make a valid network in this ablation, is a one-line
+    ConfigError that names the ablation and the step."""
     baseline, endpoint = configs(roadmap.baseline), configs(roadmap.endpoint.name)
     if step == roadmap.baseline:
         return baseline if kind == "isolated" else endpoint
     info = roadmap.step(step)
     mine, parent = configs(step), configs(info.parent) if info.parent else baseline
-    changed = {f.name for f in dataclasses.fields(ModelConfig) if getattr(mine, f.name) != getattr(parent, f.name)}
+    changed = sorted(f.name for f in dataclasses.fields(mine)
+                     if getattr(mine, f.name) != getattr(parent, f.name))
     if not changed:
         raise ConfigError(f"ablation={kind}: step {step} changes no switch of the network (only the recipe or "
                           f"training); nothing to ablate")
     if kind == "isolated":
-        return dataclasses.replace(baseline, **{k: getattr(mine, k) for k in changed})
-    # leave one out: undo the step's change where no later step changed the field again
-    return dataclasses.replace(endpoint, **{k: getattr(parent, k) for k in changed
-                                            if getattr(endpoint, k) == getattr(mine, k)})
+        values, how = {k: getattr(mine, k) for k in changed}, "applied alone to the baseline"
+        start = baseline
+    else:  # leave one out: undo the step's change where no later step changed the field again
+        values = {k: getattr(parent, k) for k in changed if getattr(endpoint, k) == getattr(mine, k)}
+        how, start = "removed from the endpoint", endpoint
+    try:
+        return dataclasses.replace(start, **values)
+    except ConfigError as e:
+        raise ConfigError(f"ablation={kind}: step {step}'s switches ({', '.join(changed)}) {how} are not a valid "
+                          f"network: {e}") from None
+
+
+def invalid(kind: str, roadmap: Roadmap, configs) -> dict[str, str]:
+    """{step: why} for every step of `trunk` that ablation `kind` cannot build (the sweep skips it with that
+    one-line error and writes nothing; the report lists it with the reason)."""
+    out = {}
+    for s in trunk(roadmap):
+        try:
+            ablated(kind, s.name, roadmap, configs)
+        except ConfigError as e:
+            out[s.name] = str(e)
+    return out
+
+
+def record_invalid(folder: Path, step: str, reason: str) -> None:
+    """A step the ablation sweep cannot build, in `folder`/invalid.jsonl (the run itself writes nothing), so the
+    report lists it with the reason without composing configs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "invalid.jsonl", "a") as f:  # one short line per write: parallel jobs do not interleave
+        f.write(json.dumps({"step": step, "reason": reason}) + "\n")
+
+
+def read_invalid(folder: Path) -> dict[str, str]:
+    """{step: why} from `folder`/invalid.jsonl (the last reason recorded for each step)."""
+    path = folder / "invalid.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {r["step"]: r["reason"] for r in map(json.loads, filter(str.strip, lines))}

@@ -9,7 +9,8 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from .model import ConfigError, ModelConfig
+from .errors import ConfigError
+from .model import ModelConfig
 from .steps import Roadmap, Step
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -21,12 +22,13 @@ def _times(value, factor):
     return max(1, round(float(value) * float(factor)))
 
 
-def _step_list(steps, which="all"):
-    """${step_list:${roadmap.steps}[,trunk]}: the roadmap's step names as a sweep list; trunk = `baseline` and
-    every adopted step after it (what the ablation sweeps vary)."""
+def _step_list(steps, which="all", *, _root_=None):
+    """${step_list:${roadmap.steps}[,trunk]}: the roadmap's step names as a sweep list; trunk = `baseline` and every
+    adopted step after it, each network once (ablation.sweep_steps)."""
     if which == "trunk":
-        return ",".join(["baseline"] + [n for n, v in steps.items() if (v or {}).get("parent")
-                                        and not (v or {}).get("branch")])
+        from .ablation import sweep_steps
+
+        return sweep_steps(steps, _root_.roadmap.baseline)
     return ",".join(steps.keys())
 
 
@@ -141,7 +143,13 @@ def model_config(cfg: DictConfig) -> ModelConfig:
     if kind not in ABLATIONS:
         raise ConfigError(f"ablation={kind!r}: must be one of {', '.join(ABLATIONS)} (or null)")
     name = cfg.roadmap.name
-    arch = ablated(kind, cfg.step, roadmap_of(cfg), lambda step: step_model_config(step, name))
+    try:
+        arch = ablated(kind, cfg.step, roadmap_of(cfg), lambda step: step_model_config(step, name))
+    except ConfigError as e:  # the sweep's folder says why this step has no run, for the report
+        from .ablation import record_invalid
+
+        record_invalid(Path(cfg.run_dir).parent.parent, cfg.step, str(e))
+        raise
     keep = ("num_classes", "in_channels", "width_multiplier", "drop_path")
     return dataclasses.replace(arch, **{k: getattr(model, k) for k in keep})
 
@@ -157,21 +165,18 @@ def explored_network(cfg: DictConfig) -> ModelConfig:
         explore.check_budget(model, budget_gmacs(cfg), cfg.data.resolution)
     except ConfigError as e:
         explore.record_rejection(Path(cfg.run_dir), raw, str(e), cfg.explore.name)
-        print(f"[explore] {cfg.step} rejected: {e}; "
-              f"{explore.progress(Path(cfg.run_dir), cfg.explore.samples, cfg.explore.name)}")
-        raise
+        progress = explore.progress(Path(cfg.run_dir), cfg.explore.samples, cfg.explore.name)
+        raise explore.Rejected(f"{cfg.step} rejected: {e}; {progress}") from None
     return model
 
 
 def budget_gmacs(cfg: DictConfig) -> float | None:
     """explore.budget in GMACs at the scale's resolution: a number, or `endpoint` (explore.budget_factor times the
     roadmap's endpoint network at this scale's width and classes), or null (no budget)."""
-    budget = cfg.explore.get("budget")
+    budget = cfg.explore.get("budget")  # checked by settings.ExploreConfig
     if budget is None:
         return None
     if budget != "endpoint":
-        if not isinstance(budget, (int, float)) or budget <= 0:
-            raise ConfigError(f"explore.budget={budget!r}: must be a positive number of GMACs, endpoint or null")
         return float(budget)
     import torch
 

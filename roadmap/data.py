@@ -22,7 +22,7 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 from torchvision.transforms import v2
 
 from .augment import BatchAugment
-from .model import ConfigError
+from .errors import ConfigError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -119,7 +119,7 @@ def batch_augment(data_cfg, recipe) -> BatchAugment:
     """The same recipe for a whole batch on the device (tensor datasets): random crops of the padded image instead
     of resized crops, every image with its own draws."""
     ra = recipe.randaugment
-    return BatchAugment(crop_padding=data_cfg.get("crop_padding", 0), flip=True,
+    return BatchAugment(crop_padding=getattr(data_cfg, "crop_padding", None) or 0, flip=True,
                         randaugment=(ra.num_ops, ra.magnitude) if ra else None, erasing=recipe.erasing,
                         mean=data_cfg.mean, std=data_cfg.std)
 
@@ -176,6 +176,43 @@ class TensorLoader:
             if x.shape[1] == 1:
                 x = x.expand(-1, 3, -1, -1)
             yield (self.augment(x, draws) if self.train and self.augment is not None else self.norm(x)), y
+
+
+class Prefetched:
+    """A loader of device batches whose batch k+1 is made (indexed, augmented) on a side CUDA stream while step k
+    trains, so the augmentation is off the step's critical path. The same batches in the same order; off CUDA it
+    is the loader itself."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self):
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        device = getattr(getattr(self.loader, "split", None), "labels", torch.empty(0)).device
+        if device.type != "cuda":
+            yield from batches
+            return
+        side, main = torch.cuda.Stream(device), torch.cuda.current_stream(device)
+
+        def ahead():
+            side.wait_stream(main)  # the previous step's reads of shared buffers come first
+            with torch.cuda.stream(side):
+                return next(batches, None)
+
+        batch = ahead()
+        while batch is not None:
+            main.wait_stream(side)
+            for t in batch:
+                t.record_stream(main)  # made on the side stream, used on the main one: keep it alive until then
+            following = ahead()
+            yield batch
+            batch = following
 
 
 class ImageFiles(torch.utils.data.Dataset):
@@ -329,11 +366,7 @@ def folder_loaders(data_cfg, recipe, batch_size, *, rank, world, seed, workers, 
         if not (root / part).is_dir():
             raise ConfigError(f"data.root={root}: no {part}/ folder; an image-folder dataset needs "
                               f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg")
-    decode_on, bad = data_cfg.get("decode", "cpu"), data_cfg.get("bad_images", "warn")
-    if decode_on not in ("cpu", "gpu"):
-        raise ConfigError(f"data.decode={decode_on!r}: must be cpu (DataLoader workers) or gpu (the training device)")
-    if bad not in ("warn", "error"):
-        raise ConfigError(f"data.bad_images={bad!r}: must be warn (leave them out) or error (stop)")
+    decode_on, bad = getattr(data_cfg, "decode", "cpu"), getattr(data_cfg, "bad_images", "warn")
     r = data_cfg.resolution
     raw = decode_on == "gpu"
     train_tf = v2.Compose([train_augment(data_cfg, recipe), normalize(data_cfg),

@@ -15,12 +15,17 @@ from pathlib import Path
 
 import torch
 
-from .model import ConfigError, ModelConfig, RoadmapNet, gmacs
+from .errors import ConfigError
+from .model import ModelConfig, RoadmapNet, gmacs
 
 # the switches a population varies: every design decision of ModelConfig but the ConvNeXt V2 GRN (outside the
 # roadmaps) and the sizes a scale sets (classes, input channels, width multiplier, stochastic depth)
 SCALE_FIELDS = ("num_classes", "in_channels", "width_multiplier", "drop_path")
 SWITCHES = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in SCALE_FIELDS + ("grn",))
+
+
+class Rejected(ConfigError):
+    """A drawn network that is not trained (an invalid combination of switches, or over the budget)."""
 
 
 def switches(model: ModelConfig | dict) -> dict:

@@ -14,9 +14,7 @@ from torch import nn
 from torchvision.models.convnext import LayerNorm2d
 from torchvision.ops import Permute, StochasticDepth
 
-
-class ConfigError(ValueError):
-    """A bad configuration value, reported in one line naming the field and what is allowed."""
+from .errors import ConfigError
 
 
 CHOICES = {

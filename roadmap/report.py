@@ -1,14 +1,19 @@
-"""python -m roadmap.report RUNS_DIR [--out DIR] [--wandb]: the roadmap's tables and figures from what runs wrote.
+"""python -m roadmap.report RUNS_DIR [--out DIR] [--wandb] [--config-dir DIR]: the roadmap's tables and figures
+from what runs wrote.
 
-Needs no network, no training and no Hydra: reads every summary.json under RUNS_DIR (and the roadmap.json the runs
-wrote next to them) with pandas and writes
+Needs no network and no training: reads every summary.json under RUNS_DIR (and the roadmap.json the runs wrote next
+to them) with pandas and writes
     results.csv      one row per run, with its step's statistics
     steps.csv        one row per step: mean, std, n, 95% interval, paired change vs the step it modifies, verdict
     results.md       the same per step, and the agreement with the published numbers
-    agreement.json   Spearman / Kendall with bootstrap intervals, sign agreement of the changes
+    agreement.json   Spearman / Kendall with bootstrap intervals, sign agreement of the changes (strict JSON: null
+                     where a number is not defined)
     roadmap.png/pdf  our bars (95% intervals, seeds as dots, verdicts) beside the published figure
     transfer.png/pdf our paired change of every step against the published change
-Ablation sweeps (isolated, leave_one_out) get their own table and figure.
+Ablation sweeps (isolated, leave_one_out) get their own table and figure, with a row for every step of the sweep; a
+step whose ablated network is not valid is listed with the reason (found by building the ablation from conf/, the
+only use of Hydra here). Runs whose epochs train.max_steps_per_epoch cut short are marked `capped`.
+Bad input (a missing or empty folder) is a one-line error and exit code 2.
 """
 
 from __future__ import annotations
@@ -17,23 +22,39 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import stats
+from .ablation import read_invalid
 from .steps import Roadmap, Step
 
-STATUS_MARK = {"diverged": "diverged", "failed": "failed", "missing": "not run"}
+STATUS_MARK = {"diverged": "diverged", "failed": "failed", "missing": "not run", "invalid": "not built"}
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "imagefolder": "image folder", "synthetic": "synthetic data"}
 VERDICT_MARK = {"helps": ("▲", "forestgreen"), "hurts": ("▼", "crimson"), "unresolved": ("●", "gray"),
                 "1 seed": ("", "gray"), "no pair": ("", "gray"), "": ("", "gray")}
+BOUNDS = (0.0, 100.0)  # top-1 is a percentage: drawn intervals are clipped to it
+GROUPS = ("isolated", "leave_one_out", "explore")  # the folders of runs that are not the roadmap's own
+# what every summary may lack (a failed run's has only step, roadmap, scale, seed, status and message; summaries
+# written before runs recorded their steps per epoch lack those and count as not capped)
+DEFAULTS = {"order": math.nan, "parent": None, "label": None, "section": None, "adopted": None, "dataset": None,
+            "final_top1": math.nan, "params": math.nan, "gmacs": math.nan, "paper_top1": math.nan,
+            "paper_top1_std": math.nan, "paper_gmacs": math.nan, "message": None, "steps_per_epoch": math.nan,
+            "full_steps_per_epoch": math.nan, "capped": False}
+
+
+class ReportError(ValueError):
+    """Bad input for the report: `python -m roadmap.report` prints it in one line and exits 2."""
 
 
 def load_runs(runs_dir: Path) -> pd.DataFrame:
-    """One row per run directory with a readable summary.json; unreadable ones are warned about and skipped."""
+    """One row per run directory with a readable summary.json; unreadable ones are warned about and skipped.
+    Every column of DEFAULTS is there (missing values filled), `capped` is a bool."""
     rows = []
     for path in sorted(Path(runs_dir).rglob("summary.json")):
         try:
@@ -46,13 +67,29 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
         s.pop("fingerprint", None)
         s["run_dir"] = str(path.parent)
         s.setdefault("roadmap", s.get("regime", "unknown"))  # summaries written before roadmaps were configuration
-        s.setdefault("ablation", None)
+        if "ablation" not in s:  # a failed run's summary: its group is the folder above its step's
+            group = path.parent.parent.parent.name
+            s["ablation"] = group if group in GROUPS else None
         rows.append(s)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     df["ablation"] = df["ablation"].fillna("roadmap")
+    for key, value in DEFAULTS.items():
+        if key not in df:
+            df[key] = value
+    df["capped"] = df["capped"].map(lambda c: bool(c) if isinstance(c, (bool, np.bool_)) else False)
     return df
+
+
+def _text(x, default: str = "") -> str:
+    return default if x is None or (isinstance(x, float) and math.isnan(x)) or x == "" else str(x)
+
+
+def dataset_of(runs: pd.DataFrame) -> str:
+    """The dataset the runs trained on, by its name (failed runs record none)."""
+    known = runs["dataset"].dropna()
+    return DATASET_NAMES.get(known.iloc[0], known.iloc[0]) if len(known) else "unknown data"
 
 
 def _float(x) -> float:
@@ -76,8 +113,8 @@ def roadmap_of(runs: pd.DataFrame) -> Roadmap:
     first = runs.sort_values("order", na_position="last").drop_duplicates("step")
     known = set(first["step"])
     steps = {r.step: {"parent": r.get("parent") if r.get("parent") in known else None,
-                      "label": r.get("label") or r.step, "section": r.get("section") or "",
-                      "branch": r.get("adopted") is False, "top1": _optional(r.get("paper_top1")),
+                      "label": _text(r.get("label"), r.step), "section": _text(r.get("section")),
+                      "branch": r.get("adopted") in (False,), "top1": _optional(r.get("paper_top1")),
                       "gmacs": _optional(r.get("paper_gmacs"))}
              for _, r in first.iterrows()}
     return Roadmap.from_dict({"name": runs["roadmap"].iloc[0], "steps": steps})
@@ -88,8 +125,8 @@ def ordered_steps(roadmap: Roadmap, runs: pd.DataFrame) -> list[Step]:
     own) placed right after its parent (after the parent's earlier children)."""
     order = list(roadmap.steps)
     extra = runs[~runs["step"].isin(roadmap.names())].drop_duplicates("step")
-    pending = [Step(name=r["step"], parent=r.get("parent"), label=r.get("label") or r["step"],
-                    section=r.get("section") or "", top1=_optional(r.get("paper_top1")),
+    pending = [Step(name=r["step"], parent=_text(r.get("parent")) or None, label=_text(r.get("label"), r["step"]),
+                    section=_text(r.get("section")), top1=_optional(r.get("paper_top1")),
                     top1_std=_optional(r.get("paper_top1_std")), gmacs=_optional(r.get("paper_gmacs")))
                for _, r in extra.iterrows()]
     while pending:
@@ -109,9 +146,15 @@ def ordered_steps(roadmap: Roadmap, runs: pd.DataFrame) -> list[Step]:
     return order
 
 
-def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = None) -> pd.DataFrame:
+def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = None,
+               invalid: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per step: the statistics of its finished seeds and its paired change versus the step it modifies
-    (or versus `reference`, for ablations), with the published numbers."""
+    (or versus `reference`, for ablations), with the published numbers. `invalid` ({step: why}) names the steps that
+    could not be built (status `invalid`, the reason in `note`); `capped` says whether any run of the step had its
+    epochs cut short by train.max_steps_per_epoch."""
+    invalid = invalid or {}
+    if "capped" not in runs:
+        runs = runs.assign(capped=False)
     done = runs[runs["status"] == "done"]
     by_seed = {name: dict(zip(g["seed"].astype(int), g["final_top1"].astype(float)))
                for name, g in done.groupby("step")}
@@ -119,7 +162,8 @@ def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = No
     for i, s in enumerate(steps):
         mine = by_seed.get(s.name, {})
         ran = runs[runs["step"] == s.name]
-        status = "done" if mine else (ran["status"].iloc[0] if len(ran) else "missing")
+        status = "done" if mine else (ran["status"].iloc[0] if len(ran) else
+                                      "invalid" if s.name in invalid else "missing")
         first = done[done["step"] == s.name].head(1)
         compared = reference if reference is not None else s.parent
         if compared == s.name:
@@ -129,8 +173,9 @@ def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = No
         summary = stats.mean_interval(list(mine.values()))
         rows.append({
             "order": i, "step": s.name, "label": s.label, "section": s.section, "adopted": s.adopted,
-            "status": status, "seeds": summary["n"], "top1_mean": summary["mean"], "top1_std": summary["std"],
-            "ci_low": summary["ci_low"], "ci_high": summary["ci_high"], "seed_top1": mine,
+            "status": status, "note": invalid.get(s.name, "") if not len(ran) else "",
+            "capped": bool(ran["capped"].any()), "seeds": summary["n"], "top1_mean": summary["mean"],
+            "top1_std": summary["std"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"], "seed_top1": mine,
             "params": int(first["params"].iloc[0]) if len(first) else None,
             "gmacs": float(first["gmacs"].iloc[0]) if len(first) else math.nan,
             "compared_to": compared, **change,
@@ -163,14 +208,31 @@ def _interval(low, high, sign=False):
     return "" if pd.isna(low) else f"[{_fmt(low, sign=sign)}, {_fmt(high, sign=sign)}]"
 
 
-def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, agree: dict | None) -> str:
+CHANGE_VERSUS = {  # what a table's change is measured against, by the kind of sweep
+    "roadmap": "the step each one modifies",
+    "isolated": "the baseline (the reference row): what the step's switches do on their own",
+    "leave_one_out": "the endpoint with every step (the reference row): what leaving the step's switches out does "
+                     "(negative: the step helps)"}
+CAPPED = "train.max_steps_per_epoch cut the epochs short (a smoke run, not a full run)"
+
+
+def _name(r) -> str:
+    marks = [m for m, on in (("branch", not r.adopted), ("capped", getattr(r, "capped", False))) if on]
+    return r.step + (f" ({', '.join(marks)})" if marks else "")
+
+
+def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, agree: dict | None,
+             ablation: str = "roadmap", runs: pd.DataFrame | None = None) -> str:
+    """The section of results.md for one table; `runs` (the table's runs) adds the notes on capped runs and on runs
+    that did not finish."""
     reference = roadmap.dataset or "published"
     lines = [f"## {title}", "",
              f"Ours: top-1 on {dataset}, mean ± std over seeds, with the 95% t interval of the mean. Change: versus "
-             f"the step each one modifies, the mean of per-seed differences (same seed, same data order) with its "
-             f"95% paired t interval; **helps** / **hurts** when that interval excludes 0, unresolved otherwise. "
-             f"Published: {reference} top-1 and GMACs at 224x224" + (f" ({roadmap.source})." if roadmap.source
-                                                                      else "."), "",
+             f"{CHANGE_VERSUS.get(ablation, CHANGE_VERSUS['roadmap'])}, the mean of per-seed differences (same seed, "
+             f"same data order) with its 95% paired t interval; **helps** / **hurts** when that interval excludes 0, "
+             f"unresolved otherwise." + ("" if ablation != "roadmap" else
+                                         f" Published: {reference} top-1 and GMACs at 224x224" +
+                                         (f" ({roadmap.source})." if roadmap.source else ".")), "",
              "| # | step | section | ours top-1 | 95% CI | seeds | change | change 95% CI | verdict | params | GMACs "
              "| published top-1 | published change | published GMACs | status |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -179,16 +241,44 @@ def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, ag
                 else STATUS_MARK.get(r.status, r.status))
         paper = "" if pd.isna(r.paper_top1) else f"{r.paper_top1:.2f}" + (
             f" ± {r.paper_top1_std:.2f}" if not pd.isna(r.paper_top1_std) else "")
-        name = r.step if r.adopted else f"{r.step} (branch)"
         verdict = f"**{r.verdict}**" if r.verdict in ("helps", "hurts") else r.verdict
-        lines.append(f"| {r.order} | {name} | {r.section} | {ours} | {_interval(r.ci_low, r.ci_high)} | {r.seeds} | "
-                     f"{_fmt(r.change, sign=True)} | {_interval(r.change_ci_low, r.change_ci_high, True)} | {verdict} | "
-                     f"{'' if r.params is None or pd.isna(r.params) else f'{int(r.params):,}'} | "
+        note = getattr(r, "note", "")
+        status = f"{STATUS_MARK.get(r.status, r.status)}: {note}" if note else r.status
+        lines.append(f"| {r.order} | {_name(r)} | {r.section} | {ours} | {_interval(r.ci_low, r.ci_high)} | "
+                     f"{r.seeds} | {_fmt(r.change, sign=True)} | {_interval(r.change_ci_low, r.change_ci_high, True)} "
+                     f"| {verdict} | {'' if r.params is None or pd.isna(r.params) else f'{int(r.params):,}'} | "
                      f"{_fmt(r.gmacs, 4)} | {paper} | {_fmt(r.paper_change, sign=True)} | {_fmt(r.paper_gmacs, 3)} | "
-                     f"{r.status} |")
+                     f"{status.replace('|', '/')} |")
+    notes = _notes(table, runs)
+    if notes:
+        lines += ["", *notes]
     if agree is not None:
         lines += ["", *agreement_markdown(agree, reference)]
     return "\n".join(lines) + "\n"
+
+
+def _notes(table: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
+    """One line each under a table: capped runs, intervals beyond [0, 100], runs that did not finish."""
+    lines = []
+    outside = int(((table["ci_low"] < BOUNDS[0]) | (table["ci_high"] > BOUNDS[1])).sum())
+    if outside:
+        lines.append(f"- {outside} step(s) have a 95% t interval reaching beyond [0, 100] (few seeds, large spread): "
+                     f"shown here as computed, clipped to [0, 100] in the figure.")
+    if runs is None or runs.empty:
+        return lines
+    capped = runs[runs["capped"]] if "capped" in runs else runs.iloc[:0]
+    if len(capped):
+        cut = sorted({(int(a), int(b)) for a, b in zip(capped["steps_per_epoch"], capped["full_steps_per_epoch"])
+                      if a == a and b == b})
+        of = f" ({'; '.join(f'{a} of {b} optimizer steps per epoch' for a, b in cut)})" if cut else ""
+        lines.append(f"- **capped**: {len(capped)} of {len(runs)} runs ({capped['step'].nunique()} step(s), marked "
+                     f"(capped)) are capped smoke runs: train.max_steps_per_epoch cut their epochs short{of}. They "
+                     f"are not full runs.")
+    unfinished = runs[runs["status"].isin(["failed", "diverged"])].assign(why=lambda d: d["message"].map(_text))
+    for (step, status, why), g in unfinished.groupby(["step", "status", "why"], sort=True):
+        seeds = ", ".join(str(int(k)) for k in sorted(g["seed"]))
+        lines.append(f"- {step}, seed{'s' if len(g) > 1 else ''} {seeds}: {status}" + (f": {why}" if why else ""))
+    return lines
 
 
 def agreement_markdown(a: dict, reference: str) -> list[str]:
@@ -206,69 +296,106 @@ def agreement_markdown(a: dict, reference: str) -> list[str]:
             f"the resolved ones (helps/hurts): {a['resolved_agree']} of {a['resolved_total']}."]
 
 
-def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, roadmap: Roadmap) -> list[Path]:
+FOOTNOTE_CHANGE = {
+    "roadmap": "the change versus the step it modifies (mean of per-seed differences)",
+    "isolated": "the change versus the baseline, the first row (mean of per-seed differences): what the step's "
+                "switches do on their own",
+    "leave_one_out": "the change versus the endpoint with every step, the first row (mean of per-seed differences): "
+                     "what leaving the step's switches out does (▼: the step helps)"}
+
+
+def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, roadmap: Roadmap,
+           ablation: str = "roadmap") -> list[Path]:
     """The published roadmap figure, twice: ours (left: mean, 95% interval, every seed as a dot, verdict by each bar)
-    and the published one (right). One bar per step grouped by section, GMACs by each bar, branches hatched."""
+    and the published one (right), written as .png and .pdf. `ablation` says what the changes are measured against."""
+    return _save(draw_figure(table, title, dataset, roadmap, ablation), path_stem)
+
+
+def draw_figure(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, ablation: str = "roadmap"):
+    """The matplotlib Figure of `figure`: one bar per step grouped by section, GMACs by each bar, branches hatched,
+    capped runs dotted and labelled. Every bar's numbers and change sit in room the x axis leaves for them, measured
+    with the renderer, so no two texts overlap."""
     import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: no global backend state, works headless and in notebooks
+    from matplotlib.ticker import MaxNLocator
 
     n = len(table)
     paper = table["paper_top1"].notna().any()  # ablations and users' roadmaps may have no published numbers
-    fig = Figure(figsize=(14 if paper else 8, 0.42 * n + 2.4))
+    width = 14 if paper else 8.5
+    fig = Figure(figsize=(width, 0.42 * n + 2.4))
+    FigureCanvasAgg(fig)
     ax, axp = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.25, 1]}) if paper else \
         (fig.subplots(1, 1), None)
     y = list(range(n))[::-1]
     sections = list(dict.fromkeys([*roadmap.sections, *table["section"]]))
     colors = {sec: matplotlib.colormaps["tab10"](i % 10) for i, sec in enumerate(sections)}
+    capped = list(table["capped"]) if "capped" in table else [False] * n
+    clipped = 0
 
-    def bars(axis, values, low, high, dots, gmacs, marks, kind):
-        points = [v for v in values if v == v] + [v for v in low if v == v] + [v for v in high if v == v] + \
-            [d for ds in dots for d in ds]
+    def bars(axis, values, low, high, dots, gmacs, marks, kind, capped):
+        """Draw the bars; return what fitting the x axis needs: (axis, left, right, [(end, texts right of it)])."""
+        nonlocal clipped
+        clip = [(x if x != x else min(max(x, BOUNDS[0]), BOUNDS[1])) for x in [*low, *high]]
+        clipped += sum(a != b for a, b in zip(clip, [*low, *high]) if a == a)
+        low, high = clip[:n], clip[n:]
+        points = [v for v in [*values, *low, *high] if v == v] + [d for ds in dots for d in ds]
         lo, hi = (min(points), max(points)) if points else (0, 1)
         pad = max(0.5, (hi - lo) * 0.25)
-        left = lo - pad
-        for yi, r, v, a, b, ds, g, mark in zip(y, table.itertuples(), values, low, high, dots, gmacs, marks):
+        left = max(BOUNDS[0], lo - pad)
+        rows = []
+        for yi, r, v, a, b, ds, g, mark, cap in zip(y, table.itertuples(), values, low, high, dots, gmacs, marks,
+                                                    capped):
             color = colors.get(r.section, "gray")
             if v != v:
-                axis.text(left + pad * 0.1, yi, STATUS_MARK.get(r.status, r.status), va="center", fontsize=9,
-                          color="crimson", fontweight="bold")
+                status = STATUS_MARK.get(r.status, r.status)
+                if r.status == "invalid":
+                    status += (": changes no switch of the network" if "changes no switch" in r.note else
+                               ": not a valid network (results.md says why)")
+                axis.annotate(status, (left, yi), xytext=(4, 0), textcoords="offset points", va="center",
+                              fontsize=9, color="crimson", fontweight="bold")
                 continue
             axis.barh(yi, v - left, left=left, color=color, alpha=0.8 if r.adopted else 0.35,
-                      hatch=None if r.adopted else "///", edgecolor="black", linewidth=0.5)
+                      hatch="///" if not r.adopted else "..." if cap else None, edgecolor="black", linewidth=0.5)
             if a == a:
-                axis.errorbar(v, yi, xerr=[[v - a], [b - v]], fmt="none", ecolor="black", capsize=3, lw=1)
+                axis.errorbar(v, yi, xerr=[[max(0.0, v - a)], [max(0.0, b - v)]], fmt="none", ecolor="black",
+                              capsize=3, lw=1)
             if len(ds) > 1:
                 axis.scatter(ds, [yi + 0.18 * ((k % 3) - 1) for k in range(len(ds))], s=9, color="black",
                              zorder=3, alpha=0.7)
             end = max([v, b if b == b else v, *ds])
             macs = "" if g != g else (f"  ({g:.3g} GMACs)" if g >= 0.1 else f"  ({g * 1000:.3g} MMACs)")
-            axis.text(end + pad * 0.05, yi, f"{v:.2f}{macs}", va="center", fontsize=8)
+            texts = [axis.annotate(f"{v:.2f}{macs}", (end, yi), xytext=(3, 0), textcoords="offset points",
+                                   va="center", fontsize=8)]
             if mark:
-                axis.text(0.995, yi, mark[0], transform=axis.get_yaxis_transform(), ha="right", va="center",
-                          fontsize=8, color=mark[1])
-        axis.set_xlim(left, hi + pad * 2.2)
+                texts.append(axis.text(0.995, yi, mark[0], transform=axis.get_yaxis_transform(), ha="right",
+                                       va="center", fontsize=8, color=mark[1]))
+            rows.append((end, texts))
         axis.set_xlabel(kind)
         axis.grid(axis="x", alpha=0.3)
+        return axis, left, hi + pad, rows
 
     verdicts = [None if not r.verdict else (f"{VERDICT_MARK[r.verdict][0]} {r.change:+.2f}".strip()
                                             if r.change == r.change else r.verdict, VERDICT_MARK[r.verdict][1])
                 for r in table.itertuples()]
-    bars(ax, list(table["top1_mean"]), list(table["ci_low"]), list(table["ci_high"]),
-         [list(d.values()) for d in table["seed_top1"]],
-         list(table["gmacs"]), verdicts, f"top-1 (%) on {dataset}")
+    layouts = [bars(ax, list(table["top1_mean"]), list(table["ci_low"]), list(table["ci_high"]),
+                    [list(d.values()) for d in table["seed_top1"]], list(table["gmacs"]), verdicts,
+                    f"top-1 (%) on {dataset}", capped)]
     ax.set_title(f"This reproduction: {dataset}, {int(table['seeds'].max() or 0)} seed(s)", fontsize=11)
     if paper:
         std = list(table["paper_top1_std"].fillna(0.0))
         paper_top1 = list(table["paper_top1"])
-        bars(axp, paper_top1, [v - s if s else math.nan for v, s in zip(paper_top1, std)],
-             [v + s if s else math.nan for v, s in zip(paper_top1, std)], [[]] * n, list(table["paper_gmacs"]),
-             [None] * n, f"top-1 (%) on {roadmap.dataset or 'the published dataset'}")
+        layouts.append(bars(axp, paper_top1, [v - s if s else math.nan for v, s in zip(paper_top1, std)],
+                            [v + s if s else math.nan for v, s in zip(paper_top1, std)], [[]] * n,
+                            list(table["paper_gmacs"]), [None] * n,
+                            f"top-1 (%) on {roadmap.dataset or 'the published dataset'}", [False] * n))
         for ref in roadmap.marks:
             axp.axvline(ref["top1"], color="gray", ls="--", lw=1)
             axp.text(ref["top1"], n - 0.4, f" {ref['label']} {ref['top1']}", color="gray", fontsize=8)
         axp.set_title(f"Published: {roadmap.source or roadmap.name}", fontsize=9)
     right = axp if paper else ax
-    ax.set_yticks(y, [r.label if r.adopted else f"{r.label} (not adopted)" for r in table.itertuples()])
+    ax.set_yticks(y, [r.label + (" (not adopted)" if not r.adopted else "") + (" (capped)" if cap else "")
+                      for r, cap in zip(table.itertuples(), capped)])
     previous = None
     for yi, r in zip(y, table.itertuples()):
         if r.section != previous:
@@ -278,11 +405,38 @@ def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, roadm
                        color=colors.get(r.section, "gray"), fontweight="bold")
             previous = r.section
     fig.suptitle(title, fontsize=12)
-    fig.text(0.01, 0.005, "Right of each bar: change versus the step it modifies (mean of per-seed differences); "
-             "▲ helps / ▼ hurts: its 95% interval excludes 0; ● unresolved.  Whiskers: 95% interval of the mean; "
-             "dots: seeds.", fontsize=8)
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
-    return _save(fig, path_stem)
+    note = (f"Right of each bar: top-1 (GMACs), then {FOOTNOTE_CHANGE.get(ablation, FOOTNOTE_CHANGE['roadmap'])}; "
+            f"▲ helps / ▼ hurts: its 95% interval excludes 0; ● unresolved. Whiskers: 95% t interval of the mean, "
+            f"clipped to [0, 100]" + (f" ({clipped} end(s) reach beyond it)" if clipped else "") + "; dots: seeds."
+            + (" Hatched: a branch the roadmap does not adopt." if not table["adopted"].all() else "")
+            + (" Dotted bars, (capped): " + CAPPED + "." if any(capped) else ""))
+    note = textwrap.fill(note, width=int(width * 15))
+    bottom = (note.count("\n") + 1) * 11.5 / (fig.get_figheight() * 72) + 0.01
+    fig.text(0.01, 0.005, note, fontsize=8, va="bottom")
+    for _ in range(4):  # lay out, measure the texts right of each bar, widen the x axis where they need room
+        fig.tight_layout(rect=(0, bottom, 1, 1))
+        moved = False
+        for axis, left, right_end, rows in layouts:
+            need = max([right_end, *(_room(fig, axis, left, end, texts) for end, texts in rows)])
+            if abs(need - axis.get_xlim()[1]) > 1e-3 * max(1.0, need - left):
+                axis.set_xlim(left, need)
+                top = min(need, BOUNDS[1])  # no tick beyond 100%: the room there is for the texts
+                axis.set_xticks([t for t in MaxNLocator(nbins=8).tick_values(left, top) if left <= t <= top])
+                axis.set_xlim(left, need)
+                moved = True
+        if not moved:
+            break
+    return fig
+
+
+def _room(fig, axis, left: float, end: float, texts) -> float:
+    """The right end of the x axis that leaves the texts starting at `end` (the numbers, then the change at the
+    axis' right edge) room in one row."""
+    renderer = fig.canvas.get_renderer()
+    width = axis.get_window_extent(renderer).width
+    used = sum(t.get_window_extent(renderer).width for t in texts) + (3 + 6 * len(texts)) * fig.dpi / 72
+    free = max(0.25, (width * 0.995 - used) / width)  # the fraction of the axis the bar may take
+    return left + (end - left) / free
 
 
 def transfer_figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, roadmap: Roadmap,
@@ -346,17 +500,35 @@ def _save(fig, path_stem: Path) -> list[Path]:
     return written
 
 
+def _change_label(label: str) -> str:
+    """A step's label as a change, without the network the roadmap reaches with it ("sep. d.s. conv = ConvNeXt-T"
+    names the endpoint, which no ablation row is)."""
+    return label.split(" = ", 1)[0]
+
+
 def ablation_steps(roadmap: Roadmap, runs: pd.DataFrame) -> list[Step]:
-    """The rows of an ablation figure: the reference (the baseline entry of these sweeps), then every trained
-    step, relabelled as what it adds to the baseline (isolated) or removes from the endpoint (leave_one_out)."""
+    """The rows of an ablation figure: the reference (the `baseline` entry of these sweeps), then every step the sweep
+    varies (ablation.trunk), trained or not, relabelled as what it adds to the baseline (isolated) or removes from
+    the endpoint (leave_one_out), then any other step the runs trained."""
+    from .ablation import trunk
+
     kind = runs["ablation"].iloc[0]
-    trained = set(runs["step"])
-    reference = Step(roadmap.baseline, label="baseline" if kind == "isolated" else f"{roadmap.endpoint.name} "
-                     "(all switches)", section="reference")
-    prefix = "+ " if kind == "isolated" else "− "
-    return [reference] + [Step(s.name, parent=roadmap.baseline, label=prefix + s.label, section=s.section)
-                          for s in roadmap.steps if s.name in trained and s.name != roadmap.baseline and s.parent
-                          and s.adopted]
+    base, end = roadmap.get(roadmap.baseline), roadmap.endpoint
+    if kind == "isolated":
+        label, prefix = f"baseline: {base.label if base else roadmap.baseline}", "+ "
+    else:
+        label, prefix = f"{end.label.split(' = ', 1)[1] if ' = ' in end.label else end.name} (every step)", "− "
+    rows = [Step(roadmap.baseline, label=label, section="reference")]
+    rows += [Step(s.name, parent=roadmap.baseline, label=prefix + _change_label(s.label), section=s.section)
+             for s in trunk(roadmap)]
+    extra = runs[~runs["step"].isin({s.name for s in rows})].drop_duplicates("step")  # e.g. a branch, a user's step
+    position = {name: i for i, name in enumerate(roadmap.names())}
+    for r in sorted(extra.itertuples(), key=lambda r: (position.get(r.step, len(position)), r.step)):
+        s = roadmap.get(r.step)
+        rows.append(Step(r.step, parent=roadmap.baseline, section=s.section if s else _text(r.section),
+                         label=prefix + _change_label(s.label if s else _text(r.label, r.step)),
+                         branch=bool(s and s.branch)))
+    return rows
 
 
 def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: str, title: str,
@@ -385,7 +557,9 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
     lines = [f"## {title}", "",
              f"Networks drawn from the design space, by sampler (random: uniform; search: TPE; net: given networks, "
              f"e.g. more seeds): {'; '.join(counts)}. {group['step'].nunique()} networks trained in all, "
-             f"{len(group) - len(done)} runs failed or diverged. Top-1 on {dataset}.", ""]
+             f"{len(group) - len(done)} runs failed or diverged. Top-1 on {dataset}. Population members train on "
+             f"capped epochs (train.max_steps_per_epoch = scale.explore_steps{_cut(group)}), by design: they compare "
+             f"with each other and with the networks trained alike below, not with full runs.", ""]
     if done.empty:
         return "\n".join(lines + ["No finished run yet."]) + "\n", []
     samples = pd.concat([done[["step", "seed", "final_top1", "gmacs", "params"]].reset_index(drop=True),
@@ -417,6 +591,13 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
     lines += ["### The best network against the roadmap's endpoints", "",
               *_best_against(all_nets, done, roadmap_nets)]
     return "\n".join(lines) + "\n", written
+
+
+def _cut(group: pd.DataFrame) -> str:
+    """", 20 of 235 optimizer steps per epoch", from what the runs recorded (nothing where they did not)."""
+    cut = sorted({(int(a), int(b)) for a, b in zip(group["steps_per_epoch"], group["full_steps_per_epoch"])
+                  if a == a and b == b and a < b})
+    return (": " + "; ".join(f"{a} of {b} optimizer steps per epoch" for a, b in cut)) if cut else ""
 
 
 def _roadmap_networks(runs: pd.DataFrame, group: pd.DataFrame) -> list[tuple[str, dict, pd.DataFrame]]:
@@ -487,16 +668,34 @@ def _override(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _strict(value):
+    """`value` with every NaN or infinity as None: json.dumps(..., allow_nan=False) then writes null, and the file
+    is JSON any parser reads."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def report(runs_dir: Path, out: Path) -> list[Path]:
+    """Every table and figure of the runs under `runs_dir`, written into `out`; the paths written. A folder
+    without a run summary is a ReportError."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ReportError(f"{runs_dir} is not a directory")
     runs = load_runs(runs_dir)
     if runs.empty:
-        raise SystemExit(f"error: no summary.json under {runs_dir}; train with `python run.py +step=...` first")
+        raise ReportError(f"no summary.json under {runs_dir}; train with `python run.py +step=...` first")
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written, md, per_step = [], ["# Roadmap results", "", f"From {len(runs)} runs under `{runs_dir}`.", ""], []
     several = len(runs[["scale", "roadmap"]].drop_duplicates()) > 1
     for (scale, name, ablation), group in runs.groupby(["scale", "roadmap", "ablation"], sort=True):
         suffix = (f"_{scale}_{name}" if several else "") + ("" if ablation == "roadmap" else f"_{ablation}")
-        dataset = DATASET_NAMES.get(group["dataset"].iloc[0], group["dataset"].iloc[0])
+        dataset = dataset_of(group)
         roadmap = roadmap_of(group)
         title = f"{roadmap.title or name}: {scale} scale" + (
             "" if ablation == "roadmap" else " — design-space exploration" if ablation == "explore" else
@@ -509,16 +708,18 @@ def report(runs_dir: Path, out: Path) -> list[Path]:
         if ablation == "roadmap":
             table = step_table(group, ordered_steps(roadmap, group))
             agree = agreement(table)
-            (out / f"agreement{suffix}.json").write_text(json.dumps(agree, indent=1) + "\n")
+            (out / f"agreement{suffix}.json").write_text(json.dumps(_strict(agree), indent=1, allow_nan=False)
+                                                         + "\n")
             written += [out / f"agreement{suffix}.json"]
             written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap)
             written += transfer_figure(table, out / f"transfer{suffix}", title, dataset, roadmap, agree)
         else:
-            table = step_table(group, ablation_steps(roadmap, group), reference=roadmap.baseline)
+            table = step_table(group, ablation_steps(roadmap, group), reference=roadmap.baseline,
+                               invalid=read_invalid(Path(group["run_dir"].iloc[0]).parent.parent))
             table[["paper_top1", "paper_top1_std", "paper_gmacs", "paper_change"]] = math.nan
             agree = None
-            written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap)
-        md.append(markdown(table, title, dataset, roadmap, agree))
+            written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap, ablation=ablation)
+        md.append(markdown(table, title, dataset, roadmap, agree, ablation=ablation, runs=group))
         per_step.append(table.assign(scale=scale, roadmap=name, ablation=ablation))
     if not per_step:  # only explorations
         runs.drop(columns=["switches"], errors="ignore").to_csv(out / "results.csv", index=False)
@@ -535,33 +736,38 @@ def report(runs_dir: Path, out: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
+    """The command line: 0 when the report is written, 2 with a one-line `error: ...` on bad input."""
     parser = argparse.ArgumentParser(prog="python -m roadmap.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUNS_DIR/report)")
-    parser.add_argument("--wandb", action="store_true", help="also log the figures, tables and agreement to wandb")
+    parser.add_argument("--wandb", action="store_true", help="also log the figures, tables and agreement to wandb "
+                        "(its run folder goes into the output folder)")
     args = parser.parse_args(argv)
-    if not args.runs_dir.is_dir():
-        print(f"error: {args.runs_dir} is not a directory", file=sys.stderr)
-        return 2
     out = args.out or args.runs_dir / "report"
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"
-        written = report(args.runs_dir, out)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"
+            written = report(args.runs_dir, out)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.wandb:
-        log_to_wandb(written)
+        log_to_wandb(written, out)
     for path in written:
         print(path)
     return 0
 
 
-def log_to_wandb(paths: list[Path]) -> None:
-    """Figures as images, the per-run and per-step tables, and the agreement numbers in the run summary."""
+def log_to_wandb(paths: list[Path], out: Path | None = None) -> None:
+    """Figures as images, the per-run and per-step tables, and the agreement numbers in the run summary. wandb's
+    run folder goes into `out` (default: the folder of the first path), beside the report."""
     from .tracking import import_wandb
 
     wandb = import_wandb()
-    run = wandb.init(project="roadmap", job_type="report")
+    folder = Path(out) if out is not None else Path(paths[0]).parent
+    run = wandb.init(project="roadmap", job_type="report", dir=str(folder), reinit="finish_previous")
     run.log({p.stem: wandb.Image(str(p)) for p in paths if p.suffix == ".png"})
     run.log({p.stem: wandb.Table(dataframe=pd.read_csv(p)) for p in paths if p.suffix == ".csv"})
     for p in paths:

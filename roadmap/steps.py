@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import ConfigError
+from .errors import ConfigError
 
 ROADMAP_FIELDS = ("name", "title", "source", "dataset", "notes", "baseline", "sections", "marks", "steps")
 STEP_FIELDS = ("parent", "label", "section", "branch", "top1", "top1_std", "top5", "gmacs")

@@ -6,7 +6,7 @@ import os
 
 from omegaconf import OmegaConf
 
-from .model import ConfigError
+from .errors import ConfigError
 
 
 class NoTracker:
@@ -32,7 +32,7 @@ class WandbTracker:
         self.run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, mode=mode,
                               group=cfg.logger.group, name=f"{step.name}-seed{cfg.seed}", dir=str(cfg.run_dir),
                               tags=[step.name, cfg.roadmap.name, cfg.scale.name],
-                              config=OmegaConf.to_container(cfg, resolve=True), reinit=True)
+                              config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous")
 
     def log(self, metrics: dict) -> None:
         self.run.log(metrics, step=metrics["epoch"])

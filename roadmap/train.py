@@ -29,14 +29,58 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from . import data as data_lib
+from . import graphs as graphs_lib
 from . import recipe as recipe_lib
 from .config import model_config, roadmap_of, step_of
-from .model import ConfigError, ModelConfig, RoadmapNet, gmacs, num_params
+from .errors import ConfigError
+from .model import ModelConfig, RoadmapNet, gmacs, num_params
+from .settings import RunSettings, validate
 from .steps import Roadmap, Step
 from .tracking import make_tracker
 
 FINISHED = ("done", "diverged")
-PRECISIONS = ("auto", "mixed", "bf16", "fp16", "fp32")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT (Ctrl-C) or SIGTERM (a scheduler): its one line says where and how to resume."""
+
+    def __init__(self, message: str, signal_name: str):
+        super().__init__(message)
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130  # 128 + the signal's number, as shells report
+
+
+def sigterm_interrupts() -> None:
+    """Let SIGTERM stop a run as Ctrl-C does (KeyboardInterrupt in the main thread), where nothing else handles it
+    (submitit's jobs keep their own handler, which requeues them)."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def deferred_interrupts():
+    """SIGINT and SIGTERM wait until the block is done (an epoch's metrics line, checkpoint and history stay in step),
+    then stop the run as they would have."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = {s: signal.signal(s, lambda signum, frame: caught.append(signal.Signals(signum).name))
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if caught:
+        raise KeyboardInterrupt(*([] if caught[0] == "SIGINT" else [caught[0]]))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -116,8 +160,6 @@ def setup_runtime(train_cfg) -> Runtime:
     name = train_cfg.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if name not in ("cuda", "mps", "cpu"):
-        raise ConfigError(f"train.device={name!r}: must be one of auto, cuda, mps, cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device='cuda' but torch sees no CUDA device")
     device = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
@@ -128,12 +170,26 @@ def setup_runtime(train_cfg) -> Runtime:
     return Runtime(device, rank, world)
 
 
-def fingerprint(cfg: DictConfig, model_cfg) -> dict:
-    """What a run directory's checkpoint and summary must agree with to be resumed (plain JSON types)."""
+def fingerprint(cfg: DictConfig, model_cfg, precision: str) -> dict:
+    """What a run computes, which a run directory's checkpoint and summary must agree with to be resumed or taken
+    as finished (plain JSON types): the network, the data (dataset, size, resolution, augmentation), the recipe, the
+    epochs, the global batch, the cap on steps per epoch (a 5-step smoke run is not the full run) and the precision
+    as trained (bf16 is not fp32). Recorded in the summary but not compared: the device, the process count,
+    channels_last, torch.compile and the torch version, which change speed and rounding, not what is trained."""
     return json.loads(json.dumps({"model": dataclasses.asdict(model_cfg),
                                   "data": OmegaConf.to_container(cfg.data, resolve=True),
                                   "recipe": OmegaConf.to_container(cfg.recipe, resolve=True),
-                                  "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size}))
+                                  "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
+                                  "max_steps_per_epoch": cfg.train.max_steps_per_epoch, "precision": precision}))
+
+
+def upgraded(old: dict, summary: dict | None, precision: str) -> dict:
+    """A fingerprint written before the cap and the precision were part of it: no cap (the default then), and the
+    precision its summary recorded (a checkpoint alone does not say: assumed unchanged)."""
+    old = dict(old)
+    old.setdefault("max_steps_per_epoch", None)
+    old.setdefault("precision", (summary or {}).get("precision", precision))
+    return old
 
 
 def _differences(old: dict, new: dict, prefix="") -> list[str]:
@@ -183,17 +239,13 @@ def evaluate(model, loader, rt: Runtime, autocast, channels_last) -> tuple[float
     return 100 * c1 / max(n, 1), 100 * c5 / max(n, 1)
 
 
-def build_loaders(cfg, rt: Runtime, per_rank_batch: int):
-    d, r = cfg.data, cfg.recipe
-    if OmegaConf.is_missing(d, "root"):
-        raise ConfigError(f"data.root is required for data={d.name}: data.root=/path/to/dataset")
+def build_loaders(s: RunSettings, rt: Runtime, per_rank_batch: int):
+    d, r = s.data, s.recipe
     if d.kind == "folder":
-        return data_lib.folder_loaders(d, r, per_rank_batch, rank=rt.rank, world=rt.world, seed=cfg.seed,
-                                       workers=cfg.train.workers, device=rt.device)
-    if d.kind != "tensor":
-        raise ConfigError(f"data.kind={d.kind!r}: must be tensor or folder")
+        return data_lib.folder_loaders(d, r, per_rank_batch, rank=rt.rank, world=rt.world, seed=s.seed,
+                                       workers=s.train.workers, device=rt.device)
     train_split, val_split = data_lib.load_tensor_dataset(d, rt.device)
-    common = dict(seed=cfg.seed, rank=rt.rank, world=rt.world, norm=data_lib.normalize(d))
+    common = dict(seed=s.seed, rank=rt.rank, world=rt.world, norm=data_lib.normalize(d))
     train = data_lib.TensorLoader(train_split, per_rank_batch, train=True, augment=data_lib.batch_augment(d, r),
                                   **common)
     val = data_lib.TensorLoader(val_split, per_rank_batch, train=False, **common)
@@ -204,6 +256,7 @@ def build_loaders(cfg, rt: Runtime, per_rank_batch: int):
 class Run:
     """Everything a run is, checked, before anything is written."""
     cfg: DictConfig
+    settings: RunSettings  # train, data, recipe, ... as checked values
     step: Step
     roadmap: Roadmap
     model_cfg: ModelConfig
@@ -212,6 +265,7 @@ class Run:
     fingerprint: dict
     precision: str  # bf16, fp16 or fp32, as trained
     channels_last: bool
+    cuda_graphs: bool  # the training step captured as a CUDA graph
 
     def say(self, *args, **kwargs):
         if self.rt.main:
@@ -220,38 +274,51 @@ class Run:
 
 def check(cfg: DictConfig) -> Run:
     """Every value the run needs, validated (one-line ConfigError otherwise); starts the process group."""
+    settings = validate(cfg)
     roadmap = roadmap_of(cfg)
     step = step_of(cfg, roadmap)
     model_cfg = model_config(cfg)
-    recipe_lib.check(cfg.recipe)
-    tc = cfg.train
-    for name, least in (("epochs", 1), ("batch_size", 1), ("max_steps_per_epoch", 1), ("workers", 0)):
-        value = tc[name]
-        if not (value is None and name == "max_steps_per_epoch") and not (
-                isinstance(value, int) and not isinstance(value, bool) and value >= least):
-            raise ConfigError(f"train.{name}={value!r}: must be an integer >= {least}")
-    if tc.precision not in PRECISIONS:
-        raise ConfigError(f"train.precision={tc.precision!r}: must be one of {', '.join(PRECISIONS)}")
+    tc = settings.train
     rt = setup_runtime(tc)
     if tc.batch_size % rt.world:
         raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the {rt.world} processes")
     cuda = rt.device.type == "cuda"
     precision = {"auto": "bf16" if cuda else "fp32", "mixed": "fp16" if cuda else "bf16"}.get(tc.precision,
                                                                                             tc.precision)
-    channels_last = cuda if tc.channels_last == "auto" else bool(tc.channels_last)
-    return Run(cfg, step, roadmap, model_cfg, rt, Path(cfg.run_dir), fingerprint(cfg, model_cfg), precision,
-               channels_last)
+    channels_last = cuda if tc.channels_last == "auto" else tc.channels_last
+    return Run(cfg, settings, step, roadmap, model_cfg, rt, Path(cfg.run_dir), fingerprint(cfg, model_cfg, precision),
+               precision, channels_last, cuda_graphs(settings, rt, precision))
+
+
+GRAPHS_BY_DEFAULT = False  # train.cuda_graphs=auto: set from the trainer's eager-vs-graph measurement on a GPU
+
+
+def cuda_graphs(s: RunSettings, rt: Runtime, precision: str) -> bool:
+    """train.cuda_graphs: true where the step cannot be captured is a one-line error saying why; auto is
+    GRAPHS_BY_DEFAULT where it can."""
+    why = ("the device is not CUDA" if rt.device.type != "cuda" else
+           "data.kind=folder batches are made by workers (tensor datasets only)" if s.data.kind != "tensor" else
+           "DDP runs are not captured" if rt.world > 1 else
+           "fp16 loss scaling syncs with the host (use bf16)" if precision == "fp16" else
+           "only AdamW is captured, not recipe.optimizer=sgd" if s.recipe.optimizer != "adamw" else
+           "train.compile=true compiles the step instead" if s.train.compile else None)
+    if s.train.cuda_graphs is True and why:
+        raise ConfigError(f"train.cuda_graphs=true: {why}")
+    return why is None and (s.train.cuda_graphs is True or (s.train.cuda_graphs == "auto" and GRAPHS_BY_DEFAULT))
 
 
 def previous_state(run: Run) -> tuple[dict | None, dict | None]:
     """The run directory's summary and checkpoint, if they belong to this configuration."""
-    if run.cfg.train.overwrite:
+    if run.settings.train.overwrite:
         return None, None
     previous = read_summary(run.dir)
     ckpt = load_checkpoint(run.dir / "last.pt", run.rt.device)
     for old in (previous, ckpt):
-        if old is not None and "fingerprint" in old and old["fingerprint"] != run.fingerprint:
-            diff = "; ".join(_differences(old["fingerprint"], run.fingerprint)[:3])
+        if old is None or "fingerprint" not in old:
+            continue
+        before = upgraded(old["fingerprint"], previous, run.precision)
+        if before != run.fingerprint:
+            diff = "; ".join(_differences(before, run.fingerprint)[:3])
             raise ConfigError(f"{run.dir} holds a run with a different configuration ({diff}); use another "
                               f"runs_root or seed, or train.overwrite=true to replace it")
     return previous, ckpt
@@ -262,6 +329,7 @@ class Job:
     """The objects a run trains with."""
     model: torch.nn.Module  # the plain model (its state is what is saved)
     net: torch.nn.Module  # what the forward pass calls: the model, wrapped by DDP and/or torch.compile
+    step: object  # step(x, y) -> loss: one optimizer step (graphs.eager_step or graphs.GraphedStep)
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -270,7 +338,8 @@ class Job:
     mix: object
     train_loader: object
     val_loader: object
-    steps_per_epoch: int
+    steps_per_epoch: int  # as trained: the loader's length, or train.max_steps_per_epoch when that is shorter
+    full_steps_per_epoch: int  # the loader's length
     autocast: object
     params: int
     gmacs: float
@@ -282,27 +351,28 @@ class Job:
 
 def build(run: Run, ckpt: dict | None) -> Job:
     """Model, data, optimizer and schedule; restored from the checkpoint when there is one."""
-    cfg, tc, rt = run.cfg, run.cfg.train, run.rt
+    s, tc, rt = run.settings, run.settings.train, run.rt
     torch.set_flush_denormal(True)  # tiny values (layer scale 1e-6, decayed weights) are 10x slower on CPUs
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(s.seed)
     model = RoadmapNet(run.model_cfg)
-    params, macs = num_params(model), gmacs(model, cfg.data.resolution)
+    params, macs = num_params(model), gmacs(model, s.data.resolution)
     model = model.to(rt.device, memory_format=torch.channels_last if run.channels_last else torch.contiguous_format)
     device_type = rt.device.type
-    autocast = nullcontext() if run.precision == "fp32" else torch.autocast(
-        device_type, dtype=torch.bfloat16 if run.precision == "bf16" else torch.float16)
-    train_loader, val_loader = build_loaders(cfg, rt, tc.batch_size // rt.world)
+    autocast = nullcontext() if run.precision == "fp32" else torch.autocast(  # a graph holds no weight cache
+        device_type, dtype=torch.bfloat16 if run.precision == "bf16" else torch.float16,
+        cache_enabled=not run.cuda_graphs)
+    train_loader, val_loader = build_loaders(s, rt, tc.batch_size // rt.world)
     steps_per_epoch = len(train_loader) if tc.max_steps_per_epoch is None else min(
         len(train_loader), tc.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ConfigError(f"train.batch_size={tc.batch_size} is larger than the training set")
-    opt = recipe_lib.optimizer(model, cfg.recipe, tc.batch_size)
-    sched = recipe_lib.schedule(opt, cfg.recipe, tc.epochs * steps_per_epoch)
+    opt = recipe_lib.optimizer(model, s.recipe, tc.batch_size, capturable=run.cuda_graphs)
+    sched = recipe_lib.schedule(opt, s.recipe, tc.epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler(device_type, enabled=run.precision == "fp16")
-    ema = recipe_lib.ema(model, cfg.recipe)
+    ema = recipe_lib.ema(model, s.recipe)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
+        recipe_lib.load_optimizer_state(opt, ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         if ema is not None:
@@ -313,42 +383,46 @@ def build(run: Run, ckpt: dict | None) -> Job:
                                                         else None)
     if tc.compile:
         net = torch.compile(net)
-    return Job(model, net, opt, sched, scaler, ema, recipe_lib.loss_fn(cfg.recipe),
-               data_lib.batch_mix(cfg.recipe, cfg.data.num_classes), train_loader, val_loader, steps_per_epoch,
-               autocast, params, macs)
+    criterion = recipe_lib.loss_fn(s.recipe)
+    step = graphs_lib.eager_step(net, criterion, opt, scaler, autocast, s.recipe.grad_clip, list(model.parameters()))
+    if run.cuda_graphs:
+        step = graphs_lib.GraphedStep(step, opt)
+    if device_type == "cuda" and s.data.kind == "tensor":
+        train_loader = data_lib.Prefetched(train_loader)
+    return Job(model, net, step, opt, sched, scaler, ema, criterion,
+               data_lib.batch_mix(s.recipe, s.data.num_classes), train_loader, val_loader, steps_per_epoch,
+               len(train_loader), autocast, params, macs)
+
+
+def train_batch(run: Run, job: Job, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on a batch from the loader (MixUp/CutMix, memory format, step, schedule, EMA): its loss."""
+    x, y = x.to(run.rt.device, non_blocking=True), y.to(run.rt.device, non_blocking=True)
+    if job.mix is not None:
+        x, y = job.mix(x, y)
+    if run.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    loss = job.step(x, y)
+    job.sched.step()
+    if job.ema is not None:
+        job.ema.update_parameters(job.model)
+    return loss
 
 
 def train_epoch(run: Run, job: Job, epoch: int, show_bar: bool) -> tuple[dict | None, str | None]:
     """One epoch of training and the evaluation after it: (metrics, None), or (None, why) when the loss is not
     finite."""
-    cfg, rt = run.cfg, run.rt
-    _seed_epoch(cfg.seed, rt.rank, epoch)
+    s, rt = run.settings, run.rt
+    _seed_epoch(s.seed, rt.rank, epoch)
     loader = job.train_loader
     loader.set_epoch(epoch)
     job.net.train()
     t0 = time.perf_counter()
     loss_sum, seen, i = torch.zeros((), device=rt.device), 0, 0
-    bar = tqdm(total=job.steps_per_epoch, desc=f"{run.step.name} {epoch + 1}/{cfg.train.epochs}",
+    bar = tqdm(total=job.steps_per_epoch, desc=f"{run.step.name} {epoch + 1}/{s.train.epochs}",
                disable=not show_bar, leave=False)
     for i, (x, y) in enumerate(itertools.islice(loader, job.steps_per_epoch)):
-        x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
-        if job.mix is not None:
-            x, y = job.mix(x, y)
-        if run.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with job.autocast:
-            loss = job.criterion(job.net(x), y)
-        job.opt.zero_grad(set_to_none=True)
-        job.scaler.scale(loss).backward()
-        if cfg.recipe.grad_clip:
-            job.scaler.unscale_(job.opt)
-            torch.nn.utils.clip_grad_norm_(job.model.parameters(), cfg.recipe.grad_clip)
-        job.scaler.step(job.opt)
-        job.scaler.update()
-        job.sched.step()
-        if job.ema is not None:
-            job.ema.update_parameters(job.model)
-        loss_sum += loss.detach()
+        loss = train_batch(run, job, x, y)
+        loss_sum += loss
         seen += len(x)
         if i % 50 == 0 or i == job.steps_per_epoch - 1:
             value = loss.item()
@@ -360,8 +434,8 @@ def train_epoch(run: Run, job: Job, epoch: int, show_bar: bool) -> tuple[dict | 
     bar.close()
     train_seconds = time.perf_counter() - t0
     top1, top5 = evaluate(job.eval_model, job.val_loader, rt, job.autocast, run.channels_last)
-    return {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(1, i + 1), "lr": job.opt.param_groups[0]["lr"],
-            "val_top1": top1, "val_top5": top5, "img_s": seen * rt.world / train_seconds,
+    lr = float(job.opt.param_groups[0]["lr"])  # a device tensor when the step is a CUDA graph
+    return {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(1, i + 1), "lr": lr, "val_top1": top1, "val_top5": top5, "img_s": seen * rt.world / train_seconds,
             "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}, None
 
 
@@ -385,7 +459,11 @@ def describe(run: Run, job: Job) -> dict:
             "explore": None if explore is None else {"sampler": explore.name, "budget": explore.get("budget")},
             "switches": switches(run.model_cfg), "dataset": cfg.data.name, "recipe": cfg.recipe.name,
             "resolution": cfg.data.resolution, "epochs_planned": cfg.train.epochs,
-            "batch_size": cfg.train.batch_size, "precision": run.precision, "params": job.params,
+            "batch_size": cfg.train.batch_size, "precision": run.precision, "channels_last": run.channels_last,
+            "compile": run.settings.train.compile, "cuda_graphs": run.cuda_graphs,
+            "steps_per_epoch": job.steps_per_epoch,
+            "full_steps_per_epoch": job.full_steps_per_epoch,
+            "capped": job.steps_per_epoch < job.full_steps_per_epoch, "params": job.params,
             "gmacs": round(job.gmacs, 4), "paper_top1": s.top1, "paper_top1_std": s.top1_std,
             "paper_top5": s.top5, "paper_gmacs": s.gmacs, "device": str(run.rt.device),
             "world_size": run.rt.world, "torch": torch.__version__}
@@ -397,14 +475,17 @@ def train(cfg: DictConfig) -> dict:
     with run_lock(run.dir, run.rt.main):
         previous, ckpt = previous_state(run)
         if previous and previous.get("status") in FINISHED:
-            run.say(f"[{run.step.name}] already finished ({previous['status']}) in {run.dir}: top-1 "
+            capped = (f", capped at {previous.get('steps_per_epoch')} steps per epoch (a smoke run)"
+                      if previous.get("capped") else "")
+            run.say(f"[{run.step.name}] already finished ({previous['status']}{capped}) in {run.dir}: top-1 "
                     f"{previous.get('final_top1')}; train.overwrite=true trains it again")
             return previous
         job = build(run, ckpt)
         start_epoch = ckpt["epoch"] if ckpt is not None else 0
         history = [m for m in _read_metrics(run.dir) if m["epoch"] <= start_epoch]
         if ckpt is not None:
-            run.say(f"[{run.step.name}] resuming {run.dir} after epoch {start_epoch}/{cfg.train.epochs}")
+            run.say(f"[{run.step.name}] resumed after epoch {start_epoch}/{run.settings.train.epochs} from "
+                    f"{run.dir / 'last.pt'}")
         summary = fit(run, job, start_epoch, history)
     if cfg.get("explore") is not None:
         from .explore import progress
@@ -415,7 +496,7 @@ def train(cfg: DictConfig) -> dict:
 
 def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
     """Train from `start_epoch` to the end, writing metrics and a checkpoint after every epoch, then the summary."""
-    cfg, tc, rt = run.cfg, run.cfg.train, run.rt
+    cfg, tc, rt = run.cfg, run.settings.train, run.rt
     if rt.main:
         atomic_write_text(run.dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         atomic_write_text(run.dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
@@ -424,24 +505,30 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
     tracker = make_tracker(cfg, run.step, rt.main)
     name = run.step.name
     run.say(f"[{name}] {job.params / 1e6:.2f}M params, {job.gmacs:.3f} GMACs at {cfg.data.resolution}px, "
-            f"{cfg.data.name}, {tc.epochs} epochs x {job.steps_per_epoch} steps of {tc.batch_size} on {rt.device} "
-            f"({run.precision}) -> {run.dir}")
+            f"{cfg.data.name}, {plural(tc.epochs, 'epoch')} x {plural(job.steps_per_epoch, 'step')}"
+            f"{' (capped)' if job.steps_per_epoch < job.full_steps_per_epoch else ''} of {tc.batch_size} on "
+            f"{rt.device} ({run.precision}{', CUDA graph' if run.cuda_graphs else ''}) -> {run.dir}")
     status, message = "done", None
     show_bar = rt.main and (tc.progress is True or (tc.progress == "auto" and sys.stderr.isatty()))
-    for epoch in range(start_epoch, tc.epochs):
-        metrics, message = train_epoch(run, job, epoch, show_bar)
-        if metrics is None:
-            status = "diverged"
-            break
-        history.append(metrics)
-        if rt.main:
-            with open(run.dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            save_checkpoint(run, job, epoch + 1)
-        tracker.log(metrics)
-        run.say(f"[{name}] epoch {epoch + 1}/{tc.epochs}  loss {metrics['train_loss']:.4f}  top-1 "
-                f"{metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}  lr {metrics['lr']:.2e}  "
-                f"{metrics['img_s']:.0f} img/s  {metrics['seconds']:.1f}s")
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, tc.epochs):
+            metrics, message = train_epoch(run, job, epoch, show_bar)
+            if metrics is None:
+                status = "diverged"
+                break
+            with deferred_interrupts():
+                if rt.main:
+                    with open(run.dir / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(metrics) + "\n")
+                    save_checkpoint(run, job, epoch + 1)
+                history.append(metrics)
+            tracker.log(metrics)
+            run.say(f"[{name}] epoch {epoch + 1}/{tc.epochs}  loss {metrics['train_loss']:.4f}  top-1 "
+                    f"{metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}  lr {metrics['lr']:.2e}  "
+                    f"{metrics['img_s']:.0f} img/s  {metrics['seconds']:.1f}s")
+    except KeyboardInterrupt as e:
+        interrupted(run, job, tracker, history, epoch, e.args[0] if e.args else "SIGINT")
 
     summary = {**describe(run, job), "status": status, "message": message, "epochs": len(history),
                "fingerprint": run.fingerprint}
@@ -463,6 +550,24 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
     return summary
 
 
+def interrupted(run: Run, job: Job, tracker, history: list[dict], epoch: int, signal_name: str):
+    """A run stopped by a signal during `epoch`: its summary says so (status interrupted, not finished: the same
+    command resumes it from last.pt), and one line says where."""
+    kept = f"last.pt holds epoch {len(history)}" if history else "no epoch had finished"
+    message = (f"{run.step.name} seed {run.settings.seed} stopped by {signal_name} during epoch {epoch + 1}/"
+               f"{run.settings.train.epochs} ({kept}); rerun the same command to resume -> {run.dir}")
+    summary = {**describe(run, job), "status": "interrupted", "message": message, "epochs": len(history),
+               "fingerprint": run.fingerprint}
+    if run.rt.main:
+        atomic_write_text(run.dir / "summary.json", json.dumps(summary, indent=1))
+    tracker.finish(summary)
+    raise Interrupted(message, signal_name) from None
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _read_metrics(run_dir: Path) -> list[dict]:
     out = []
     try:
@@ -481,5 +586,6 @@ def write_failure(cfg: DictConfig, error: BaseException) -> None:
     run_dir = Path(cfg.run_dir)
     if run_dir.exists() and int(os.environ.get("RANK", 0)) == 0:
         summary = {"step": str(cfg.get("step")), "roadmap": cfg.roadmap.name, "scale": cfg.scale.name,
-                   "seed": cfg.seed, "status": "failed", "message": f"{type(error).__name__}: {error}"}
+                   "seed": cfg.seed, "ablation": "explore" if cfg.get("explore") is not None else cfg.get("ablation"),
+                   "dataset": cfg.data.name, "status": "failed", "message": f"{type(error).__name__}: {error}"}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))

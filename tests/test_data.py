@@ -8,7 +8,7 @@ from roadmap import data as data_lib
 from roadmap.config import compose
 from roadmap.model import ConfigError
 
-from helpers import run, summary
+from helpers import run_here, summary
 
 
 def image_tree(root, n=4, classes=("cat", "dog"), size=(40, 52), fmt="jpg"):
@@ -39,7 +39,7 @@ def test_every_image_of_a_tensor_batch_gets_its_own_draws():
     assert not torch.equal(next(iter(loader))[0], x)
 
 
-def test_unreadable_images_are_left_out_with_a_warning_naming_them(tmp_path):
+def test_unreadable_images_are_left_out_with_a_warning_naming_them(tmp_path, capsys):
     root = image_tree(tmp_path / "data", fmt="png")
     good = (root / "train" / "cat" / "0.png").read_bytes()
     (root / "train" / "cat" / "truncated.png").write_bytes(good[: len(good) // 2])
@@ -50,21 +50,22 @@ def test_unreadable_images_are_left_out_with_a_warning_naming_them(tmp_path):
     args = ["+step=separate_downsampling", "scale=imagenette", f"data.root={root}", "data.num_classes=2",
             "data.resolution=32", "train.workers=0", "scale.batch_size=11", "scale.epochs=1",
             "model.width_multiplier=0.125"]
-    p = run(*args, runs_root=tmp_path / "runs")
+    code, _, err = run_here(*args, runs_root=tmp_path / "runs", capsys=capsys)  # an exception would fail here
     s = summary(tmp_path / "runs" / "imagenette/convnext_t/separate_downsampling/seed0")
-    assert s["status"] == "done" and "Traceback" not in p.stderr
-    warnings = [line for line in p.stderr.splitlines() if line.startswith("warning: leaving out unreadable image")]
+    assert code == 0 and s["status"] == "done" and "Traceback" not in err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: leaving out unreadable image")]
     assert sorted(w.split()[5] for w in warnings) == sorted(
         str(root / "train" / c / f) for c, f in (("cat", "truncated.png"), ("dog", "truncated.jpg"),
                                                  ("dog", "notes.jpg")))
-    strict = run(*args, "data.bad_images=error", "train.overwrite=true", runs_root=tmp_path / "runs2", check=False)
-    lines = strict.stderr.strip().splitlines()
-    assert strict.returncode == 2 and len(lines) == 1 and "Traceback" not in strict.stderr
+    code, _, err = run_here(*args, "data.bad_images=error", "train.overwrite=true", runs_root=tmp_path / "runs2",
+                            capsys=capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("error: unreadable image ") and "truncated" in lines[0] or "notes.jpg" in lines[0]
     assert lines[0].endswith("; data.bad_images=warn leaves such files out")
 
 
-def test_device_decoding_gives_the_workers_pixels(tmp_path):
+def test_device_decoding_gives_the_workers_pixels(tmp_path, capsys):
     root = image_tree(tmp_path / "data", n=3)
     (root / "train" / "cat" / "bad.jpg").write_bytes(b"\xff\xd8 broken jpeg")
     files = sorted((root / "train").rglob("*.jpg"))
@@ -88,20 +89,24 @@ def test_device_decoding_gives_the_workers_pixels(tmp_path):
     torch.manual_seed(5)
     assert torch.equal(next(iter(train))[0], x)  # same seeds, same crops and augmentation
     assert sum(len(y) for _, y in val) == 6 and next(iter(val))[0].shape[1:] == (3, 32, 32)
-    p = run("+step=separate_downsampling", "scale=imagenette", f"data.root={root}", "data.num_classes=2",
-            "data.resolution=32", "data.decode=gpu", "train.workers=0", "scale.batch_size=4", "scale.epochs=1",
-            "model.width_multiplier=0.125", runs_root=tmp_path / "runs")
-    assert summary(tmp_path / "runs" / "imagenette/convnext_t/separate_downsampling/seed0")["status"] == "done"
-    assert "leaving out unreadable image" in p.stderr and "bad.jpg" in p.stderr
+    code, _, err = run_here("+step=separate_downsampling", "scale=imagenette", f"data.root={root}",
+                            "data.num_classes=2", "data.resolution=32", "data.decode=gpu", "train.workers=0",
+                            "scale.batch_size=4", "scale.epochs=1", "model.width_multiplier=0.125",
+                            runs_root=tmp_path / "runs", capsys=capsys)
+    assert code == 0 and summary(tmp_path / "runs" / "imagenette/convnext_t/separate_downsampling/seed0")[
+        "status"] == "done"
+    assert "leaving out unreadable image" in err and "bad.jpg" in err
 
 
 def test_bad_data_options_are_one_line_errors(tmp_path):
     root = image_tree(tmp_path / "data", n=1)
-    for option, message in (("data.decode=tpu", "data.decode='tpu': must be cpu"),
-                            ("data.bad_images=ignore", "data.bad_images='ignore': must be warn")):
+    from roadmap.settings import validate
+
+    for option, message in (("data.decode=tpu", "data.decode='tpu': must be one of cpu, gpu"),
+                            ("data.bad_images=ignore", "data.bad_images='ignore': must be one of warn, error")):
         cfg = compose(["+step=gelu", "scale=imagenette", f"data.root={root}", "data.num_classes=2", option])
         try:
-            data_lib.folder_loaders(cfg.data, cfg.recipe, 2, rank=0, world=1, seed=0, workers=0, device="cpu")
+            validate(cfg)  # what the trainer checks first, before any loader is built
         except ConfigError as e:
             assert str(e).startswith(message)
         else:

@@ -22,8 +22,8 @@ from helpers import ROOT, TINY, run, summary
 
 
 def space():
-    """The Optuna distributions of conf/explore/space.yaml, parsed as the Optuna sweeper parses them."""
-    params = OmegaConf.load(CONF_DIR / "explore" / "space.yaml").hydra.sweeper.params
+    """The Optuna distributions of conf/explore_space.yaml, parsed as the Optuna sweeper parses them."""
+    params = OmegaConf.load(CONF_DIR / "explore_space.yaml").hydra.sweeper.params
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     return {o.get_key_element().removeprefix("model."): create_optuna_distribution_from_override(o) for o in parsed}
 

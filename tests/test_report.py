@@ -1,5 +1,6 @@
 """The report, the sweeps and the notebook."""
 
+import functools
 import json
 import math
 
@@ -13,10 +14,12 @@ from roadmap import report
 from helpers import ROOT, TINY, run, summary
 
 
-def fake_runs(root, name="convnext_t", scale="embedded", ablation=None, seeds=3, effect=None, write_roadmap=True):
+def fake_runs(root, name="convnext_t", scale="embedded", ablation=None, seeds=3, effect=None, write_roadmap=True,
+              capped=None):
     """Summaries as the trainer writes them: `seeds` seeds for most steps (one for the classic-recipe step), one
     diverged step, one missing step, one unreadable file. `effect(step, seed)` gives a run's top-1 (default:
-    0.5 a step plus noise)."""
+    0.5 a step plus noise). `capped` ({step: steps per epoch}): those steps' runs record capped epochs of 235 steps,
+    the others full ones (when None, no run records its steps per epoch, as older summaries)."""
     rng = __import__("random").Random(0)
     rm = roadmap.load_roadmap(name)
     folder = root / scale / name / (ablation or "")
@@ -39,6 +42,9 @@ def fake_runs(root, name="convnext_t", scale="embedded", ablation=None, seeds=3,
             if status == "done":
                 body.update(final_top1=top1, best_top1=top1 + 0.1)
                 expected.setdefault(s.name, []).append(top1)
+            if capped is not None:
+                body.update(steps_per_epoch=capped.get(s.name, 235), full_steps_per_epoch=235,
+                            capped=s.name in capped)
             (d / "summary.json").write_text(json.dumps(body))
     bad = folder / "broken" / "seed0"
     bad.mkdir(parents=True)
@@ -46,9 +52,62 @@ def fake_runs(root, name="convnext_t", scale="embedded", ablation=None, seeds=3,
     return expected
 
 
+def _no_constant(name):
+    raise ValueError(f"not strict JSON: {name}")
+
+
 def table_of(runs_dir):
     runs = report.load_runs(runs_dir)
     return report.step_table(runs, report.ordered_steps(report.roadmap_of(runs), runs)).set_index("step")
+
+
+# what the ablation sweeps of convnext_t cannot build (run.py prints the error and writes nothing for them)
+NOT_BUILT = {"isolated": "fewer_activations", "leave_one_out": "move_up_dwconv"}
+
+
+def fake_ablation(root, kind, seeds=3, effect=None, skip=()):
+    """Summaries as `python run.py -m +sweep=<kind>` writes them for convnext_t: the reference (the `baseline`
+    entry, in the baseline's folder) and every step the sweep varies but the one it cannot build (and `skip`)."""
+    rm = roadmap.load_roadmap("convnext_t")
+    folder = root / "embedded" / "convnext_t" / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "roadmap.json").write_text(json.dumps(rm.to_dict()))
+    from roadmap.ablation import invalid, record_invalid
+    from roadmap.config import step_model_config
+
+    for step, why in invalid(kind, rm, step_model_config).items():  # what the sweep records for those it skips
+        record_invalid(folder, step, why)
+    for s in [rm.step(rm.baseline), *(s for s in rm.steps if s.parent and s.adopted and s.name != rm.baseline)]:
+        if s.name == NOT_BUILT[kind] or s.name in skip:
+            continue
+        for seed in range(seeds):
+            d = folder / s.name / f"seed{seed}"
+            d.mkdir(parents=True)
+            top1 = effect(s, seed) if effect else 80 + s.order * 0.5 + seed * 0.1
+            (d / "summary.json").write_text(json.dumps({
+                "step": s.name, "parent": s.parent, "order": s.order, "label": s.label, "section": s.section,
+                "adopted": True, "roadmap": "convnext_t", "scale": "embedded", "seed": seed, "ablation": kind,
+                "dataset": "fashion_mnist", "status": "done", "final_top1": top1, "params": 1000 + s.order,
+                "gmacs": 0.0018, "paper_top1": s.top1, "paper_gmacs": s.gmacs}))
+    return folder
+
+
+def footnote(fig):
+    """The figure's footnote (the legend of its marks)."""
+    return next(t for t in fig.texts if t.get_text().startswith("Right of each bar"))
+
+
+def overlapping_texts(fig):
+    """Pairs of visible texts of a drawn figure whose boxes overlap."""
+    import itertools
+
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip()]
+    return [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2) if box_a.overlaps(box_b)]
 
 
 def test_report_tables_and_figures(tmp_path):
@@ -97,8 +156,8 @@ def test_report_tables_and_figures(tmp_path):
 
 
 def test_report_cli_and_ablation_groups(tmp_path):
-    fake_runs(tmp_path / "runs")
-    fake_runs(tmp_path / "runs", ablation="isolated")
+    fake_runs(tmp_path / "runs", seeds=1)  # one seed: no bootstrap over seeds (tested in-process below), same files
+    fake_ablation(tmp_path / "runs", "isolated")
     import subprocess
     import sys
     p = subprocess.run([sys.executable, "-m", "roadmap.report", str(tmp_path / "runs"), "--out", str(tmp_path / "o")],
@@ -110,14 +169,40 @@ def test_report_cli_and_ablation_groups(tmp_path):
         "transfer.pdf", "roadmap_isolated.png", "roadmap_isolated.pdf"}
     md = (tmp_path / "o" / "results.md").read_text()
     assert "isolated ablation" in md
-    iso = md[md.index("isolated ablation"):]
-    assert "| 0 | resnet50 | reference |" in iso and "| 1 | resnet50_classic |" not in iso
+    iso = md[md.index("isolated ablation"):md.index("\n## ", md.index("isolated ablation"))]
+    assert "| 0 | resnet50 | reference |" in iso and "resnet50_classic" not in iso
     steps = pd.read_csv(tmp_path / "o" / "steps.csv")
     gelu = steps[(steps["step"] == "gelu") & (steps["ablation"] == "isolated")].iloc[0]
     assert gelu["compared_to"] == "resnet50" and gelu["pairs"] == 3
-    empty = subprocess.run([sys.executable, "-m", "roadmap.report", str(tmp_path / "o")], capture_output=True,
-                           text=True, cwd=ROOT)
-    assert empty.returncode != 0 and "no summary.json under" in empty.stderr
+
+
+def test_bad_input_is_exit_2_in_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert report.main([str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: no summary.json under {tmp_path / 'empty'}; train with `python run.py +step=...` first\n"
+    assert report.main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'missing'} is not a directory\n"
+    assert not (tmp_path / "empty" / "report").exists() and not (tmp_path / "missing").exists()
+
+
+def test_a_tree_of_only_a_failed_run_is_reported(tmp_path, capsys):
+    """What write_failure leaves when a run fails before it trains: no dataset, order, label or numbers."""
+    d = tmp_path / "runs" / "embedded" / "convnext_t" / "gelu" / "seed0"
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({"step": "gelu", "roadmap": "convnext_t", "scale": "embedded",
+                                                "seed": 0, "status": "failed", "message": "RuntimeError: boom"}))
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "results.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| 0 |"))
+    assert row.startswith("| 0 | gelu |") and "| failed | " in row and row.endswith("| failed |")
+    assert "- gelu, seed 0: failed: RuntimeError: boom" in md and "top-1 on unknown data" in md
+    csv = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert list(csv["status"]) == ["failed"] and list(csv["capped"]) == [False]
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv")
+    assert list(steps["step"]) == ["gelu"] and steps["seeds"].iloc[0] == 0
+    agree = json.loads((tmp_path / "out" / "agreement.json").read_text(), parse_constant=_no_constant)
+    assert agree["spearman"] is None and agree["sign_total"] == 0
 
 
 def test_three_step_multirun_end_to_end_and_skip(tmp_path):
@@ -157,15 +242,28 @@ def test_sweep_configs_select_the_roadmap_steps_in_order(name):
         trunk = compose("config", ["+sweep=isolated", f"roadmap={name}"], return_hydra_config=True)
     rm = roadmap.load_roadmap(name)
     assert cfg.hydra.sweeper.params["+step"].split(",") == rm.names()
-    assert trunk.hydra.sweeper.params["+step"].split(",") == ["baseline"] + [
-        s.name for s in rm.steps if s.parent and s.adopted]
+    # `baseline` is the reference; the baseline's own step is not launched again into the same run directory
+    expected = ["baseline"] + [s.name for s in rm.steps if s.parent and s.adopted and s.name != rm.baseline]
+    assert trunk.hydra.sweeper.params["+step"].split(",") == expected
+
+
+def test_ablation_sweep_lists_each_network_once():
+    from roadmap.ablation import sweep_steps
+
+    steps = roadmap.load_roadmap("convnext_t").to_dict()["steps"]
+    listed = sweep_steps(steps, "resnet50").split(",")
+    assert listed == ["baseline", "stage_ratio", "patchify_stem", "depthwise_conv", "widen", "inverted_bottleneck",
+                      "move_up_dwconv", "kernel_7", "gelu", "fewer_activations", "fewer_norms", "layer_norm",
+                      "separate_downsampling"]
+    bot = roadmap.load_roadmap("bag_of_tricks")  # its baseline has no parent: only `baseline` names it
+    assert sweep_steps(bot.to_dict()["steps"], bot.baseline).split(",") == ["baseline"] + bot.names()[1:]
 
 
 def test_ablation_networks():
-    from roadmap.ablation import ablated
+    from roadmap.ablation import ablated, invalid
     from roadmap.config import step_model_config
     rm = roadmap.load_roadmap("convnext_t")
-    configs = lambda name: step_model_config(name)  # noqa: E731
+    configs = functools.cache(step_model_config)  # each step's config composed once (ablated asks for it often)
     iso = ablated("isolated", "kernel_7", rm, configs)
     assert iso == step_model_config("resnet50").__class__(**{**step_model_config("resnet50").__dict__,
                                                              "kernel_size": 7})
@@ -173,13 +271,173 @@ def test_ablation_networks():
     assert loo.norm == "batch" and loo.downsampling == "separate" and loo.kernel_size == 7
     assert ablated("leave_one_out", "resnet50", rm, configs) == step_model_config("separate_downsampling")
     assert ablated("isolated", "resnet50", rm, configs) == step_model_config("resnet50")
-    with pytest.raises(roadmap.ConfigError, match="activations='one'"):
+    with pytest.raises(roadmap.ConfigError) as e:  # the one line run.py prints names the ablation and the step
         ablated("isolated", "fewer_activations", rm, configs)
+    assert str(e.value) == ("ablation=isolated: step fewer_activations's switches (activations) applied alone to the "
+                            "baseline are not a valid network: model.activations='one' keeps the activation between "
+                            "the two 1x1 convs, which needs model.conv_position='first'")
+    assert invalid("leave_one_out", rm, configs) == {"move_up_dwconv": (
+        "ablation=leave_one_out: step move_up_dwconv's switches (conv_position) removed from the endpoint are not a "
+        "valid network: model.activations='one' keeps the activation between the two 1x1 convs, which needs "
+        "model.conv_position='first'")}
     bot = roadmap.load_roadmap("bag_of_tricks")
-    bot_configs = lambda name: step_model_config(name, "bag_of_tricks")  # noqa: E731
+    bot_configs = functools.cache(lambda name: step_model_config(name, "bag_of_tricks"))
     assert ablated("isolated", "resnet_c", bot, bot_configs).stem == "deep"
     with pytest.raises(roadmap.ConfigError, match="step cosine_lr changes no switch of the network"):
         ablated("isolated", "cosine_lr", bot, bot_configs)
+
+
+def ablation_table(runs_dir, kind):
+    from roadmap.ablation import read_invalid
+
+    runs = report.load_runs(runs_dir)
+    group = runs[runs["ablation"] == kind]
+    rm = report.roadmap_of(group)
+    folder = runs_dir / "embedded" / "convnext_t" / kind
+    return report.step_table(group, report.ablation_steps(rm, group), reference=rm.baseline,
+                             invalid=read_invalid(folder)), rm
+
+
+@pytest.mark.parametrize("kind", ["isolated", "leave_one_out"])
+def test_ablation_reports_every_step_and_figures_without_overlaps(tmp_path, kind):
+    # values like the embedded runs': a long "39.50 (1.8 MMACs)" beside a large change (+28.67)
+    fake_ablation(tmp_path / "runs", kind, effect=lambda s, k: 10.83 if s.name == "resnet50" else 39.5 + k * 0.1,
+                  skip={"layer_norm"})
+    d = tmp_path / "runs" / "embedded" / "convnext_t" / kind / "layer_norm" / "seed0"  # failed before training
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({"step": "layer_norm", "roadmap": "convnext_t", "scale": "embedded",
+                                                "seed": 0, "status": "failed", "message": "RuntimeError: boom"}))
+    report.report(tmp_path / "runs", tmp_path / "out")
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "## " + md.split("## ", 2)[1].splitlines()[0] == \
+        f"## Modernizing a ConvNet: ResNet-50 → ConvNeXt-T: embedded scale — {kind.replace('_', '-')} ablation"
+    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| #")]
+    trunk = ["stage_ratio", "patchify_stem", "depthwise_conv", "widen", "inverted_bottleneck", "move_up_dwconv",
+             "kernel_7", "gelu", "fewer_activations", "fewer_norms", "layer_norm", "separate_downsampling"]
+    assert [r.split(" | ")[1] for r in rows] == ["resnet50", *trunk]  # the failed run in its group, not the roadmap's
+    bad = next(r for r in rows if f"| {NOT_BUILT[kind]} |" in r)
+    assert "| not built |" in bad and "model.activations='one' keeps the activation between the two 1x1 convs" in bad
+    how = "applied alone to the baseline" if kind == "isolated" else "removed from the endpoint"
+    assert f"not built: ablation={kind}: step {NOT_BUILT[kind]}'s switches (" in bad and how in bad
+    assert "| failed |" in next(r for r in rows if "| layer_norm |" in r) and "- layer_norm, seed 0: failed: " \
+        "RuntimeError: boom" in md
+    assert ("Change: versus the baseline (the reference row)" if kind == "isolated" else
+            "Change: versus the endpoint with every step (the reference row)") in md
+    gelu = next(r for r in rows if "| gelu |" in r)
+    diffs = [39.5 + k * 0.1 - 10.83 for k in range(3)]
+    ci = scipy.stats.ttest_1samp(diffs, 0).confidence_interval()
+    assert f"| 39.60 ± 0.10 | " in gelu and f"| +28.77 | [{ci.low:+.2f}, {ci.high:+.2f}] | **helps** |" in gelu
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
+    assert steps.loc[NOT_BUILT[kind], "status"] == "invalid" and "not a valid network" in steps.loc[
+        NOT_BUILT[kind], "note"] and steps.loc["gelu", "compared_to"] == "resnet50"
+
+    table, rm = ablation_table(tmp_path / "runs", kind)
+    fig = report.draw_figure(table, "title", "Fashion-MNIST", rm, kind)
+    assert overlapping_texts(fig) == []
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == ("baseline: ResNet-50 (modern recipe)" if kind == "isolated" else "ConvNeXt-T (every step)")
+    sign = "+ " if kind == "isolated" else "− "
+    assert labels[-1] == sign + "sep. d.s. conv" and labels[1] == sign + "stage ratio"
+    assert not any("=" in label for label in labels)
+    note = footnote(fig).get_text().replace("\n", " ")
+    assert "versus the step it modifies" not in note
+    assert ("the change versus the baseline, the first row" if kind == "isolated" else
+            "the change versus the endpoint with every step, the first row") in note
+    texts = {t.get_text(): t for t in ax.texts}
+    assert "not built: not a valid network (results.md says why)" in texts and "failed" in texts
+    # every bar's numbers and change inside the axes; the footnote no wider than the rest of the figure
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    for t in ax.texts:
+        if t.get_text().startswith(("39.", "10.83", "▲", "▼", "●")):
+            box = t.get_window_extent(renderer)
+            assert inside.x0 <= box.x0 and box.x1 <= inside.x1, t.get_text()
+    assert "39.60  (1.8 MMACs)" in texts and "▲ +28.77" in texts and "10.83  (1.8 MMACs)" in texts
+    rest = max(t.get_window_extent(renderer).x1 for t in ax.texts)
+    assert footnote(fig).get_window_extent(renderer).x1 <= rest
+
+
+def test_intervals_are_drawn_within_0_and_100(tmp_path):
+    """Two seeds far apart: the t interval of the mean runs far beyond [0, 100]; the figure clips it and says so."""
+    spread = {0: 10.0, 1: 30.0}
+    fake_runs(tmp_path / "runs", seeds=2, effect=lambda s, k: spread[k] if s.name == "gelu" else 80 + k * 0.2)
+    with pytest.warns(UserWarning):
+        report.report(tmp_path / "runs", tmp_path / "out")
+    with pytest.warns(UserWarning):
+        table = table_of(tmp_path / "runs")
+    low, high = scipy.stats.t.interval(0.95, 1, loc=20, scale=pd.Series([10.0, 30.0]).std() / 2 ** 0.5)
+    assert (table.loc["gelu", "ci_low"], table.loc["gelu", "ci_high"]) == pytest.approx((low, high))  # -107, 147
+    with pytest.warns(UserWarning):
+        rm = report.roadmap_of(report.load_runs(tmp_path / "runs"))
+    fig = report.draw_figure(table.reset_index(), "title", "Fashion-MNIST", rm)
+    ax = fig.axes[0]
+    from matplotlib.collections import LineCollection
+
+    ends = [x for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments() for x in seg[:, 0]]
+    assert ends and min(ends) >= 0.0 and max(ends) <= 100.0 and min(ends) == 0.0 and max(ends) == 100.0
+    assert ax.get_xlim()[0] >= 0.0 and max(ax.get_xticks()) <= 100.0
+    note = footnote(fig).get_text().replace("\n", " ")
+    assert "Whiskers: 95% t interval of the mean, clipped to [0, 100] (2 end(s) reach beyond it)" in note
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert f"[{low:.2f}, {high:.2f}]" in md
+    assert "- 1 step(s) have a 95% t interval reaching beyond [0, 100] (few seeds, large spread): shown here as " \
+           "computed, clipped to [0, 100] in the figure." in md
+
+
+def test_capped_runs_are_marked(tmp_path):
+    """A smoke run whose epochs train.max_steps_per_epoch cut short is marked in every table and the figure; an older
+    summary without the fields counts as not capped."""
+    fake_runs(tmp_path / "runs", capped={"gelu": 5})
+    old = tmp_path / "runs" / "embedded" / "convnext_t" / "widen" / "seed1" / "summary.json"
+    body = json.loads(old.read_text())
+    for key in ("steps_per_epoch", "full_steps_per_epoch", "capped"):
+        body.pop(key)
+    old.write_text(json.dumps(body))
+    with pytest.warns(UserWarning):
+        report.report(tmp_path / "runs", tmp_path / "out")
+    csv = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert csv["capped"].dtype == bool and sorted(csv.loc[csv["capped"], "step"]) == ["gelu"] * 3
+    assert not csv[(csv["step"] == "widen") & (csv["seed"] == 1)]["capped"].iloc[0]
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
+    assert list(steps.index[steps["capped"]]) == ["gelu"] and steps["capped"].sum() == 1
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert next(line for line in md.splitlines() if "gelu" in line).startswith("| 12 | gelu (capped) |")
+    assert "| 8 | kernel_5 (branch) |" in md
+    assert f"- **capped**: 3 of {len(csv)} runs (1 step(s), marked (capped)) are capped smoke runs: " \
+           "train.max_steps_per_epoch cut their epochs short (5 of 235 optimizer steps per epoch). They are not full " \
+           "runs." in md
+    with pytest.warns(UserWarning):
+        table = table_of(tmp_path / "runs").reset_index()
+    with pytest.warns(UserWarning):
+        rm = report.roadmap_of(report.load_runs(tmp_path / "runs"))
+    fig = report.draw_figure(table, "title", "Fashion-MNIST", rm)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert [label for label in labels if "capped" in label] == ["ReLU → GELU (capped)"]
+    assert "Dotted bars, (capped): train.max_steps_per_epoch cut the epochs short (a smoke run, not a full run)." in \
+        footnote(fig).get_text().replace("\n", " ")
+    assert overlapping_texts(fig) == []
+
+
+def test_population_members_are_not_flagged_as_capped(tmp_path):
+    from test_explore import fake_population
+
+    fake_population(tmp_path / "runs", n=12)
+    for path in (tmp_path / "runs").rglob("summary.json"):
+        body = json.loads(path.read_text())
+        member = body.get("ablation") == "explore"
+        body.update(steps_per_epoch=20 if member else 235, full_steps_per_epoch=235, capped=member)
+        path.write_text(json.dumps(body))
+    report.report(tmp_path / "runs" / "embedded" / "convnext_t", tmp_path / "out")
+    md = (tmp_path / "out" / "results.md").read_text()
+    section = md[md.index("design-space exploration"):]
+    assert "Population members train on capped epochs (train.max_steps_per_epoch = scale.explore_steps: 20 of 235 " \
+           "optimizer steps per epoch), by design" in section
+    assert section.count("capped") == 1 and "**capped**" not in md
+    assert "| separate_downsampling |" in md and "separate_downsampling (capped)" not in md
+    csv = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert csv.loc[csv["ablation"] == "explore", "capped"].all() and not csv.loc[csv["ablation"] == "roadmap",
+                                                                                   "capped"].any()
 
 
 def test_isolated_sweep_runs_through_run_py(tmp_path):
@@ -227,29 +485,6 @@ def test_bag_of_tricks_sweeps_through_run_py(tmp_path):
     assert "Bag of Tricks" in md and "| 6 | resnet_b |" in md
 
 
-def test_notebook_executes_on_generated_runs(tmp_path):
-    import nbformat
-    from nbclient import NotebookClient
-
-    fake_runs(tmp_path / "runs")
-    for d in (tmp_path / "runs").rglob("seed*"):
-        if (d / "summary.json").read_text().startswith("{\"step\""):
-            (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "train_loss": 1 / e, "val_top1": 80 + e})
-                                                     + "\n" for e in (1, 2, 3)))
-    nb = nbformat.read(ROOT / "notebooks" / "roadmap.ipynb", as_version=4)
-    nb.cells[0].source = nb.cells[0].source.replace('RUNS = Path("../runs/embedded/convnext_t")',
-                                                    f'RUNS = Path("{tmp_path / "runs" / "embedded" / "convnext_t"}")')
-    assert str(tmp_path) in nb.cells[0].source
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
-                   ).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # roadmap, transfer, curves
-    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert "separate_downsampling" in text and "verdict" in text
-    assert any("Spearman" in str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
-
-
 def test_slurm_launcher_config_composes():
     from hydra import compose, initialize_config_dir
 
@@ -269,12 +504,49 @@ def test_report_logs_to_wandb_offline(tmp_path):
     import subprocess
     import sys
 
-    fake_runs(tmp_path / "runs")
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
-    p = subprocess.run([sys.executable, "-m", "roadmap.report", str(tmp_path / "runs"), "--wandb"],
-                       capture_output=True, text=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    fake_runs(tmp_path / "runs", seeds=1)  # one seed: no bootstrap over seeds, the same files to log
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_DIR"}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(ROOT))
+    (tmp_path / "cwd").mkdir()
+    p = subprocess.run([sys.executable, "-m", "roadmap.report", str(tmp_path / "runs"), "--wandb", "--out",
+                        str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path / "cwd", env=env,
+                       stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr
-    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+    assert len(list((tmp_path / "out" / "wandb").glob("offline-run-*"))) == 1  # beside the report
+    assert list((tmp_path / "cwd").iterdir()) == []  # nothing in the current directory
+
+
+def test_report_wandb_run_goes_beside_the_report(tmp_path, monkeypatch):
+    """wandb.init gets the report's folder and the current (non-boolean) reinit."""
+    from roadmap import tracking
+
+    calls = []
+
+    class Run:
+        summary = {}
+
+        def log(self, values):
+            calls.append(("log", sorted(values)))
+
+        def finish(self):
+            calls.append(("finish",))
+
+    class FakeWandb:
+        Image = Table = staticmethod(lambda *a, **k: None)
+
+        @staticmethod
+        def init(**kwargs):
+            calls.append(("init", kwargs))
+            return Run()
+
+    monkeypatch.setattr(tracking, "import_wandb", lambda: FakeWandb)
+    paths = [tmp_path / "roadmap.png", tmp_path / "agreement.json"]
+    paths[1].write_text(json.dumps({"spearman": 0.5, "spearman_ci": [0.1, 0.9], "steps": ["a"]}))
+    report.log_to_wandb(paths, tmp_path / "out")
+    assert calls[0] == ("init", {"project": "roadmap", "job_type": "report", "dir": str(tmp_path / "out"),
+                                 "reinit": "finish_previous"})
+    assert Run.summary == {"agreement/spearman": 0.5, "agreement/spearman_ci": [0.1, 0.9]}
+    assert calls[-1] == ("finish",)
 
 
 def planted(seeds=3):
@@ -341,9 +613,10 @@ def test_one_seed_and_mixed_trees_give_a_full_table(tmp_path):
     rows = table_of(tmp_path / "one")
     assert len(rows) == 17 and set(rows.loc[rows["seeds"] == 1, "verdict"]) <= {"1 seed", ""}
     assert rows.loc["gelu", "verdict"] == "1 seed" and math.isnan(rows.loc["gelu", "ci_low"])
-    agree = json.loads((tmp_path / "o1" / "agreement.json").read_text())
-    assert agree["seeds_min"] == 1 and agree["spearman_ci"] == [None, None] or all(
-        math.isnan(v) for v in agree["spearman_ci"])
+    text = (tmp_path / "o1" / "agreement.json").read_text()
+    agree = json.loads(text, parse_constant=_no_constant)  # strict JSON: no NaN, no Infinity
+    assert agree["seeds_min"] == 1 and agree["spearman_ci"] == [None, None] and agree["kendall_ci"] == [None, None]
+    assert "NaN" not in text and "null" in text
     assert agree["resolved_total"] == 0 and agree["sign_total"] == 11
     assert (tmp_path / "o1" / "roadmap.png").stat().st_size > 10_000
 

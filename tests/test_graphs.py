@@ -1,0 +1,186 @@
+"""The training step (eager or one CUDA graph), the capturable optimizer's checkpoints, and the side-stream
+prefetch of device batches. The CPU tests run everywhere; the `gpu` ones on a CUDA machine (`make gpu-check`)."""
+
+from contextlib import nullcontext
+
+import pytest
+import torch
+
+from roadmap import data as data_lib
+from roadmap import graphs
+from roadmap import recipe as recipe_lib
+from roadmap.config import compose
+from roadmap.errors import ConfigError
+from roadmap.settings import validate
+from roadmap.train import Runtime, cuda_graphs
+
+from helpers import TINY, metrics, run, summary
+
+RUN = "embedded/convnext_t/{step}/seed0"
+
+
+def _recipe(**changes):
+    return validate(compose(["+step=gelu", "scale=cifar", *[f"recipe.{k}={v}" for k, v in changes.items()]])).recipe
+
+
+def test_cuda_graphs_true_where_the_step_cannot_be_captured_says_why():
+    cpu, gpu = Runtime(torch.device("cpu")), Runtime(torch.device("cuda", 0))
+    s = validate(compose(["+step=gelu", *TINY, "train.cuda_graphs=true"]))
+    with pytest.raises(ConfigError, match=r"^train.cuda_graphs=true: the device is not CUDA$"):
+        cuda_graphs(s, cpu, "fp32")
+    with pytest.raises(ConfigError, match=r"^train.cuda_graphs=true: fp16 loss scaling syncs with the host"):
+        cuda_graphs(s, gpu, "fp16")
+    sgd = validate(compose(["+step=resnet50_classic", *TINY, "train.cuda_graphs=true"]))
+    with pytest.raises(ConfigError, match=r"only AdamW is captured, not recipe.optimizer=sgd"):
+        cuda_graphs(sgd, gpu, "bf16")
+    folder = validate(compose(["+step=gelu", "scale=imagenette", "data.root=/x", "train.cuda_graphs=true"]))
+    with pytest.raises(ConfigError, match=r"data.kind=folder batches are made by workers"):
+        cuda_graphs(folder, gpu, "bf16")
+    assert cuda_graphs(s, gpu, "bf16") is True
+    auto = validate(compose(["+step=gelu", *TINY]))
+    assert cuda_graphs(auto, cpu, "fp32") is False and cuda_graphs(auto, gpu, "bf16") is False  # the default, off
+
+
+def test_eager_step_is_the_trainers_optimizer_step():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 4))
+    twin = torch.nn.Sequential(torch.nn.Linear(6, 4))
+    twin.load_state_dict(net.state_dict())
+    x, y = torch.randn(8, 6), torch.randint(0, 4, (8,))
+    opts = [torch.optim.AdamW(m.parameters(), lr=0.1) for m in (net, twin)]
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    step = graphs.eager_step(net, torch.nn.CrossEntropyLoss(), opts[0], scaler, nullcontext(), 0.5,
+                             list(net.parameters()))
+    for _ in range(3):
+        loss = step(x, y)
+        opts[1].zero_grad()
+        expected = torch.nn.functional.cross_entropy(twin(x), y)
+        expected.backward()
+        torch.nn.utils.clip_grad_norm_(twin.parameters(), 0.5)
+        opts[1].step()
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and not loss.requires_grad
+    assert torch.equal(net[0].weight, twin[0].weight)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)` before")
+def test_optimizer_state_moves_between_eager_and_capturable_optimizers():
+    """A checkpoint of an eager run resumed by a graphed one keeps the graph's lr tensor (updated in place by the
+    schedule) and its capturable flag; the reverse gives a float lr again."""
+    recipe = _recipe()
+    net = torch.nn.Linear(4, 2)
+    eager = recipe_lib.optimizer(net, recipe, 512)
+    first = recipe_lib.schedule(eager, recipe, 100)
+    net(torch.randn(3, 4)).sum().backward()
+    eager.step()
+    first.step()
+    saved = eager.state_dict()
+    groups = [{"params": [net.weight], "weight_decay": 0.05}, {"params": [net.bias], "weight_decay": 0.0}]
+    graphed = torch.optim.AdamW(groups, lr=torch.tensor(0.0), capturable=True)  # as on CUDA, but on the CPU
+    lr = graphed.param_groups[0]["lr"]
+    recipe_lib.load_optimizer_state(graphed, saved)
+    group = graphed.param_groups[0]
+    assert group["lr"] is lr and lr.item() == pytest.approx(eager.param_groups[0]["lr"], rel=1e-6)
+    assert group["capturable"] is True and group["fused"] is None
+    assert graphed.state[net.weight]["step"].dtype == torch.float32
+    assert torch.equal(graphed.state[net.weight]["exp_avg"], eager.state[net.weight]["exp_avg"])
+    sched = recipe_lib.schedule(graphed, recipe, 100)
+    sched.step()
+    assert group["lr"] is lr and lr.item() == pytest.approx(sched.get_last_lr()[0])
+    back = torch.optim.AdamW([{"params": [net.weight]}, {"params": [net.bias]}], lr=1.0)
+    recipe_lib.load_optimizer_state(back, graphed.state_dict())
+    assert isinstance(back.param_groups[0]["lr"], float) and back.param_groups[0]["capturable"] is False
+
+
+def test_prefetched_is_the_loader_itself_off_cuda():
+    split = data_lib.TensorSplit(torch.randint(0, 255, (40, 1, 8, 8), dtype=torch.uint8), torch.arange(40) % 4)
+    norm = torch.nn.Identity()
+    loader = data_lib.TensorLoader(split, 8, train=True, seed=3, norm=norm)
+    wrapped = data_lib.Prefetched(data_lib.TensorLoader(split, 8, train=True, seed=3, norm=norm))
+    assert len(wrapped) == 5
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        wrapped.set_epoch(epoch)
+        pairs = list(zip(loader, wrapped, strict=True))
+        assert len(pairs) == 5 and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
+
+
+@pytest.mark.gpu
+def test_prefetched_batches_equal_the_loaders_on_cuda():
+    split = data_lib.TensorSplit(torch.randint(0, 255, (256, 3, 32, 32), dtype=torch.uint8).cuda(),
+                                 (torch.arange(256) % 10).cuda())
+    make = lambda: data_lib.TensorLoader(split, 32, train=True, seed=1, augment=data_lib.BatchAugment(  # noqa: E731
+        crop_padding=4, flip=True, randaugment=(2, 9), erasing=0.25, mean=[0.5] * 3, std=[0.25] * 3))
+    plain, ahead = make(), data_lib.Prefetched(make())
+    got = [(x.clone(), y.clone()) for x, y in ahead]
+    want = list(plain)
+    assert len(got) == len(want) == 8
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(got, want))
+
+
+@pytest.mark.gpu
+def test_cuda_graph_training_equals_eager_within_bf16_tolerance(tmp_path):
+    args = ["+step=separate_downsampling", *TINY, "train.device=cuda", "train.epochs=2", "recipe=modern",
+            "recipe.mixup=0.8", "recipe.cutmix=1.0", "recipe.label_smoothing=0.1", "model.drop_path=0.1"]
+    run(*args, "train.cuda_graphs=false", runs_root=tmp_path / "eager")
+    run(*args, "train.cuda_graphs=true", runs_root=tmp_path / "graph")
+    eager, graph = (summary(tmp_path / r / RUN.format(step="separate_downsampling")) for r in ("eager", "graph"))
+    assert graph["cuda_graphs"] is True and eager["cuda_graphs"] is False
+    a, b = (metrics(tmp_path / r / RUN.format(step="separate_downsampling")) for r in ("eager", "graph"))
+    for m, n in zip(a, b, strict=True):
+        assert n["train_loss"] == pytest.approx(m["train_loss"], rel=0.05) and n["lr"] == pytest.approx(m["lr"])
+        assert abs(n["val_top1"] - m["val_top1"]) <= 10
+
+
+@pytest.mark.gpu
+def test_cuda_graph_run_resumes_as_it_trains_straight(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT
+
+    args = ["+step=layer_norm", *TINY, "train.device=cuda", "train.cuda_graphs=true", "train.epochs=3",
+            "data.train_size=2048"]
+    run(*args, runs_root=tmp_path / "straight")
+    run_dir = tmp_path / "killed" / RUN.format(step="layer_norm")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args, f"runs_root={tmp_path / 'killed'}"],
+                            cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run_dir / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    done = len(metrics(run_dir))
+    resumed = run(*args, runs_root=tmp_path / "killed")
+    assert 1 <= done < 3 and f"resumed after epoch {done}/3" in resumed.stdout
+    straight = metrics(tmp_path / "straight" / RUN.format(step="layer_norm"))
+    for a, b in zip(metrics(run_dir), straight, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3) and a["lr"] == pytest.approx(b["lr"])
+
+
+def test_gpu_roadmap_plans_as_many_epochs_as_fit():
+    from roadmap.gpu_roadmap import PER_RUN_SECONDS, plan
+
+    p = plan(400, 34, 60_000, 10_000, 20_000)
+    assert p.epochs == 2 and p.seconds_per_epoch == pytest.approx((60_000 + 10_000 / 3) / 20_000)
+    assert p.estimate == pytest.approx(34 * (PER_RUN_SECONDS + 2 * p.seconds_per_epoch)) and p.estimate <= 400
+    assert plan(400, 34, 60_000, 10_000, 2_000).epochs == 1  # too slow for one: still one, and the estimate says so
+    assert plan(400, 34, 60_000, 10_000, 2_000).estimate > 400
+    assert plan(36_000, 51, 50_000, 10_000, 50_000, epochs=100).epochs == 100
+    assert "34 runs x 2 epochs" in p.describe()
+
+
+def test_gpu_roadmap_without_a_gpu_stops_at_once_in_one_line():
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    p = subprocess.run([sys.executable, "-m", "roadmap.gpu_roadmap"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr == "error: make gpu-roadmap needs a CUDA GPU, and torch sees none\n"
+    m = subprocess.run(["make", "-s", "gpu-roadmap", f"GPU_PY={sys.executable}"], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert m.returncode == 2 and "make gpu-roadmap needs a CUDA GPU" in m.stderr and m.stdout == ""
