@@ -8,6 +8,10 @@ whole cifar-scale sweep; and the trainer's end-to-end img/s against the model al
 scale on GPU). Writes bench_<cpu|gpu>_<roadmap>.csv and .md (device, versions, date, settings in the header).
 
 python -m roadmap.bench --loader: the data loaders instead (see `loaders`), written to loader_<cpu|gpu>.csv/.md.
+python -m roadmap.bench --profile [--steps ...] [--scale cifar ...]: where the training step's time goes, by kernel
+(CUDA) or op (CPU), and how busy the device is (roadmap.profiling), written to profile_<cpu|gpu>_<scale>*.
+python -m roadmap.bench --variants [--budget SECONDS]: the training step under every speed variant worth trying, in
+one call of bounded time (roadmap.variants), written to variants_<cpu|gpu>.csv/.md.
 """
 
 from __future__ import annotations
@@ -46,26 +50,46 @@ def peak_tflops(device: torch.device, given: float | None) -> float | None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} threads)"
+    return f"{cpu_model()} CPU ({torch.get_num_threads()} threads)"
 
 
-def _sync(device):
-    if device.type == "cuda":
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or the machine type where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def sync(device) -> None:
+    """Wait for the device's queued work (a no-op on CPU): what every timing here does before reading the clock."""
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _timed(fn, device, warmup: int, iters: int) -> float:
-    """Median seconds of fn() over iters runs after warmup runs."""
+def timings(fn, device, warmup: int, iters: int) -> tuple[float, float]:
+    """(wall seconds of the warmup runs, median seconds of fn() over iters timed runs after them). The warmup time
+    holds what first calls cost: torch.compile's compilation, CUDA graph capture, cuDNN autotuning."""
+    t = time.perf_counter()
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
+    warm = time.perf_counter() - t
     times = []
     for _ in range(iters):
         t = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return warm, statistics.median(times)
+
+
+def timed(fn, device, warmup: int, iters: int) -> float:
+    """Median seconds of fn() over iters runs after warmup runs."""
+    return timings(fn, device, warmup, iters)[1]
 
 
 def activation_bytes(model, x) -> int:
@@ -115,17 +139,100 @@ def measure(model, *, batch: int, resolution: int, num_classes: int, device, pre
     model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    train_s = _timed(train_step, device, warmup, iters)
+    train_s = timed(train_step, device, warmup, iters)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
     else:  # weights, grads, two AdamW moments, and the activations saved for backward
         with autocast:
             peak = 4 * sum(p.numel() * p.element_size() for p in model.parameters()) + activation_bytes(model, x)
     model.eval()
-    infer_s = _timed(infer, device, warmup, iters)
+    infer_s = timed(infer, device, warmup, iters)
     opt.zero_grad(set_to_none=True)
     return {"train_step_ms": 1000 * train_s, "train_img_s": batch / train_s, "infer_img_s": batch / infer_s,
             "peak_mem_mb": peak / 2**20}
+
+
+# batch per scale and device type when the scale's own batch does not suit one device: the paper's global 4096 at
+# 224px is 128 on one GPU (as `make bench`), and CPUs get the bench's small CPU batches
+DEVICE_BATCH = {("imagenet", "cuda"): 128, ("imagenet", "cpu"): 8, ("cifar", "cpu"): 64}
+
+
+@dataclasses.dataclass
+class Setting:
+    """A step's network at a scale, set up as the trainer sets it up on this device (precision, memory format, the
+    recipe's loss and optimizer), with random data of the scale's shape."""
+    step: str
+    scale: str
+    model_cfg: object  # ModelConfig: the network the trainer would train (the scale's width, classes, drop path)
+    recipe: object  # the run's recipe (optimizer, loss)
+    global_batch: int  # the scale's batch, which the recipe's lr scales with
+    device: torch.device
+    precision: str  # bf16, fp16 or fp32, as the trainer resolves train.precision on this device
+    channels_last: bool  # as the trainer resolves train.channels_last (auto: on for CUDA)
+    batch: int
+    resolution: int
+    num_classes: int
+
+
+def trainer_setting(step: str, scale: str, roadmap: str = "convnext_t", device=None, batch: int | None = None
+                    ) -> Setting:
+    """The trainer's setting of `step` at `scale` (its own resolution-independent checks: train.check)."""
+    from .config import compose
+    from .train import check
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    shape = compose([f"+step={step}", f"scale={scale}", f"roadmap={roadmap}"])
+    cfg = compose([f"+step={step}", f"scale={scale}", f"roadmap={roadmap}", "data=synthetic",
+                   f"data.resolution={shape.data.resolution}", f"data.num_classes={shape.data.num_classes}",
+                   f"train.device={device.type}"])
+    run = check(cfg)
+    recipe = getattr(run, "settings", cfg).recipe  # the checked recipe where the trainer has one
+    batch = batch or DEVICE_BATCH.get((scale, device.type), cfg.train.batch_size)
+    return Setting(step, scale, run.model_cfg, recipe, cfg.train.batch_size, run.rt.device, run.precision,
+                   bool(run.channels_last), batch, cfg.data.resolution, cfg.data.num_classes)
+
+
+def trainer_step(model, s: Setting, *, channels_last: bool | None = None, compile_mode: str | None = None,
+                 annotate: bool = False):
+    """A function that runs one training step of `model` as the trainer's loop does: forward under the trainer's
+    autocast, the recipe's loss, backward (loss scaling for fp16), the recipe's optimizer step; on one fixed random
+    batch already on the device (the data loader is measured apart: `--loader`). compile_mode: None (eager),
+    "default" or "reduce-overhead" (torch.compile with CUDA graphs). annotate: mark the forward, backward and
+    optimizer phases for torch.profiler."""
+    device = s.device
+    cl = s.channels_last if channels_last is None else channels_last
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    model = model.to(device, memory_format=fmt).train()
+    net = model
+    if compile_mode is not None:
+        net = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
+    from . import recipe as recipe_lib
+
+    opt = recipe_lib.optimizer(model, s.recipe, s.global_batch)
+    criterion = recipe_lib.loss_fn(s.recipe)
+    scaler = torch.amp.GradScaler(device.type, enabled=s.precision == "fp16")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(s.precision)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(s.batch, model.config.in_channels if hasattr(model, "config") else 3, s.resolution,
+                    s.resolution, generator=g).to(device).contiguous(memory_format=fmt)
+    y = torch.randint(0, s.num_classes, (s.batch,), generator=g).to(device)
+    phase = torch.profiler.record_function if annotate else (lambda name: nullcontext())
+    graphs = compile_mode == "reduce-overhead"
+
+    def step():
+        if graphs:  # a new iteration: the previous one's graph outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
+        with phase("roadmap::forward"):
+            with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
+                loss = criterion(net(x), y)
+        with phase("roadmap::backward"):
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+        with phase("roadmap::optimizer"):
+            scaler.step(opt)
+            scaler.update()
+
+    return step
 
 
 def trainer_overhead(step: str, scale: str, steps_per_epoch: int = 60) -> dict:
@@ -273,19 +380,45 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m roadmap.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--roadmap", default="convnext_t", help="convnext_t (default), convnext_b, bag_of_tricks, ...")
-    p.add_argument("--batch", type=int, default=None, help="default: 8 on CPU, 128 on GPU")
+    p.add_argument("--batch", type=int, default=None,
+                   help="default: 8 on CPU, 128 on GPU; --profile/--variants: the batch at every --scale (default: "
+                        "the scale's, 128 at imagenet on GPU; on CPU 64 at cifar, 8 at imagenet)")
     p.add_argument("--resolution", type=int, default=224)
     p.add_argument("--precision", default=None, choices=("fp32", "bf16"), help="default: fp32 on CPU, bf16 on GPU")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on for GPU")
     p.add_argument("--compile", choices=("off", "on", "both"), default="off",
-                   help="torch.compile the endpoints and torchvision's models (both: measure each way)")
+                   help="torch.compile the endpoints and torchvision's models (both: measure each way); "
+                        "--profile: on profiles the compiled step")
     p.add_argument("--loader", action="store_true", help="benchmark the data loaders instead (loader_*.csv/.md)")
+    p.add_argument("--profile", action="store_true",
+                   help="profile the training step of --steps at --scale instead (profile_*.csv/.md; "
+                        "roadmap.profiling)")
+    p.add_argument("--variants", action="store_true",
+                   help="time the training step of --steps at each --scale under every speed variant worth trying "
+                        "(eager, cuDNN autotuning, depthwise conv layout and precision, torch.compile, CUDA graphs) "
+                        "within --budget (variants_*.csv/.md; roadmap.variants)")
+    p.add_argument("--scale", nargs="+", default=None,
+                   help="--profile/--variants: scales to run at (cifar, embedded, imagenet = 224px, imagenette); "
+                        "default: cifar for --profile, cifar imagenet for --variants")
+    p.add_argument("--budget", type=float, default=200.0,
+                   help="--variants: seconds of measuring in all; later measurements are marked not measured")
+    p.add_argument("--only-variants", nargs="+", default=None, help="--variants: only these variants (and eager)")
+    p.add_argument("--compile-estimate", type=float, default=None,
+                   help="--variants: seconds a compile is expected to take until one has been timed; a compile "
+                        "starts only when the budget left covers it (default: 40 on GPU, 90 on CPU)")
+    p.add_argument("--top", type=int, default=15, help="--profile: rows per step in the Markdown summary")
     p.add_argument("--quick", action="store_true", help="--loader: a few batches only (for tests)")
-    p.add_argument("--iters", type=int, default=None, help="timed iterations (default: 3 on CPU, 20 on GPU)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default: 1 on CPU, 5 on GPU)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="timed iterations (default: 3 on CPU, 20 on GPU; --profile: profiled steps, 2 on CPU, 3 on "
+                        "GPU; --variants: 2 on CPU, 6 on GPU)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed iterations first (default: 1 on CPU, 5 on GPU; --profile/--variants: 1 on CPU, 3 on "
+                        "GPU)")
     p.add_argument("--cifar-batch", type=int, default=None, help="default: 64 on CPU, 512 on GPU")
-    p.add_argument("--steps", nargs="*", default=None, help="only these steps (default: all)")
+    p.add_argument("--steps", nargs="*", default=None,
+                   help="only these steps (default: all; --profile: the roadmap's baseline and endpoint; --variants: "
+                        "those and kernel_7, kernel_9, kernel_11)")
     p.add_argument("--no-trainer", action="store_true", help="skip the embedded-scale trainer overhead check")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours vs torchvision")
     p.add_argument("--peak-tflops", type=float, default=None,
@@ -294,6 +427,32 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("benchmarks"))
     a = p.parse_args(argv)
     gpu = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if a.profile or a.variants:
+        from .config import load_roadmap
+
+        road = load_roadmap(a.roadmap)
+        ends = [road.baseline, road.endpoint.name]
+        if a.profile:
+            from .profiling import run_profiles
+
+            steps = a.steps or ends
+            for scale in a.scale or ["cifar"]:
+                for path in run_profiles(steps, scale, a.roadmap, a.device, a.batch,
+                                         a.warmup if a.warmup is not None else (3 if gpu else 1),
+                                         a.iters if a.iters is not None else (3 if gpu else 2),
+                                         "default" if a.compile == "on" else None, a.out, a.top):
+                    print(path)
+        if a.variants:
+            from .variants import KERNEL_STEPS, floor_tflops, run_variants
+
+            steps = a.steps or ends + [k for k in KERNEL_STEPS if road.get(k) is not None]
+            for path in run_variants(steps, a.scale or ["cifar", "imagenet"], a.roadmap, a.device, a.batch,
+                                     a.warmup if a.warmup is not None else (3 if gpu else 1),
+                                     a.iters if a.iters is not None else (6 if gpu else 2), a.budget,
+                                     a.only_variants, a.compile_estimate or (40.0 if gpu else 90.0), a.out,
+                                     floor_tflops(a.device, a.peak_tflops)):
+                print(path)
+        return 0
     if a.loader:
         from .loader_bench import loaders, write_loaders
 

@@ -22,17 +22,12 @@ import torch
 import torchvision
 
 from . import data as data_lib
-from .bench import device_name, measure
+from .bench import device_name, measure, sync
 from .config import compose, model_config
 from .model import RoadmapNet
 
 H100_CONVNEXT_T_224 = 3000.0  # img/s, ConvNeXt-T training at 224px in bf16 on an H100-class GPU (issue target)
 WORKERS = 16
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def jpeg_tree(root: Path, n: int, size=(375, 500)) -> Path:
@@ -59,11 +54,11 @@ def device_loader(device, batch: int, batches: int) -> float:
     it = iter(loader)
     for _ in range(2):  # warm-up batches
         mix(*next(it))
-    _sync(device)
+    sync(device)
     t = time.perf_counter()
     for _ in range(batches):
         x, y = mix(*next(it))
-    _sync(device)
+    sync(device)
     return batch * batches / (time.perf_counter() - t)
 
 
@@ -94,13 +89,13 @@ def folder_rates(root: Path, device, n: int) -> dict:
     items = [raw[i] for i in range(batch)]
     bytes_, labels, paths, _ = data_lib._collate(items)
     stage(bytes_, labels, paths, generator)  # warm-up (nvJPEG handles, kernels)
-    _sync(device)
+    sync(device)
     times = []
     for start in range(0, n - batch + 1, batch):
         t = time.perf_counter()
         bytes_, labels, paths, _ = data_lib._collate([raw[i] for i in range(start, start + batch)])
         stage(bytes_, labels, paths, generator)
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t)
     return {"per_worker": per_worker, "device_decode": batch / statistics.median(times)}
 

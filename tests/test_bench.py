@@ -57,3 +57,179 @@ def test_gpu_check_stops_at_once_without_a_gpu(tmp_path):
         assert p.returncode == 2 and len(lines) == 1, p.stderr
         assert "gpu-check needs a CUDA GPU" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_profile_mode_on_cpu_writes_op_tables_and_busy_fraction(tmp_path):
+    """`--profile` on a tiny setting: a CSV per step of ops by self CPU time, shares of the step's wall time that
+    add up to the busy fraction, the convolutions among the top ops, and a summary with every phase."""
+    from roadmap.bench import main
+    from roadmap.profiling import COLUMNS
+
+    steps = ["resnet50", "separate_downsampling"]
+    assert main(["--profile", "--scale", "embedded", "--batch", "4", "--steps", *steps, "--warmup", "1", "--iters",
+                 "2", "--out", str(tmp_path)]) == 0
+    summary = pd.read_csv(tmp_path / "profile_cpu_embedded.csv").set_index("step")
+    assert list(summary.index) == steps
+    for step in steps:
+        df = pd.read_csv(tmp_path / f"profile_cpu_embedded_{step}.csv")
+        assert tuple(df.columns) == COLUMNS
+        assert df["share"].between(0, 1).all() and df["share"].sum() <= 1 + 1e-6
+        assert (df["ms_per_step"] >= 0).all() and (df["calls_per_step"] > 0).all()
+        assert set(df["phase"]) >= {"forward", "backward", "optimizer"}
+        assert any("convolution" in name for name in df["name"].head(8)), df.head(8)
+        busy = summary.loc[step, "busy"]
+        assert 0 < busy <= 1
+        assert df["share"].sum() == pytest.approx(busy, rel=1e-3)  # on CPU the rows are all the busy time
+        assert summary.loc[step, "forward_ms"] > 0 and summary.loc[step, "backward_ms"] > 0
+    md = (tmp_path / "profile_cpu_embedded.md").read_text()
+    assert md.startswith("# Profile of the training step on ") and "CPU" in md.splitlines()[0]
+    assert "## separate_downsampling: top " in md and "| 1 | " in md
+
+
+def test_profile_summary_of_cuda_events_attributes_kernels_to_ops_and_phases():
+    """The CUDA side of the profile, on made-up profiler events: kernel time goes to the op that launched it, in the
+    phase its host op ran in (backward ops run on autograd's thread), kernels nobody claims stay as `other`, and the
+    busy time is the union of the device's intervals (two overlapping kernels count once)."""
+    from types import SimpleNamespace as NS
+
+    from torch.autograd import DeviceType
+
+    from roadmap.profiling import summarize
+
+    def ev(name, start, end, kernels=(), parent=None, thread=1, user=False, device=DeviceType.CPU):
+        return NS(name=name, device_type=device, is_async=False, time_range=NS(start=start, end=end), thread=thread,
+                  kernels=[NS(name=k, duration=d) for k, d in kernels], cpu_parent=parent, is_user_annotation=user,
+                  self_cpu_time_total=end - start)
+
+    conv = ev("aten::conv2d", 0, 100)
+    optim = ev("Optimizer.step#AdamW.step", 810, 990, user=True)
+    events = [ev("roadmap::forward", 0, 300, user=True), ev("roadmap::backward", 300, 800, user=True),
+              ev("roadmap::optimizer", 800, 1000, user=True), conv,
+              ev("aten::cudnn_convolution", 10, 90, [("conv_fwd", 200)], parent=conv),
+              ev("aten::convolution_backward", 400, 450, [("dgrad", 300), ("wgrad", 100)], thread=2), optim,
+              ev("aten::_fused_adamw_", 820, 980, [("adam", 50)], parent=optim),
+              ev("conv_fwd", 100, 300, device=DeviceType.CUDA), ev("dgrad", 400, 700, device=DeviceType.CUDA),
+              ev("wgrad", 650, 750, device=DeviceType.CUDA), ev("adam", 900, 950, device=DeviceType.CUDA),
+              ev("triton_fused", 960, 990, device=DeviceType.CUDA)]
+    rows, busy_s = summarize(events, cuda=True, wall_s=1000e-6, steps=1)
+    got = {(r["phase"], r["name"]): (r["op"], r["ms_per_step"], r["share"]) for r in rows}
+    assert got == {("forward", "conv_fwd"): ("aten::conv2d", 0.2, 0.2),
+                   ("backward", "dgrad"): ("aten::convolution_backward", 0.3, 0.3),
+                   ("backward", "wgrad"): ("aten::convolution_backward", 0.1, 0.1),
+                   ("optimizer", "adam"): ("Optimizer.step#AdamW.step", 0.05, 0.05),
+                   ("other", "triton_fused"): ("", 0.03, 0.03)}
+    assert [r["name"] for r in rows][:2] == ["dgrad", "conv_fwd"]
+    assert busy_s == pytest.approx(630e-6)  # 200 + 350 (dgrad and wgrad overlap by 50) + 50 + 30
+
+
+def test_depthwise_wrapper_changes_only_the_depthwise_convs_layout_and_precision():
+    import copy
+
+    import torch
+
+    from roadmap.model import ModelConfig, RoadmapNet
+    from roadmap.variants import DepthwiseAs, wrap_depthwise
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(depths=(1, 1, 2, 1), width=96, stem="patchify", spatial_conv="depthwise", block="inverted",
+                      conv_position="first", kernel_size=7, activation="gelu", activations="one", norms="one",
+                      norm="layer", downsampling="separate", layer_scale=1e-6, num_classes=10, width_multiplier=0.125)
+    model = RoadmapNet(cfg).to(memory_format=torch.channels_last).eval()
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    nchw, fp32 = copy.deepcopy(model), copy.deepcopy(model)
+    assert wrap_depthwise(nchw, nchw=True, low=None) == 5 and wrap_depthwise(fp32, nchw=True, low=torch.bfloat16) == 5
+    wrapped = [m for m in fp32.modules() if isinstance(m, DepthwiseAs)]
+    assert len(wrapped) == 5 and all(m.conv.groups == m.conv.in_channels for m in wrapped)
+    seen = []
+    for m in (next(m for m in nchw.modules() if isinstance(m, DepthwiseAs)), wrapped[0]):
+        m.conv.register_forward_hook(lambda m, i, o: seen.append((i[0].is_contiguous(), i[0].dtype)))
+        m.register_forward_hook(lambda m, i, o: seen.append(
+            (o.is_contiguous(memory_format=torch.channels_last), o.dtype)))
+    with torch.no_grad():
+        torch.testing.assert_close(nchw(x), model(x))  # fp32 throughout: the same network
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.testing.assert_close(fp32(x), model(x), atol=0.05, rtol=0.05)
+    # the conv saw NCHW input (in fp32 under bf16 autocast); the block got channels_last back (in the autocast dtype)
+    assert seen == [(True, torch.float32), (True, torch.float32), (True, torch.float32), (True, torch.bfloat16)]
+
+
+def test_variants_mode_on_cpu_labels_every_row(tmp_path):
+    """`--variants` on a tiny setting: a row per step and variant; the eager ones measured, the ones that do not exist
+    on a CPU skipped with the reason, the compiled ones not measured when the budget cannot cover a compile; with no
+    budget, nothing is measured and every row says so."""
+    from roadmap.bench import main
+    from roadmap.variants import COLUMNS, VARIANTS
+
+    steps = ["resnet50", "separate_downsampling"]
+    args = ["--variants", "--scale", "embedded", "--batch", "4", "--steps", *steps, "--warmup", "1", "--iters", "1",
+            "--compile-estimate", "100000"]
+    assert main([*args, "--budget", "120", "--out", str(tmp_path / "a")]) == 0
+    df = pd.read_csv(tmp_path / "a" / "variants_cpu.csv", keep_default_na=False)
+    assert tuple(df.columns) == COLUMNS
+    assert list(zip(df["step"], df["variant"])) == [(s, v.name) for s in steps for v in VARIANTS]
+    assert (df["scale"] == "embedded").all() and (df["resolution"] == 32).all() and (df["batch"] == 4).all()
+    rows = df.set_index(["step", "variant"])
+    for step in steps:
+        assert rows.loc[(step, "eager"), "status"] == "measured"
+        assert float(rows.loc[(step, "eager"), "ratio_to_eager"]) == 1.0
+        assert rows.loc[(step, "cudnn_benchmark"), "status"].startswith("skipped: no cuDNN on cpu")
+        assert rows.loc[(step, "compile_cudagraphs"), "status"] == "skipped: CUDA graphs need a CUDA device"
+        assert rows.loc[(step, "compile"), "status"].startswith("not measured: ")
+        assert rows.loc[(step, "dw_fp32"), "status"].startswith("skipped: ")
+    assert rows.loc[("resnet50", "dw_nchw"), "status"] == "skipped: no depthwise conv in this network"
+    # the embedded scale trains channels_last on CPUs, so the NCHW depthwise variant exists for ConvNeXt
+    assert rows.loc[("separate_downsampling", "dw_nchw"), "status"] == "measured"
+    assert rows.loc[("separate_downsampling", "dw_nchw"), "note"] == "18 depthwise convs wrapped"
+    measured = df[df["status"] == "measured"]
+    assert (measured["ms_per_step"].astype(float) > 0).all() and (measured["img_s"].astype(float) > 0).all()
+    assert df["status"].str.match(r"^(measured|skipped: |not measured: )").all()
+    md = (tmp_path / "a" / "variants_cpu.md").read_text()
+    assert md.startswith("# Speed variants of the training step on ") and "CPU" in md.splitlines()[0]
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(df) and "not measured: " in md
+
+    assert main([*args, "--budget", "0", "--out", str(tmp_path / "b")]) == 0
+    none = pd.read_csv(tmp_path / "b" / "variants_cpu.csv", keep_default_na=False)
+    assert len(none) == len(df) and (none["ms_per_step"] == "").all()
+    skipped = df["status"].str.startswith("skipped: ") & (df["variant"] != "compile_best")  # (it depends on timings)
+    assert (none["status"][skipped] == df["status"][skipped]).all()  # what does not exist here does not depend on time
+    assert none["status"][~skipped].str.startswith("not measured: ").all()
+    assert (none["status"] == "not measured: the budget (0 s) was spent").sum() >= (df["status"] == "measured").sum()
+
+
+def test_variants_plan_on_a_gpu():
+    """What `--variants` would run on a CUDA device (decided without one): every variant exists for the depthwise
+    networks in bf16 + channels_last, only the depthwise ones are skipped for ResNet-50; eager rows come first, then
+    the compiled ones, ConvNeXt-T first and CUDA graphs before the default mode, compile_best last; compile_best
+    compiles the fastest eager variant with CUDA graphs."""
+    import torch
+
+    from roadmap.bench import Setting
+    from roadmap.model import ModelConfig
+    from roadmap.variants import VARIANTS, Row, _effective, _priority, skip_reason
+
+    steps, scales, ends = ["resnet50", "separate_downsampling", "kernel_9"], ["cifar", "imagenet"], \
+        ["separate_downsampling", "resnet50"]
+    settings = {(st, sc): Setting(st, sc, ModelConfig(spatial_conv="dense" if st == "resnet50" else "depthwise"),
+                                  None, 512, torch.device("cuda"), "bf16", True, 512, 32, 100)
+                for sc in scales for st in steps}
+    rows = [Row(settings[(st, sc)], v) for sc in scales for st in steps for v in VARIANTS]
+    skipped = {(r.setting.step, r.variant.name) for r in rows if skip_reason(r.variant, r.setting)}
+    assert skipped == {("resnet50", v) for v in ("dw_nchw", "dw_fp32", "dw_nchw_fp32")}
+    order = sorted(rows, key=lambda r: _priority(r, steps, ends, scales))
+    compiled = [i for i, r in enumerate(order) if r.variant.compile or r.variant.on_best]
+    assert compiled == list(range(len(order) - len(compiled), len(order)))  # eager variants all come first
+    first = [(order[i].setting.step, order[i].setting.scale, order[i].variant.name) for i in compiled[:6]]
+    assert first == [("separate_downsampling", "cifar", "compile_cudagraphs"), ("separate_downsampling", "cifar",
+                                                                                 "compile"),
+                     ("separate_downsampling", "imagenet", "compile_cudagraphs"),
+                     ("separate_downsampling", "imagenet", "compile"), ("resnet50", "cifar", "compile_cudagraphs"),
+                     ("resnet50", "cifar", "compile")]
+    assert all(order[i].variant.on_best for i in compiled[-len(steps) * len(scales):])
+    best = next(r for r in rows if r.variant.on_best and r.setting is settings[("kernel_9", "imagenet")])
+    assert _effective(best, rows).startswith("not measured")  # no eager rows measured yet
+    for r in rows:
+        if r.setting is best.setting and r.variant.name in ("eager", "dw_nchw", "dw_fp32"):
+            r.ms = {"eager": 150.0, "dw_nchw": 40.0, "dw_fp32": 160.0}[r.variant.name]
+    v = _effective(best, rows)
+    assert (v.dw_nchw, v.dw_fp32, v.compile, v.name) == (True, False, "reduce-overhead", "compile_best")
