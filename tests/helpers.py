@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,14 @@ def run(*args, runs_root, check=True, env=None, **kwargs):
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a torchrun test's rendezvous (tests may run in parallel, and other
+    jobs on the machine may hold any fixed port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def metrics(run_dir: Path) -> list[dict]:

@@ -2,8 +2,6 @@
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -307,9 +305,12 @@ def test_build_model_rejects_unknown_steps_and_roadmaps():
         roadmap.build_model("gelu", roadmap="r101")
 
 
-def test_complexity_cli_rejects_an_unknown_roadmap():
-    bad = subprocess.run([sys.executable, "-m", "roadmap.complexity", "roadmap=r18"], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: roadmap='r18': no roadmap/r18.yaml")
+def test_complexity_cli_rejects_an_unknown_roadmap(capsys):
+    from roadmap.complexity import main  # what `python -m roadmap.complexity` exits with
+
+    code = main(["roadmap=r18"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().startswith("error: roadmap='r18': no roadmap/r18.yaml")
 
 
 USER_ROADMAP = """# @package _global_
@@ -334,13 +335,15 @@ def write_user_roadmap(folder):
     (folder / "roadmap" / "mine.yaml").write_text(USER_ROADMAP)
 
 
-def test_complexity_of_a_users_roadmap_with_its_own_step(tmp_path):
+def test_complexity_of_a_users_roadmap_with_its_own_step(tmp_path, capsys):
     """A user's step without a published number shows its own params and GMACs only."""
+    from roadmap.complexity import main  # what `python -m roadmap.complexity` exits with
+
     write_user_roadmap(tmp_path)
-    p = subprocess.run([sys.executable, "-m", "roadmap.complexity", "roadmap=mine", "--config-dir", str(tmp_path),
-                        "--json"], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    rows = {r["step"]: r for r in json.loads(p.stdout)}
+    code = main(["roadmap=mine", "--config-dir", str(tmp_path), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    rows = {r["step"]: r for r in json.loads(out)}
     assert list(rows) == ["resnet50", "separate_downsampling", "dw_kernel_3"]
     assert {"step", "label", "params", "gmacs", "paper_gmacs", "paper_top1"} <= set(rows["resnet50"])
     assert rows["resnet50"]["params"] == 25_557_032 and rows["resnet50"]["paper_gmacs"] == 4.089

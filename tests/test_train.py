@@ -18,13 +18,14 @@ from roadmap.config import compose
 from roadmap.model import ConfigError
 from roadmap.train import Runtime, build_loaders
 
-from helpers import ROOT, TINY, metrics, run, run_here, summary
+from helpers import ROOT, TINY, free_port, metrics, run, run_here, summary
 
 RUN = "embedded/convnext_t/{step}/seed0"
 
 
-def test_train_eval_then_finished_run_is_not_trained_again(tmp_path):
-    p = run("+step=fewer_norms", *TINY, runs_root=tmp_path)
+def test_train_eval_then_finished_run_is_not_trained_again(tmp_path, capsys):
+    code, out, err = run_here("+step=fewer_norms", *TINY, runs_root=tmp_path, capsys=capsys)
+    assert code == 0, err
     run_dir = tmp_path / RUN.format(step="fewer_norms")
     s = summary(run_dir)
     assert s["status"] == "done" and s["step"] == "fewer_norms" and s["order"] == 14 and s["epochs"] == 2
@@ -35,20 +36,22 @@ def test_train_eval_then_finished_run_is_not_trained_again(tmp_path):
     lines = metrics(run_dir)
     assert [m["epoch"] for m in lines] == [1, 2]
     assert set(lines[0]) >= {"train_loss", "lr", "val_top1", "val_top5", "img_s", "seconds"}
-    assert f"top-1 {s['final_top1']:.2f}" in p.stdout
+    assert f"top-1 {s['final_top1']:.2f}" in out
     cfg_text = (run_dir / "config.yaml").read_text()
     assert "norms: one" in cfg_text and "step: fewer_norms" in cfg_text
     assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 2
-    again = run("+step=fewer_norms", *TINY, runs_root=tmp_path)
-    assert "already finished (done)" in again.stdout and "epoch 1/2" not in again.stdout
+    code, again, err = run_here("+step=fewer_norms", *TINY, runs_root=tmp_path, capsys=capsys)
+    assert code == 0 and "already finished (done)" in again and "epoch 1/2" not in again, err
     assert metrics(run_dir) == lines
-    overwrite = run("+step=fewer_norms", *TINY, "train.overwrite=true", runs_root=tmp_path)
-    assert "epoch 2/2" in overwrite.stdout
+    code, overwrite, err = run_here("+step=fewer_norms", *TINY, "train.overwrite=true", runs_root=tmp_path,
+                                    capsys=capsys)
+    assert code == 0 and "epoch 2/2" in overwrite, err
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path):
-    args = ["+step=layer_norm", *TINY, "train.epochs=4", "data.train_size=1024"]
-    run(*args, runs_root=tmp_path / "straight")
+def test_killed_run_resumes_to_the_same_result(tmp_path, capsys):
+    """The run is killed in a process of its own; the run straight through and the resumed one train here."""
+    args = ["+step=layer_norm", *TINY, "train.epochs=4", "data.train_size=512"]
+    assert run_here(*args, runs_root=tmp_path / "straight", capsys=capsys)[0] == 0
     expected = metrics(tmp_path / "straight" / RUN.format(step="layer_norm"))
 
     run_dir = tmp_path / "killed" / RUN.format(step="layer_norm")
@@ -62,8 +65,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     done = len(metrics(run_dir))
     assert 1 <= done < 4 and not (run_dir / "summary.json").exists()
 
-    resumed = run(*args, runs_root=tmp_path / "killed")
-    assert f"resuming {run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir}" in resumed.stdout
+    code, resumed, err = run_here(*args, runs_root=tmp_path / "killed", capsys=capsys)
+    shown = run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir
+    assert code == 0 and f"resumed after epoch {done}/4 from {shown / 'last.pt'}" in resumed, err
     got = metrics(run_dir)
     assert [m["epoch"] for m in got] == [1, 2, 3, 4]
     for a, b in zip(got, expected):
@@ -74,7 +78,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 def test_torchrun_on_a_fresh_checkout_prepares_the_data_once(tmp_path):
     """Two processes start with no data folder: one unpacks Fashion-MNIST, the other waits, both train one run."""
     data_root = tmp_path / "fresh" / "fashion_mnist"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            str(ROOT / "run.py"), "+step=separate_downsampling", f"data.root={data_root}", "data.download=false",
            "model.width_multiplier=0.125", "train.batch_size=64", "train.epochs=1", "train.max_steps_per_epoch=3",
            f"runs_root={tmp_path}"]
@@ -91,9 +95,10 @@ def test_torchrun_on_a_fresh_checkout_prepares_the_data_once(tmp_path):
     assert s["final_top1"] * 100 == pytest.approx(round(s["final_top1"] * 100), abs=1e-6)
 
 
-def test_two_processes_on_one_run_directory(tmp_path):
-    """The second process on a run directory gets a one-line error naming the first; the first finishes."""
-    args = ["+step=layer_norm", *TINY, "train.epochs=4", "data.train_size=2048"]
+def test_two_processes_on_one_run_directory(tmp_path, capsys):
+    """The second process on a run directory (here, the test's own) gets a one-line error naming the first; the
+    first finishes."""
+    args = ["+step=layer_norm", *TINY, "train.epochs=4", "data.train_size=1024"]
     cmd = [sys.executable, str(ROOT / "run.py"), *args, f"runs_root={tmp_path}"]
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "WANDB_MODE": "disabled"})
@@ -101,25 +106,25 @@ def test_two_processes_on_one_run_directory(tmp_path):
     deadline = time.time() + 120
     while not (run_dir / ".lock.owner").exists() and time.time() < deadline and first.poll() is None:
         time.sleep(0.05)
-    second = run(*args, runs_root=tmp_path, check=False)
+    second_code, _, second_err = run_here(*args, runs_root=tmp_path, capsys=capsys)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
-    lines = second.stderr.strip().splitlines()
-    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    lines = second_err.strip().splitlines()
+    assert second_code == 2 and len(lines) == 1, second_err
     assert lines[0].startswith(f"error: {run_dir} is being trained by pid {first.pid} on ")
     assert lines[0].endswith("; wait for it to finish or stop it")
     s = summary(run_dir)
     assert s["status"] == "done" and s["epochs"] == 4 and [m["epoch"] for m in metrics(run_dir)] == [1, 2, 3, 4]
     assert not (run_dir / ".lock.owner").exists()
-    again = run(*args, runs_root=tmp_path)  # the lock went with its process
-    assert "already finished (done)" in again.stdout
+    code, again, _ = run_here(*args, runs_root=tmp_path, capsys=capsys)  # the lock went with its process
+    assert code == 0 and "already finished (done)" in again
 
 
-def test_diverged_run_is_marked_not_a_traceback(tmp_path):
-    p = run("+step=separate_downsampling", *TINY, "recipe.lr=1e12", "recipe.warmup=0", runs_root=tmp_path,
-            check=False)
-    assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert "diverged: loss is nan" in p.stderr or "diverged: loss is inf" in p.stderr
+def test_diverged_run_is_marked_not_a_traceback(tmp_path, capsys):
+    code, _, err = run_here("+step=separate_downsampling", *TINY, "recipe.lr=1e12", "recipe.warmup=0",
+                            runs_root=tmp_path, capsys=capsys)  # an exception would fail the test here
+    assert code == 1 and "Traceback" not in err
+    assert "diverged: loss is nan" in err or "diverged: loss is inf" in err
     s = summary(tmp_path / RUN.format(step="separate_downsampling"))
     assert s["status"] == "diverged" and s["message"].startswith("loss is")
 
@@ -165,20 +170,21 @@ def test_bad_input_from_a_fresh_interpreter(tmp_path):
     assert not list(tmp_path.rglob("*"))
 
 
-def test_a_users_own_step_trains_and_follows_its_parent(tmp_path):
+def test_a_users_own_step_trains_and_follows_its_parent(tmp_path, capsys):
     """One yaml in a config dir of one's own: built on ConvNeXt-T, one switch changed, no published number."""
     from roadmap import report
     from test_model import write_user_step
 
     write_user_step(tmp_path / "conf")
     p = run("--config-dir", str(tmp_path / "conf"), "+step=dw_kernel_3", *TINY, "train.epochs=1",
-            runs_root=tmp_path / "runs")
+            runs_root=tmp_path / "runs")  # a fresh interpreter: the trainer reads the config dir from Hydra's app
     s = summary(tmp_path / "runs" / RUN.format(step="dw_kernel_3"))
     assert s["status"] == "done" and s["parent"] == "separate_downsampling" and s["order"] is None
     assert s["label"] == "dw_kernel_3" and s["section"] == "micro design" and s["paper_top1"] is None
     assert "kernel_size: 3" in (tmp_path / "runs" / RUN.format(step="dw_kernel_3") / "config.yaml").read_text()
     assert "[dw_kernel_3] done" in p.stdout
-    run("+step=separate_downsampling", *TINY, "train.epochs=1", runs_root=tmp_path / "runs")
+    assert run_here("+step=separate_downsampling", *TINY, "train.epochs=1", runs_root=tmp_path / "runs",
+                    capsys=capsys)[0] == 0
     out = tmp_path / "runs" / "embedded" / "convnext_t"
     written = report.report(out, tmp_path / "report")
     steps = list(report.load_runs(out)["step"])
@@ -200,19 +206,20 @@ def test_missing_fashion_mnist_names_the_three_ways(tmp_path, monkeypatch):
         data_lib.load_tensor_dataset(cfg.data, "cpu")
 
 
-def test_corrupt_checkpoint_and_different_architecture_are_refused(tmp_path):
-    run("+step=gelu", *TINY, "train.epochs=1", runs_root=tmp_path)
+def test_corrupt_checkpoint_and_different_architecture_are_refused(tmp_path, capsys):
+    assert run_here("+step=gelu", *TINY, "train.epochs=1", runs_root=tmp_path, capsys=capsys)[0] == 0
     run_dir = tmp_path / RUN.format(step="gelu")
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
-    p = run("+step=gelu", *TINY, "train.epochs=1", "model.kernel_size=5", runs_root=tmp_path, check=False)
-    assert p.returncode == 2 and "holds a run with a different configuration (model.kernel_size: 7 -> 5)" in p.stderr
+    code, _, err = run_here("+step=gelu", *TINY, "train.epochs=1", "model.kernel_size=5", runs_root=tmp_path,
+                            capsys=capsys)
+    assert code == 2 and "holds a run with a different configuration (model.kernel_size: 7 -> 5)" in err
     (run_dir / "summary.json").unlink()
     (run_dir / "last.pt").write_bytes(b"not a checkpoint")
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
-    p = run("+step=gelu", *TINY, "train.epochs=1", runs_root=tmp_path, check=False)
-    assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert p.stderr.strip() == (f"error: checkpoint {run_dir}/last.pt is corrupt or unreadable (UnpicklingError); "
-                                "move it away or rerun with train.overwrite=true to start over")
+    code, _, err = run_here("+step=gelu", *TINY, "train.epochs=1", runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip() == (f"error: checkpoint {run_dir}/last.pt is corrupt or unreadable (UnpicklingError); "
+                           "move it away or rerun with train.overwrite=true to start over")
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
@@ -281,7 +288,7 @@ def test_augmented_tensor_batches_on_the_device():
     assert (x == 0).float().mean() > 0.01  # random erasing blanked some pixels (value 0)
 
 
-def test_image_folder_dataset_on_a_generated_tree(tmp_path):
+def test_image_folder_dataset_on_a_generated_tree(tmp_path, capsys):
     for part, n in (("train", 6), ("val", 2)):
         for c in ("cat", "dog", "fish"):
             (tmp_path / part / c).mkdir(parents=True)
@@ -297,12 +304,13 @@ def test_image_folder_dataset_on_a_generated_tree(tmp_path):
     bad = compose(["+step=gelu", "scale=imagenette", f"data.root={tmp_path}", "train.workers=0"])
     with pytest.raises(ConfigError, match=r"data.num_classes=10 but .*/train has 3 class folders"):
         build_loaders(bad, _runtime(), 4)
-    p = run("+step=separate_downsampling", "scale=imagenette", f"data.root={tmp_path}", "data.num_classes=3",
-            "data.resolution=32", "train.workers=0", "train.batch_size=6", "train.epochs=1",
-            "train.max_steps_per_epoch=2", "model.width_multiplier=0.125", runs_root=tmp_path / "runs")
+    code, out, err = run_here("+step=separate_downsampling", "scale=imagenette", f"data.root={tmp_path}",
+                              "data.num_classes=3", "data.resolution=32", "train.workers=0", "train.batch_size=6",
+                              "train.epochs=1", "train.max_steps_per_epoch=2", "model.width_multiplier=0.125",
+                              runs_root=tmp_path / "runs", capsys=capsys)
     folder_run = tmp_path / "runs" / "imagenette/convnext_t/separate_downsampling/seed0"
-    assert summary(folder_run)["status"] == "done", p.stdout
-    assert "1 epochs x 2 steps of 6" in p.stdout  # 3 batches in the folder, capped at 2
+    assert code == 0 and summary(folder_run)["status"] == "done", (out, err)
+    assert "1 epoch x 2 steps (capped) of 6" in out  # 3 batches in the folder, capped at 2
     assert torch.load(folder_run / "last.pt", weights_only=True)["scheduler"]["last_epoch"] == 2
 
 
@@ -315,9 +323,10 @@ def test_wandb_logger_needs_no_account(tmp_path):
     assert len(runs) == 1
 
 
-def test_bf16_autocast_and_channels_last_on_cpu(tmp_path):
-    run("+step=separate_downsampling", *TINY, "train.epochs=1", "train.precision=bf16", "train.channels_last=true",
-        runs_root=tmp_path)
+def test_bf16_autocast_and_channels_last_on_cpu(tmp_path, capsys):
+    code, _, err = run_here("+step=separate_downsampling", *TINY, "train.epochs=1", "train.precision=bf16",
+                            "train.channels_last=true", runs_root=tmp_path, capsys=capsys)
+    assert code == 0, err
     s = summary(tmp_path / RUN.format(step="separate_downsampling"))
     assert s["status"] == "done" and json.dumps(s)
 
@@ -329,3 +338,97 @@ def test_compile_on_cpu_trains_a_tiny_model(tmp_path):
     assert s["status"] == "done" and s["epochs"] == 1 and 0 <= s["final_top1"] <= 100
     checkpoint = torch.load(tmp_path / RUN.format(step="separate_downsampling") / "last.pt", weights_only=True)
     assert not any(k.startswith("_orig_mod") for k in checkpoint["model"])  # the plain model's weights are saved
+
+
+def test_a_capped_or_otherwise_different_run_is_not_taken_for_the_full_one(tmp_path, capsys):
+    run_dir = tmp_path / RUN.format(step="gelu")
+    code, out, _ = run_here("+step=gelu", *TINY, "train.max_steps_per_epoch=2", runs_root=tmp_path, capsys=capsys)
+    s = summary(run_dir)
+    assert code == 0 and "2 epochs x 2 steps (capped) of 64" in out
+    assert (s["capped"], s["steps_per_epoch"], s["full_steps_per_epoch"]) == (True, 2, 4)
+    assert s["fingerprint"]["max_steps_per_epoch"] == 2 and s["fingerprint"]["precision"] == "fp32"
+    again = run_here("+step=gelu", *TINY, "train.max_steps_per_epoch=2", runs_root=tmp_path, capsys=capsys)
+    assert "already finished (done, capped at 2 steps per epoch (a smoke run))" in again[1]
+    for extra, diff in (([], "max_steps_per_epoch: 2 -> None)"),
+                        (["train.max_steps_per_epoch=2", "train.precision=bf16"], "precision: fp32 -> bf16)")):
+        code, out, err = run_here("+step=gelu", *TINY, *extra, runs_root=tmp_path, capsys=capsys)
+        assert code == 2 and f"holds a run with a different configuration ({diff}" in err, err
+        assert len(err.strip().splitlines()) == 1 and "epoch 1/2" not in out
+    assert summary(run_dir) == s
+
+
+def test_a_run_finished_before_the_cap_was_fingerprinted_still_counts(tmp_path, capsys):
+    run_dir = tmp_path / RUN.format(step="gelu")
+    assert run_here("+step=gelu", *TINY, "train.epochs=1", runs_root=tmp_path, capsys=capsys)[0] == 0
+    old = summary(run_dir)
+    for key in ("max_steps_per_epoch", "precision"):
+        del old["fingerprint"][key]
+    for key in ("capped", "steps_per_epoch", "full_steps_per_epoch"):
+        del old[key]
+    (run_dir / "summary.json").write_text(json.dumps(old))
+    code, out, _ = run_here("+step=gelu", *TINY, "train.epochs=1", runs_root=tmp_path, capsys=capsys)
+    assert code == 0 and "already finished (done) in" in out
+    code, _, err = run_here("+step=gelu", *TINY, "train.epochs=1", "train.max_steps_per_epoch=1", runs_root=tmp_path,
+                            capsys=capsys)
+    assert code == 2 and "(max_steps_per_epoch: None -> 1)" in err
+
+
+def test_without_arguments_run_py_lists_the_steps():
+    p = subprocess.run([sys.executable, str(ROOT / "run.py")], cwd=ROOT, capture_output=True, text=True)
+    lines = p.stdout.splitlines()
+    assert p.returncode == 0 and p.stderr == ""
+    assert lines[0].startswith("Modernizing a ConvNet: ResNet-50 → ConvNeXt-T (convnext_t): python run.py +step=")
+    assert [line.split()[0] for line in lines[1:]] == roadmap.load_roadmap("convnext_t").names()
+    assert lines[1].split()[1] == "76.13" and lines[-1].split()[1] == "81.97" and "(branch)" in lines[9]
+
+
+def _start_and_interrupt(args, run_dir, sig):
+    """python run.py <args>, stopped by `sig` once its first epoch's checkpoint exists."""
+    cmd = [sys.executable, str(ROOT / "run.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "WANDB_MODE": "disabled"})
+    deadline = time.time() + 120
+    while not (run_dir / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_says_so_in_one_line_and_resumes(tmp_path, capsys, sig, code):
+    args = ["+step=layer_norm", *TINY, "train.epochs=3", "data.train_size=512", f"runs_root={tmp_path}"]
+    run_dir = tmp_path / RUN.format(step="layer_norm")
+    rc, out, err = _start_and_interrupt(args, run_dir, sig)
+    done = len(metrics(run_dir))
+    assert rc == code and 1 <= done < 3, (rc, out, err)
+    assert err.strip().splitlines() == [err.strip()] and "Traceback" not in err
+    assert err.startswith(f"interrupted: layer_norm seed 0 stopped by {sig.name} during epoch {done + 1}/3 "
+                          f"(last.pt holds epoch {done}); rerun the same command to resume -> {run_dir}")
+    s = summary(run_dir)
+    assert s["status"] == "interrupted" and s["epochs"] == done and "final_top1" not in s
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == done
+    rc, resumed, err = run_here(*args[:-1], runs_root=tmp_path, capsys=capsys)
+    assert rc == 0 and f"resumed after epoch {done}/3" in resumed, err
+    assert [m["epoch"] for m in metrics(run_dir)] == [1, 2, 3] and summary(run_dir)["status"] == "done"
+
+
+def test_an_interrupted_multirun_stops_at_once(tmp_path):
+    args = ["-m", "+step=layer_norm,gelu", *TINY, "train.epochs=3", "data.train_size=512", f"runs_root={tmp_path}"]
+    rc, out, err = _start_and_interrupt(args, tmp_path / RUN.format(step="layer_norm"), signal.SIGINT)
+    assert rc == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("interrupted: layer_norm seed 0 stopped by SIGINT during epoch")
+    assert not (tmp_path / RUN.format(step="gelu")).exists()
+
+
+def test_an_ablation_step_that_cannot_be_built_is_recorded_for_the_report(tmp_path, capsys):
+    from roadmap.ablation import read_invalid
+
+    code, _, err = run_here("+sweep=isolated", "+step=fewer_activations", *TINY, runs_root=tmp_path, capsys=capsys)
+    message = ("ablation=isolated: step fewer_activations's switches (activations) applied alone to the baseline are "
+               "not a valid network: model.activations='one'")
+    assert code == 2 and err.startswith(f"error: {message}")
+    folder = tmp_path / "embedded" / "convnext_t" / "isolated"
+    assert list(read_invalid(folder)) == ["fewer_activations"] and read_invalid(folder)["fewer_activations"] \
+        .startswith(message)
+    assert [p.name for p in folder.iterdir()] == ["invalid.jsonl"]
