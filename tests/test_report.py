@@ -156,7 +156,7 @@ def test_report_tables_and_figures(tmp_path):
 
 
 def test_report_cli_and_ablation_groups(tmp_path):
-    fake_runs(tmp_path / "runs", seeds=1)  # one seed: no bootstrap over seeds (tested in-process below), same files
+    fake_runs(tmp_path / "runs", seeds=1)  # one seed: no seed bootstrap (test_paired_changes_... has it), same files
     fake_ablation(tmp_path / "runs", "isolated")
     import subprocess
     import sys
