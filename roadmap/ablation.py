@@ -60,18 +60,6 @@ def ablated(kind: str, step: str, roadmap: Roadmap, configs) -> ModelConfig:
                           f"network: {e}") from None
 
 
-def invalid(kind: str, roadmap: Roadmap, configs) -> dict[str, str]:
-    """{step: why} for every step of `trunk` that ablation `kind` cannot build (the sweep skips it with that
-    one-line error and writes nothing; the report lists it with the reason)."""
-    out = {}
-    for s in trunk(roadmap):
-        try:
-            ablated(kind, s.name, roadmap, configs)
-        except ConfigError as e:
-            out[s.name] = str(e)
-    return out
-
-
 def record_invalid(folder: Path, step: str, reason: str) -> None:
     """A step the ablation sweep cannot build, in `folder`/invalid.jsonl (the run itself writes nothing), so the
     report lists it with the reason without composing configs."""

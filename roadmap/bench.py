@@ -186,7 +186,7 @@ def trainer_setting(step: str, scale: str, roadmap: str = "convnext_t", device=N
                    f"data.resolution={shape.data.resolution}", f"data.num_classes={shape.data.num_classes}",
                    f"train.device={device.type}"])
     run = check(cfg)
-    recipe = getattr(run, "settings", cfg).recipe  # the checked recipe where the trainer has one
+    recipe = run.settings.recipe
     batch = batch or DEVICE_BATCH.get((scale, device.type), cfg.train.batch_size)
     return Setting(step, scale, run.model_cfg, recipe, cfg.train.batch_size, run.rt.device, run.precision,
                    bool(run.channels_last), batch, cfg.data.resolution, cfg.data.num_classes)
@@ -208,29 +208,24 @@ def trainer_step(model, s: Setting, *, channels_last: bool | None = None, compil
         net = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
     from . import recipe as recipe_lib
 
+    from .graphs import eager_step
+
     opt = recipe_lib.optimizer(model, s.recipe, s.global_batch)
-    criterion = recipe_lib.loss_fn(s.recipe)
     scaler = torch.amp.GradScaler(device.type, enabled=s.precision == "fp16")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(s.precision)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(s.batch, model.config.in_channels if hasattr(model, "config") else 3, s.resolution,
                     s.resolution, generator=g).to(device).contiguous(memory_format=fmt)
     y = torch.randint(0, s.num_classes, (s.batch,), generator=g).to(device)
-    phase = torch.profiler.record_function if annotate else (lambda name: nullcontext())
+    train = eager_step(net, recipe_lib.loss_fn(s.recipe), opt, scaler, autocast, s.recipe.grad_clip,
+                       list(model.parameters()), phase=torch.profiler.record_function if annotate else None)
     graphs = compile_mode == "reduce-overhead"
 
     def step():
         if graphs:  # a new iteration: the previous one's graph outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
-        with phase("roadmap::forward"):
-            with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
-                loss = criterion(net(x), y)
-        with phase("roadmap::backward"):
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-        with phase("roadmap::optimizer"):
-            scaler.step(opt)
-            scaler.update()
+        train(x, y)
 
     return step
 

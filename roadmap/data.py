@@ -183,8 +183,8 @@ class Prefetched:
     trains, so the augmentation is off the step's critical path. The same batches in the same order; off CUDA it
     is the loader itself."""
 
-    def __init__(self, loader):
-        self.loader = loader
+    def __init__(self, loader, device):
+        self.loader, self.device = loader, torch.device(device)
 
     def __len__(self):
         return len(self.loader)
@@ -194,11 +194,10 @@ class Prefetched:
 
     def __iter__(self):
         batches = iter(self.loader)
-        device = getattr(getattr(self.loader, "split", None), "labels", torch.empty(0)).device
-        if device.type != "cuda":
+        if self.device.type != "cuda":
             yield from batches
             return
-        side, main = torch.cuda.Stream(device), torch.cuda.current_stream(device)
+        side, main = torch.cuda.Stream(self.device), torch.cuda.current_stream(self.device)
 
         def ahead():
             side.wait_stream(main)  # the previous step's reads of shared buffers come first

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
 import math
 import subprocess
 import sys
@@ -65,7 +64,7 @@ def calibrate(step: str, data: str, graphs: bool, roadmap: str, steps: int = 20)
     run = T.check(cfg)
     job = T.build(run, None)
     job.net.train()
-    batches = itertools.cycle(itertools.islice(job.train_loader, steps + 8))
+    batches = iter(job.train_loader)  # steps + 8 batches of one epoch
     for _ in range(8):  # warm-up: cuDNN's choices, the graph's capture
         T.train_batch(run, job, *next(batches))
     torch.cuda.synchronize()

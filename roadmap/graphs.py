@@ -11,6 +11,7 @@ autocast without its weight cache; stochastic depth draws from the CUDA generato
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -18,20 +19,25 @@ import torch
 WARMUP_STEPS = 3
 
 
-def eager_step(net, criterion, opt, scaler, autocast, clip: float | None, params) -> Callable:
-    """step(x, y) -> loss: one optimizer step on a batch, with grad clipping and (fp16) loss scaling."""
+def eager_step(net, criterion, opt, scaler, autocast, clip: float | None, params, phase=None) -> Callable:
+    """step(x, y) -> loss: one optimizer step on a batch, with grad clipping and (fp16) loss scaling. `phase(name)`:
+    a context around the forward, backward and optimizer parts (torch.profiler.record_function to label them)."""
+    phase = phase or (lambda name: nullcontext())
 
     def step(x, y, zero_grad: bool = True):
-        if zero_grad:
-            opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = criterion(net(x), y)
-        scaler.scale(loss).backward()
-        if clip:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        scaler.step(opt)
-        scaler.update()
+        with phase("roadmap::forward"):
+            with autocast:
+                loss = criterion(net(x), y)
+        with phase("roadmap::backward"):
+            if zero_grad:
+                opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+        with phase("roadmap::optimizer"):
+            if clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            scaler.step(opt)
+            scaler.update()
         return loss.detach()
 
     return step

@@ -257,10 +257,8 @@ def validate(cfg) -> RunSettings:
     from omegaconf.errors import OmegaConfBaseException
 
     def section(name):
-        node = cfg.get(name) if isinstance(cfg, (dict, DictConfig)) else None
-        if node is None or not isinstance(node, (dict, DictConfig)):
-            return node
-        if isinstance(node, dict):
+        node = cfg.get(name)
+        if not isinstance(node, DictConfig):  # a plain value, a plain dict, or absent
             return node
         try:
             return OmegaConf.to_container(node, resolve=True)

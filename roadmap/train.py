@@ -334,15 +334,22 @@ class Job:
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     ema: torch.nn.Module | None
-    criterion: torch.nn.Module
     mix: object
     train_loader: object
     val_loader: object
     steps_per_epoch: int  # as trained: the loader's length, or train.max_steps_per_epoch when that is shorter
-    full_steps_per_epoch: int  # the loader's length
     autocast: object
     params: int
     gmacs: float
+
+    @property
+    def full_steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    @property
+    def capped(self) -> bool:
+        """train.max_steps_per_epoch cut the epoch short: a smoke run, not the full one."""
+        return self.steps_per_epoch < self.full_steps_per_epoch
 
     @property
     def eval_model(self):
@@ -383,15 +390,15 @@ def build(run: Run, ckpt: dict | None) -> Job:
                                                         else None)
     if tc.compile:
         net = torch.compile(net)
-    criterion = recipe_lib.loss_fn(s.recipe)
-    step = graphs_lib.eager_step(net, criterion, opt, scaler, autocast, s.recipe.grad_clip, list(model.parameters()))
+    step = graphs_lib.eager_step(net, recipe_lib.loss_fn(s.recipe), opt, scaler, autocast, s.recipe.grad_clip,
+                                 list(model.parameters()))
     if run.cuda_graphs:
         step = graphs_lib.GraphedStep(step, opt)
     if device_type == "cuda" and s.data.kind == "tensor":
-        train_loader = data_lib.Prefetched(train_loader)
-    return Job(model, net, step, opt, sched, scaler, ema, criterion,
+        train_loader = data_lib.Prefetched(train_loader, rt.device)
+    return Job(model, net, step, opt, sched, scaler, ema,
                data_lib.batch_mix(s.recipe, s.data.num_classes), train_loader, val_loader, steps_per_epoch,
-               len(train_loader), autocast, params, macs)
+               autocast, params, macs)
 
 
 def train_batch(run: Run, job: Job, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -463,7 +470,7 @@ def describe(run: Run, job: Job) -> dict:
             "compile": run.settings.train.compile, "cuda_graphs": run.cuda_graphs,
             "steps_per_epoch": job.steps_per_epoch,
             "full_steps_per_epoch": job.full_steps_per_epoch,
-            "capped": job.steps_per_epoch < job.full_steps_per_epoch, "params": job.params,
+            "capped": job.capped, "params": job.params,
             "gmacs": round(job.gmacs, 4), "paper_top1": s.top1, "paper_top1_std": s.top1_std,
             "paper_top5": s.top5, "paper_gmacs": s.gmacs, "device": str(run.rt.device),
             "world_size": run.rt.world, "torch": torch.__version__}
@@ -506,7 +513,7 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
     name = run.step.name
     run.say(f"[{name}] {job.params / 1e6:.2f}M params, {job.gmacs:.3f} GMACs at {cfg.data.resolution}px, "
             f"{cfg.data.name}, {plural(tc.epochs, 'epoch')} x {plural(job.steps_per_epoch, 'step')}"
-            f"{' (capped)' if job.steps_per_epoch < job.full_steps_per_epoch else ''} of {tc.batch_size} on "
+            f"{' (capped)' if job.capped else ''} of {tc.batch_size} on "
             f"{rt.device} ({run.precision}{', CUDA graph' if run.cuda_graphs else ''}) -> {run.dir}")
     status, message = "done", None
     show_bar = rt.main and (tc.progress is True or (tc.progress == "auto" and sys.stderr.isatty()))

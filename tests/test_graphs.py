@@ -95,7 +95,7 @@ def test_prefetched_is_the_loader_itself_off_cuda():
     split = data_lib.TensorSplit(torch.randint(0, 255, (40, 1, 8, 8), dtype=torch.uint8), torch.arange(40) % 4)
     norm = torch.nn.Identity()
     loader = data_lib.TensorLoader(split, 8, train=True, seed=3, norm=norm)
-    wrapped = data_lib.Prefetched(data_lib.TensorLoader(split, 8, train=True, seed=3, norm=norm))
+    wrapped = data_lib.Prefetched(data_lib.TensorLoader(split, 8, train=True, seed=3, norm=norm), "cpu")
     assert len(wrapped) == 5
     for epoch in (0, 1):
         loader.set_epoch(epoch)
@@ -110,7 +110,7 @@ def test_prefetched_batches_equal_the_loaders_on_cuda():
                                  (torch.arange(256) % 10).cuda())
     make = lambda: data_lib.TensorLoader(split, 32, train=True, seed=1, augment=data_lib.BatchAugment(  # noqa: E731
         crop_padding=4, flip=True, randaugment=(2, 9), erasing=0.25, mean=[0.5] * 3, std=[0.25] * 3))
-    plain, ahead = make(), data_lib.Prefetched(make())
+    plain, ahead = make(), data_lib.Prefetched(make(), "cuda")
     got = [(x.clone(), y.clone()) for x, y in ahead]
     want = list(plain)
     assert len(got) == len(want) == 8

@@ -65,6 +65,19 @@ def table_of(runs_dir):
 NOT_BUILT = {"isolated": "fewer_activations", "leave_one_out": "move_up_dwconv"}
 
 
+def invalid(kind, rm, configs) -> dict[str, str]:
+    """{step: why} for every step an ablation sweep varies but cannot build: what the sweep records, run by run."""
+    from roadmap.ablation import ablated, trunk
+
+    out = {}
+    for s in trunk(rm):
+        try:
+            ablated(kind, s.name, rm, configs)
+        except roadmap.ConfigError as e:
+            out[s.name] = str(e)
+    return out
+
+
 def fake_ablation(root, kind, seeds=3, effect=None, skip=()):
     """Summaries as `python run.py -m +sweep=<kind>` writes them for convnext_t: the reference (the `baseline`
     entry, in the baseline's folder) and every step the sweep varies but the one it cannot build (and `skip`)."""
@@ -72,7 +85,7 @@ def fake_ablation(root, kind, seeds=3, effect=None, skip=()):
     folder = root / "embedded" / "convnext_t" / kind
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "roadmap.json").write_text(json.dumps(rm.to_dict()))
-    from roadmap.ablation import invalid, record_invalid
+    from roadmap.ablation import record_invalid
     from roadmap.config import step_model_config
 
     for step, why in invalid(kind, rm, step_model_config).items():  # what the sweep records for those it skips
@@ -260,7 +273,7 @@ def test_ablation_sweep_lists_each_network_once():
 
 
 def test_ablation_networks():
-    from roadmap.ablation import ablated, invalid
+    from roadmap.ablation import ablated
     from roadmap.config import step_model_config
     rm = roadmap.load_roadmap("convnext_t")
     configs = functools.cache(step_model_config)  # each step's config composed once (ablated asks for it often)
