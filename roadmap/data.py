@@ -23,6 +23,7 @@ from torchvision.transforms import v2
 
 from .augment import BatchAugment
 from .errors import ConfigError
+from .seeding import derive
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -164,9 +165,9 @@ class TensorLoader:
         n = len(self.split.labels)
         device = self.split.labels.device
         if self.train:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-            order = order.to(device)
-            draws = torch.Generator(device).manual_seed((self.seed * 1_000_003 + self.rank) * 10_007 + self.epoch)
+            shuffle = torch.Generator().manual_seed(derive(self.seed, "order", epoch=self.epoch))
+            order = torch.randperm(n, generator=shuffle).to(device)
+            draws = torch.Generator(device).manual_seed(derive(self.seed, "augment", rank=self.rank, epoch=self.epoch))
         else:
             order = torch.arange(n, device=device)
         order = order[self.rank::self.world]
@@ -344,7 +345,7 @@ class FolderLoader:
         draws = None
         if self.stage is not None and self.stage.train:
             draws = torch.Generator(self.stage.device).manual_seed(
-                (self.seed * 1_000_003 + self.rank) * 10_007 + self.epoch)
+                derive(self.seed, "augment", rank=self.rank, epoch=self.epoch))
         for images, labels, paths, problems in self.loader:
             if self.stage is not None and len(labels):
                 images, labels, more = self.stage(images, labels, paths, draws)
@@ -379,7 +380,8 @@ def folder_loaders(data_cfg, recipe, batch_size, *, rank, world, seed, workers, 
                           f"{len(train_set.classes)} class folders")
     common = dict(num_workers=workers, pin_memory=torch.device(device).type == "cuda" and not raw,
                   persistent_workers=workers > 0, collate_fn=_collate)
-    train_sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=seed, drop_last=True)
+    train_sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=derive(seed, "order"),
+                                       drop_last=True)
     train = DataLoader(train_set, batch_size, sampler=train_sampler, drop_last=True, **common)
     val = DataLoader(Subset(val_set, range(rank, len(val_set), world)), batch_size, **common)  # no padding
     stages = (DeviceStage(data_cfg, recipe, device, True), DeviceStage(data_cfg, recipe, device, False)) if raw \

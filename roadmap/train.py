@@ -34,6 +34,7 @@ from . import recipe as recipe_lib
 from .config import model_config, roadmap_of, step_of
 from .errors import ConfigError
 from .model import ModelConfig, RoadmapNet, gmacs, num_params
+from .seeding import derive
 from .settings import RunSettings, validate
 from .steps import Roadmap, Step
 from .tracking import make_tracker
@@ -215,7 +216,7 @@ def load_checkpoint(path: Path, device) -> dict | None:
 
 def _seed_epoch(seed: int, rank: int, epoch: int) -> None:
     """The random state of every epoch is a function of (seed, rank, epoch): a resumed run repeats it exactly."""
-    s = (seed * 1_000_003 + rank * 10_007 + epoch) % 2**63
+    s = derive(seed, "epoch", rank=rank, epoch=epoch)
     torch.manual_seed(s)
     random.seed(s)
 
@@ -360,7 +361,7 @@ def build(run: Run, ckpt: dict | None) -> Job:
     """Model, data, optimizer and schedule; restored from the checkpoint when there is one."""
     s, tc, rt = run.settings, run.settings.train, run.rt
     torch.set_flush_denormal(True)  # tiny values (layer scale 1e-6, decayed weights) are 10x slower on CPUs
-    torch.manual_seed(s.seed)
+    torch.manual_seed(derive(s.seed, "init"))
     model = RoadmapNet(run.model_cfg)
     params, macs = num_params(model), gmacs(model, s.data.resolution)
     model = model.to(rt.device, memory_format=torch.channels_last if run.channels_last else torch.contiguous_format)
