@@ -23,6 +23,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -259,13 +260,39 @@ def trainer_overhead(step: str, scale: str, steps_per_epoch: int = 60) -> dict:
 def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channels_last=False, compile_modes=(False,),
         warmup=2, iters=5, cifar_batch=64, cifar_epochs=100, device=None, only=None, trainer=True,
         rounds=3, peak=None) -> dict:
-    from .config import compose, load_roadmap, step_model_config
+    """Every step of the roadmap (or those in `only`) and torchvision's models measured on this device:
+    {"meta": the settings and the summary numbers, "rows": a row per step and reference model}."""
+    from .config import load_roadmap
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.set_flush_denormal(True)
     settings = dict(batch=batch, resolution=resolution, num_classes=1000, device=device, precision=precision,
                     channels_last=channels_last, compile_model=False, warmup=warmup, iters=iters)
     steps = load_roadmap(roadmap).steps
+    rows = _step_rows(steps, roadmap, settings, cifar_batch, only)
+    _reference_rows(rows, roadmap, settings, compile_modes, rounds, only)
+    peak = peak_tflops(device, peak)
+    if peak:  # model FLOP utilisation: 3 x forward FLOPs (fwd + bwd) per image at the measured rate
+        for r in rows:
+            r["mfu"] = 6 * r["gmacs"] * (resolution / 224) ** 2 * 1e9 * r["train_img_s"] / (peak * 1e12)
+    roadmap_rows = [r for r in rows if r["model"] == "roadmap" and "cifar_img_s" in r]
+    sweep_hours = sum(cifar_epochs * 50_000 / r["cifar_img_s"] for r in roadmap_rows) / 3600
+    overhead = None
+    if trainer:
+        overhead = trainer_overhead(steps[-1].name, "cifar" if device.type == "cuda" else "embedded")
+    meta = {"device": device_name(device), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "date": datetime.date.today().isoformat(), "roadmap": roadmap, "steps": len(steps), "batch": batch,
+            "resolution": resolution, "precision": precision, "channels_last": channels_last,
+            "compile": "/".join("on" if c else "off" for c in compile_modes), "cifar_batch": cifar_batch,
+            "cifar_sweep_hours": sweep_hours, "trainer_overhead": overhead, "peak_tflops": peak}
+    return {"meta": meta, "rows": rows}
+
+
+def _step_rows(steps, roadmap: str, settings: dict, cifar_batch: int, only) -> list[dict]:
+    """A row per step, eager: params, GMACs, `measure`'s numbers and the training img/s of the step's network at the
+    cifar scale (at cifar_batch); a network several steps share is measured once."""
+    from .config import compose, step_model_config
+
     cifar = compose([f"+step={steps[-1].name}", "scale=cifar", f"roadmap={roadmap}"])
     cifar_settings = dict(settings, batch=cifar_batch, resolution=cifar.data.resolution,
                           num_classes=cifar.data.num_classes)
@@ -286,6 +313,15 @@ def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channel
         rows.append({"step": s.name, "model": "roadmap", "compile": False, **cache[cfg]})
         print(f"{s.name:<24} {rows[-1]['train_img_s']:8.1f} train img/s {rows[-1]['infer_img_s']:8.1f} "
               f"infer img/s  {rows[-1]['peak_mem_mb']:8.0f} MB", flush=True)
+    return rows
+
+
+def _reference_rows(rows: list[dict], roadmap: str, settings: dict, compile_modes, rounds: int, only) -> None:
+    """Add to `rows` torchvision's models of the roadmap, each measured against the step that is the same network,
+    eager and/or compiled: a row per torchvision model (and per compiled step), with the step time ratio, which the
+    eager step's own row gets too."""
+    from .config import step_model_config
+
     for tv_name, ours in REFERENCES.get(roadmap, {}).items():
         if only and ours not in only:
             continue
@@ -293,37 +329,28 @@ def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channel
         reference = getattr(torchvision.models, tv_name)()
         mine = RoadmapNet(step_model_config(ours, roadmap))
         for compiled in compile_modes:
-            # alternate the two models for `rounds` rounds, so both see the same machine state; median of ratios
-            ratios, theirs, mine_m = [], [], []
-            for _ in range(rounds):
-                theirs.append(measure(reference, **dict(settings, compile_model=compiled)))
-                mine_m.append(measure(mine, **dict(settings, compile_model=compiled)))
-                ratios.append(mine_m[-1]["train_step_ms"] / theirs[-1]["train_step_ms"])
+            ratios, theirs, mine_m = _alternate(reference, mine, dict(settings, compile_model=compiled), rounds)
             ratio = statistics.median(ratios)
-            for model, name, m in (("torchvision", f"torchvision {tv_name}", theirs[-1]), ("roadmap", ours, mine_m[-1])):
+            for model, name, net, m in (("torchvision", f"torchvision {tv_name}", reference, theirs),
+                                        ("roadmap", ours, mine, mine_m)):
                 if model == "roadmap" and not compiled:
                     next(r for r in rows if r["step"] == ours and not r["compile"])["ratio_ours_to_torchvision"] = ratio
                     continue
-                rows.append({"step": name, "model": model, "compile": compiled, "params": num_params(
-                    reference if model == "torchvision" else mine), "gmacs": round(gmacs(
-                        reference if model == "torchvision" else mine), 3), **m, "ratio_ours_to_torchvision": ratio})
+                rows.append({"step": name, "model": model, "compile": compiled, "params": num_params(net),
+                             "gmacs": round(gmacs(net), 3), **m, "ratio_ours_to_torchvision": ratio})
             print(f"{ours} vs torchvision {tv_name}{' (compiled)' if compiled else ''}: step time ratio {ratio:.3f} "
                   f"(median of {rounds} alternating rounds: {', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
-    peak = peak_tflops(device, peak)
-    if peak:  # model FLOP utilisation: 3 x forward FLOPs (fwd + bwd) per image at the measured rate
-        for r in rows:
-            r["mfu"] = 6 * r["gmacs"] * (resolution / 224) ** 2 * 1e9 * r["train_img_s"] / (peak * 1e12)
-    roadmap_rows = [r for r in rows if r["model"] == "roadmap" and "cifar_img_s" in r]
-    sweep_hours = sum(cifar_epochs * 50_000 / r["cifar_img_s"] for r in roadmap_rows) / 3600
-    overhead = None
-    if trainer:
-        overhead = trainer_overhead(steps[-1].name, "cifar" if device.type == "cuda" else "embedded")
-    meta = {"device": device_name(device), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "date": datetime.date.today().isoformat(), "roadmap": roadmap, "steps": len(steps), "batch": batch,
-            "resolution": resolution, "precision": precision, "channels_last": channels_last,
-            "compile": "/".join("on" if c else "off" for c in compile_modes), "cifar_batch": cifar_batch,
-            "cifar_sweep_hours": sweep_hours, "trainer_overhead": overhead, "peak_tflops": peak}
-    return {"meta": meta, "rows": rows}
+
+
+def _alternate(reference, mine, settings: dict, rounds: int) -> tuple[list[float], dict, dict]:
+    """Measure the two models in turn for `rounds` rounds, so both see the same machine state: (our step time over
+    theirs in each round, their last measurement, ours)."""
+    ratios, theirs, ours = [], None, None
+    for _ in range(rounds):
+        theirs = measure(reference, **settings)
+        ours = measure(mine, **settings)
+        ratios.append(ours["train_step_ms"] / theirs["train_step_ms"])
+    return ratios, theirs, ours
 
 
 def write(result: dict, out: Path) -> list[Path]:
@@ -372,6 +399,23 @@ def write(result: dict, out: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
+    a = _parser().parse_args(argv)
+    gpu = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if a.profile or a.variants:
+        paths = _profiles_and_variants(a, gpu)
+    elif a.loader:
+        from .loader_bench import loaders, write_loaders
+
+        paths = write_loaders(loaders(a.device, quick=a.quick), a.out)
+    else:
+        paths = write(_run(a, gpu), a.out)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line (the module's docstring says what each mode does)."""
     p = argparse.ArgumentParser(prog="python -m roadmap.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--roadmap", default="convnext_t", help="convnext_t (default), convnext_b, bag_of_tricks, ...")
@@ -385,6 +429,28 @@ def main(argv=None) -> int:
     p.add_argument("--compile", choices=("off", "on", "both"), default="off",
                    help="torch.compile the endpoints and torchvision's models (both: measure each way); "
                         "--profile: on profiles the compiled step")
+    _mode_arguments(p)
+    p.add_argument("--iters", type=int, default=None,
+                   help="timed iterations (default: 3 on CPU, 20 on GPU; --profile: profiled steps, 2 on CPU, 3 on "
+                        "GPU; --variants: 2 on CPU, 6 on GPU)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed iterations first (default: 1 on CPU, 5 on GPU; --profile/--variants: 1 on CPU, 3 on "
+                        "GPU)")
+    p.add_argument("--cifar-batch", type=int, default=None, help="default: 64 on CPU, 512 on GPU")
+    p.add_argument("--steps", nargs="*", default=None,
+                   help="only these steps (default: all; --profile: the roadmap's baseline and endpoint; --variants: "
+                        "those and kernel_7, kernel_9, kernel_11)")
+    p.add_argument("--no-trainer", action="store_true", help="skip the embedded-scale trainer overhead check")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours vs torchvision")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="dense bf16 peak of the GPU for the FLOP utilisation (known: H100, H200, A100, L40S, ...)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", type=Path, default=Path("benchmarks"))
+    return p
+
+
+def _mode_arguments(p: argparse.ArgumentParser) -> None:
+    """The other modes (--loader, --profile, --variants) and their own options."""
     p.add_argument("--loader", action="store_true", help="benchmark the data loaders instead (loader_*.csv/.md)")
     p.add_argument("--profile", action="store_true",
                    help="profile the training step of --steps at --scale instead (profile_*.csv/.md; "
@@ -404,67 +470,44 @@ def main(argv=None) -> int:
                         "starts only when the budget left covers it (default: 40 on GPU, 90 on CPU)")
     p.add_argument("--top", type=int, default=15, help="--profile: rows per step in the Markdown summary")
     p.add_argument("--quick", action="store_true", help="--loader: a few batches only (for tests)")
-    p.add_argument("--iters", type=int, default=None,
-                   help="timed iterations (default: 3 on CPU, 20 on GPU; --profile: profiled steps, 2 on CPU, 3 on "
-                        "GPU; --variants: 2 on CPU, 6 on GPU)")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="untimed iterations first (default: 1 on CPU, 5 on GPU; --profile/--variants: 1 on CPU, 3 on "
-                        "GPU)")
-    p.add_argument("--cifar-batch", type=int, default=None, help="default: 64 on CPU, 512 on GPU")
-    p.add_argument("--steps", nargs="*", default=None,
-                   help="only these steps (default: all; --profile: the roadmap's baseline and endpoint; --variants: "
-                        "those and kernel_7, kernel_9, kernel_11)")
-    p.add_argument("--no-trainer", action="store_true", help="skip the embedded-scale trainer overhead check")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours vs torchvision")
-    p.add_argument("--peak-tflops", type=float, default=None,
-                   help="dense bf16 peak of the GPU for the FLOP utilisation (known: H100, H200, A100, L40S, ...)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--out", type=Path, default=Path("benchmarks"))
-    a = p.parse_args(argv)
-    gpu = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    if a.profile or a.variants:
-        from .config import load_roadmap
 
-        road = load_roadmap(a.roadmap)
-        ends = [road.baseline, road.endpoint.name]
-        if a.profile:
-            from .profiling import run_profiles
 
-            steps = a.steps or ends
-            for scale in a.scale or ["cifar"]:
-                for path in run_profiles(steps, scale, a.roadmap, a.device, a.batch,
-                                         a.warmup if a.warmup is not None else (3 if gpu else 1),
-                                         a.iters if a.iters is not None else (3 if gpu else 2),
-                                         "default" if a.compile == "on" else None, a.out, a.top):
-                    print(path)
-        if a.variants:
-            from .variants import KERNEL_STEPS, floor_tflops, run_variants
+def _profiles_and_variants(a: argparse.Namespace, gpu: bool) -> Iterator[Path]:
+    """--profile and/or --variants: the paths written, as they are written."""
+    from .config import load_roadmap
 
-            steps = a.steps or ends + [k for k in KERNEL_STEPS if road.get(k) is not None]
-            for path in run_variants(steps, a.scale or ["cifar", "imagenet"], a.roadmap, a.device, a.batch,
-                                     a.warmup if a.warmup is not None else (3 if gpu else 1),
-                                     a.iters if a.iters is not None else (6 if gpu else 2), a.budget,
-                                     a.only_variants, a.compile_estimate or (40.0 if gpu else 90.0), a.out,
-                                     floor_tflops(a.device, a.peak_tflops)):
-                print(path)
-        return 0
-    if a.loader:
-        from .loader_bench import loaders, write_loaders
+    road = load_roadmap(a.roadmap)
+    ends = [road.baseline, road.endpoint.name]
+    if a.profile:
+        from .profiling import run_profiles
 
-        for path in write_loaders(loaders(a.device, quick=a.quick), a.out):
-            print(path)
-        return 0
-    result = run(roadmap=a.roadmap, batch=a.batch or (128 if gpu else 8), resolution=a.resolution,
-                 precision=a.precision or ("bf16" if gpu else "fp32"),
-                 channels_last=gpu if a.channels_last is None else a.channels_last,
-                 compile_modes={"off": (False,), "on": (True,), "both": (False, True)}[a.compile],
-                 warmup=a.warmup if a.warmup is not None else (5 if gpu else 1),
-                 iters=a.iters if a.iters is not None else (20 if gpu else 3),
-                 cifar_batch=a.cifar_batch or (512 if gpu else 64),
-                 device=a.device, only=a.steps, trainer=not a.no_trainer, rounds=a.rounds, peak=a.peak_tflops)
-    for path in write(result, a.out):
-        print(path)
-    return 0
+        steps = a.steps or ends
+        for scale in a.scale or ["cifar"]:
+            yield from run_profiles(steps, scale, a.roadmap, a.device, a.batch,
+                                    a.warmup if a.warmup is not None else (3 if gpu else 1),
+                                    a.iters if a.iters is not None else (3 if gpu else 2),
+                                    "default" if a.compile == "on" else None, a.out, a.top)
+    if a.variants:
+        from .variants import KERNEL_STEPS, floor_tflops, run_variants
+
+        steps = a.steps or ends + [k for k in KERNEL_STEPS if road.get(k) is not None]
+        yield from run_variants(steps, a.scale or ["cifar", "imagenet"], a.roadmap, a.device, a.batch,
+                                a.warmup if a.warmup is not None else (3 if gpu else 1),
+                                a.iters if a.iters is not None else (6 if gpu else 2), a.budget,
+                                a.only_variants, a.compile_estimate or (40.0 if gpu else 90.0), a.out,
+                                floor_tflops(a.device, a.peak_tflops))
+
+
+def _run(a: argparse.Namespace, gpu: bool) -> dict:
+    """The benchmark (`run`) with the arguments' defaults for this device."""
+    return run(roadmap=a.roadmap, batch=a.batch or (128 if gpu else 8), resolution=a.resolution,
+               precision=a.precision or ("bf16" if gpu else "fp32"),
+               channels_last=gpu if a.channels_last is None else a.channels_last,
+               compile_modes={"off": (False,), "on": (True,), "both": (False, True)}[a.compile],
+               warmup=a.warmup if a.warmup is not None else (5 if gpu else 1),
+               iters=a.iters if a.iters is not None else (20 if gpu else 3),
+               cifar_batch=a.cifar_batch or (512 if gpu else 64),
+               device=a.device, only=a.steps, trainer=not a.no_trainer, rounds=a.rounds, peak=a.peak_tflops)
 
 
 if __name__ == "__main__":

@@ -223,11 +223,41 @@ def _priority(row: Row, steps: list[str], ends: list[str], scales: list[str]) ->
 
 def run_variants(steps, scales, roadmap="convnext_t", device=None, batch=None, warmup=3, iters=6, budget=200.0,
                  only=None, compile_estimate=40.0, out: Path = Path("benchmarks"), peak=None) -> list[Path]:
+    """Time every variant (or those in `only`) of every step at every scale in measuring order while the budget
+    lasts, rewriting the tables after each measurement; the paths of the tables."""
     from .config import load_roadmap
 
     torch.set_flush_denormal(True)  # as the trainer
     road = load_roadmap(roadmap)
     ends = [road.endpoint.name, road.baseline]
+    rows = _plan(steps, scales, roadmap, device, batch, only)
+    meta = _meta(rows, roadmap, budget, warmup, iters, peak)
+    bases, macs = {}, {}
+    start = time.perf_counter()
+    deadline = start + budget
+    longest = None
+    for row in sorted(rows, key=lambda r: _priority(r, list(steps), ends, list(scales))):
+        if row.status != "planned":
+            continue
+        v = _runnable(row, rows, deadline - time.perf_counter(), budget,
+                      longest if longest is not None else compile_estimate)
+        if isinstance(v, str):
+            row.status = v
+            continue
+        _measure_row(row, v, bases, macs, warmup, iters)
+        if row.compile_s is not None:
+            longest = max(longest or 0.0, row.compile_s)
+        print(_progress(row, rows, deadline - time.perf_counter()), flush=True)
+        meta["elapsed"] = time.perf_counter() - start
+        paths = write_variants(rows, meta, macs, out)
+    meta["elapsed"] = time.perf_counter() - start
+    paths = write_variants(rows, meta, macs, out)
+    print("\n".join(_table(rows, macs, meta)))
+    return paths
+
+
+def _plan(steps, scales, roadmap: str, device, batch, only) -> list[Row]:
+    """A row per scale, step and variant (those in `only`, and eager), planned or skipped with the reason."""
     unknown = [n for n in (only or []) if n not in BY_NAME]
     if unknown:
         raise SystemExit(f"--only-variants: unknown {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
@@ -239,6 +269,11 @@ def run_variants(steps, scales, roadmap="convnext_t", device=None, batch=None, w
             for v in chosen:
                 why = skip_reason(v, s)
                 rows.append(Row(s, v, status=f"skipped: {why}" if why else "planned"))
+    return rows
+
+
+def _meta(rows: list[Row], roadmap: str, budget: float, warmup: int, iters: int, peak: float | None) -> dict:
+    """The tables' header: device, versions, date, the settings and each scale's shape."""
     meta = {"device": device_name(rows[0].setting.device), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "date": datetime.date.today().isoformat(), "budget": budget,
             "warmup": warmup, "iters": iters, "roadmap": roadmap, "peak": peak, "scales": {}}
@@ -247,55 +282,51 @@ def run_variants(steps, scales, roadmap="convnext_t", device=None, batch=None, w
         meta["scales"].setdefault(s.scale, f"{s.resolution}px, batch {s.batch}, width "
                                            f"x{s.model_cfg.width_multiplier:g}, {s.num_classes} classes, "
                                            f"{s.precision}, channels_last={s.channels_last}")
-    bases, macs = {}, {}
-    start = time.perf_counter()
-    deadline = start + budget
-    longest = None
-    for row in sorted(rows, key=lambda r: _priority(r, list(steps), ends, list(scales))):
-        if row.status != "planned":
-            continue
-        left = deadline - time.perf_counter()
-        v = _effective(row, rows)
-        if isinstance(v, str):
-            row.status = v
-            continue
-        if left <= 0:
-            row.status = f"not measured: the budget ({budget:.0f} s) was spent"
-            continue
-        need = longest if longest is not None else compile_estimate
-        if v.compile and left < need:
-            row.status = f"not measured: {left:.0f} s of the budget left, a compile takes ~{need:.0f} s"
-            continue
-        s = row.setting
-        key = (s.step, s.scale)
-        try:
-            if key not in bases:
-                torch.manual_seed(0)
-                bases[key] = RoadmapNet(s.model_cfg)
-                macs[key] = gmacs(bases[key], s.resolution)
-            step_s, compile_s, note = measure_variant(bases[key], s, v, warmup, iters)
-            row.ms, row.compile_s, row.note, row.status = 1000 * step_s, compile_s, note, "measured"
-            row.applied = v if row.variant.on_best else None
-            if compile_s is not None:
-                longest = max(longest or 0.0, compile_s)
-        except Exception as e:  # one failing variant (out of memory, a compiler error) leaves the others
-            row.status = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-            if v.compile:
-                torch._dynamo.reset()
-            if s.device.type == "cuda":
-                torch.cuda.empty_cache()
-        eager = _eager_ms(row, rows)
-        print(f"[variants] {s.step} {s.scale} {row.variant.name}: {row.status}"
-              + (f", {row.ms:.2f} ms/step, {s.batch / row.ms * 1000:.0f} img/s" if row.ms else "")
-              + (f", {row.ms / eager:.2f}x eager" if row.ms and eager else "")
-              + (f", compile {row.compile_s:.0f} s" if row.compile_s is not None else "")
-              + f"; {deadline - time.perf_counter():.0f} s of the budget left", flush=True)
-        meta["elapsed"] = time.perf_counter() - start
-        paths = write_variants(rows, meta, macs, out)
-    meta["elapsed"] = time.perf_counter() - start
-    paths = write_variants(rows, meta, macs, out)
-    print("\n".join(_table(rows, macs, meta)))
-    return paths
+    return meta
+
+
+def _runnable(row: Row, rows: list[Row], left: float, budget: float, need: float) -> Variant | str:
+    """The variant a planned row runs, or why it is not measured: it cannot run, the budget is spent, or a compile
+    (~need seconds: the longest so far, or the estimate) would not fit in the `left` seconds."""
+    v = _effective(row, rows)
+    if isinstance(v, str):
+        return v
+    if left <= 0:
+        return f"not measured: the budget ({budget:.0f} s) was spent"
+    if v.compile and left < need:
+        return f"not measured: {left:.0f} s of the budget left, a compile takes ~{need:.0f} s"
+    return v
+
+
+def _measure_row(row: Row, v: Variant, bases: dict, macs: dict, warmup: int, iters: int) -> None:
+    """Measure a row running `v`, building its step's network at its scale (and counting its MACs) once; a failure
+    (out of memory, a compiler error) goes into the row's status and leaves the others."""
+    s = row.setting
+    key = (s.step, s.scale)
+    try:
+        if key not in bases:
+            torch.manual_seed(0)
+            bases[key] = RoadmapNet(s.model_cfg)
+            macs[key] = gmacs(bases[key], s.resolution)
+        step_s, compile_s, note = measure_variant(bases[key], s, v, warmup, iters)
+        row.ms, row.compile_s, row.note, row.status = 1000 * step_s, compile_s, note, "measured"
+        row.applied = v if row.variant.on_best else None
+    except Exception as e:
+        row.status = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        if v.compile:
+            torch._dynamo.reset()
+        if s.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _progress(row: Row, rows: list[Row], left: float) -> str:
+    """The line printed after a row's measurement."""
+    s, eager = row.setting, _eager_ms(row, rows)
+    return (f"[variants] {s.step} {s.scale} {row.variant.name}: {row.status}"
+            + (f", {row.ms:.2f} ms/step, {s.batch / row.ms * 1000:.0f} img/s" if row.ms else "")
+            + (f", {row.ms / eager:.2f}x eager" if row.ms and eager else "")
+            + (f", compile {row.compile_s:.0f} s" if row.compile_s is not None else "")
+            + f"; {left:.0f} s of the budget left")
 
 
 def _eager_ms(row: Row, rows: list[Row]) -> float | None:
