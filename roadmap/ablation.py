@@ -4,15 +4,14 @@ endpoint (leave_one_out). A step's switches are the model fields it changes vers
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
+from . import store
 from .errors import ConfigError
 from .steps import Roadmap, Step
 
-if TYPE_CHECKING:  # torch-free at run time: the report reads invalid.jsonl through this module
+if TYPE_CHECKING:  # torch-free at run time: the report reads the ablations through this module
     from .model import ModelConfig
 
 ABLATIONS = ("isolated", "leave_one_out")
@@ -60,16 +59,7 @@ def ablated(kind: str, step: str, roadmap: Roadmap, configs) -> ModelConfig:
                           f"network: {e}") from None
 
 
-def record_invalid(folder: Path, step: str, reason: str) -> None:
-    """A step the ablation sweep cannot build, in `folder`/invalid.jsonl (the run itself writes nothing), so the
-    report lists it with the reason without composing configs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "invalid.jsonl", "a") as f:  # one short line per write: parallel jobs do not interleave
-        f.write(json.dumps({"step": step, "reason": reason}) + "\n")
-
-
-def read_invalid(folder: Path) -> dict[str, str]:
-    """{step: why} from `folder`/invalid.jsonl (the last reason recorded for each step)."""
-    path = folder / "invalid.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return {r["step"]: r["reason"] for r in map(json.loads, filter(str.strip, lines))}
+def read_invalid(folder: Path, kind: str) -> dict[str, str]:
+    """{step: why} for the steps an ablation sweep could not build (what its runs recorded in the run store; the
+    last reason for each step)."""
+    return {r["step"]: r["reason"] for r in store.records(folder, kind)}

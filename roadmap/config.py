@@ -6,6 +6,7 @@ import dataclasses
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
@@ -13,7 +14,7 @@ from .errors import ConfigError
 from .model import ModelConfig
 from .steps import Roadmap, Step
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _times(value, factor):
@@ -28,7 +29,7 @@ def _step_list(steps, which="all", *, _root_=None):
     if which == "trunk":
         from .ablation import sweep_steps
 
-        return sweep_steps(steps, _root_.roadmap.baseline)
+        return sweep_steps(with_parents(OmegaConf.to_container(steps, resolve=True)), _root_.roadmap.baseline)
     return ",".join(steps.keys())
 
 
@@ -39,12 +40,20 @@ def _explore_id(model):
     return network_id(OmegaConf.to_container(model, resolve=True))
 
 
+def _run_dir(root, scale, roadmap, kind, step, seed):
+    """${run_dir:root,scale,roadmap,kind,step,seed}: where the run lives (roadmap.store lays the runs out)."""
+    from .store import run_dir
+
+    return str(run_dir(root, scale, roadmap, kind, step, seed))
+
+
 def register() -> None:
     """Make `model: base` (every ModelConfig field at its default) and the config resolvers known to Hydra."""
     defaults = {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
                 for f in dataclasses.fields(ModelConfig)}
     ConfigStore.instance().store(group="model", name="base", node=defaults)
-    for name, fn in (("times", _times), ("step_list", _step_list), ("explore_id", _explore_id)):
+    for name, fn in (("times", _times), ("step_list", _step_list), ("explore_id", _explore_id),
+                     ("run_dir", _run_dir)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -100,8 +109,37 @@ def lineage(step: str, config_dirs=()) -> list[str]:
     return [c.removeprefix("step/") for c in chain]
 
 
-def roadmap_of(cfg: DictConfig) -> Roadmap:
-    return Roadmap.from_dict(OmegaConf.to_container(cfg.roadmap, resolve=True))
+def included_step(step: str, config_dirs=()) -> str | None:
+    """The step that step/<step>.yaml builds on (the first entry of its defaults list that names a step file), read
+    from the first config folder that has the file: the user's, the running app's, then conf/."""
+    from hydra.core.hydra_config import HydraConfig
+
+    folders = [Path(d) for d in config_dirs]
+    if HydraConfig.initialized():
+        folders += [Path(s.path) for s in HydraConfig.get().runtime.config_sources if s.schema == "file"]
+    for folder in (*folders, CONF_DIR):
+        path = folder / "step" / f"{step}.yaml"
+        if path.is_file():
+            defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults") or []
+            return next((d for d in defaults if isinstance(d, str) and d != "_self_"), None)
+    return None
+
+
+def roadmap_of(cfg: DictConfig, config_dirs=()) -> Roadmap:
+    """The roadmap of a config. A step's `parent` (what it is compared with) is declared once: by the roadmap, or,
+    where the roadmap leaves it out, by the step file it builds on."""
+    node = OmegaConf.to_container(cfg.roadmap, resolve=True)
+    return Roadmap.from_dict({**node, "steps": with_parents(node.get("steps") or {}, config_dirs)})
+
+
+def with_parents(steps: dict, config_dirs=()) -> dict:
+    """A roadmap's `steps` node with every parent it leaves to the step files filled in."""
+    out = {}
+    for name, info in steps.items():
+        out[name] = dict(info or {})
+        if "parent" not in out[name] and included_step(name, config_dirs) in steps:
+            out[name]["parent"] = included_step(name, config_dirs)
+    return out
 
 
 def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> Step:
@@ -130,62 +168,19 @@ def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> 
 
 
 def model_config(cfg: DictConfig) -> ModelConfig:
-    """The network a run trains: its step's, the step's ablation (`ablation=isolated|leave_one_out`), or a network
-    drawn from the design space (`+explore=...`)."""
-    if cfg.get("explore") is not None:
-        return explored_network(cfg)
+    """The network a run trains: its step's, the step's ablation (`kind=isolated|leave_one_out`, set by
+    conf/sweep), or the switches of a network drawn from the design space (`+explore=...`; roadmap.explore checks
+    them before training)."""
     model = ModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
-    kind = cfg.get("ablation")
-    if kind is None:
+    kind = cfg.get("kind", "roadmap")
+    if kind in ("roadmap", "explore"):
         return model
-    from .ablation import ABLATIONS, ablated
+    from .ablation import ablated
 
-    if kind not in ABLATIONS:
-        raise ConfigError(f"ablation={kind!r}: must be one of {', '.join(ABLATIONS)} (or null)")
     name = cfg.roadmap.name
-    try:
-        arch = ablated(kind, cfg.step, roadmap_of(cfg), lambda step: step_model_config(step, name))
-    except ConfigError as e:  # the sweep's folder says why this step has no run, for the report
-        from .ablation import record_invalid
-
-        record_invalid(Path(cfg.run_dir).parent.parent, cfg.step, str(e))
-        raise
+    arch = ablated(kind, cfg.step, roadmap_of(cfg), lambda step: step_model_config(step, name))
     keep = ("num_classes", "in_channels", "width_multiplier", "drop_path")
     return dataclasses.replace(arch, **{k: getattr(model, k) for k in keep})
-
-
-def explored_network(cfg: DictConfig) -> ModelConfig:
-    """A drawn network, checked before training: an invalid combination of switches, or a network over the
-    exploration's budget, is recorded in the population's rejected.jsonl and refused with a one-line error."""
-    from . import explore
-
-    raw = OmegaConf.to_container(cfg.model, resolve=True)
-    try:
-        model = ModelConfig.from_dict(raw)
-        explore.check_budget(model, budget_gmacs(cfg), cfg.data.resolution)
-    except ConfigError as e:
-        explore.record_rejection(Path(cfg.run_dir), raw, str(e), cfg.explore.name)
-        progress = explore.progress(Path(cfg.run_dir), cfg.explore.samples, cfg.explore.name)
-        raise explore.Rejected(f"{cfg.step} rejected: {e}; {progress}") from None
-    return model
-
-
-def budget_gmacs(cfg: DictConfig) -> float | None:
-    """explore.budget in GMACs at the scale's resolution: a number, or `endpoint` (explore.budget_factor times the
-    roadmap's endpoint network at this scale's width and classes), or null (no budget)."""
-    budget = cfg.explore.get("budget")  # checked by settings.ExploreConfig
-    if budget is None:
-        return None
-    if budget != "endpoint":
-        return float(budget)
-    import torch
-
-    from .model import RoadmapNet, gmacs
-
-    end = step_model_config(roadmap_of(cfg).endpoint.name, cfg.roadmap.name, cfg.data.num_classes)
-    with torch.device("meta"):
-        net = RoadmapNet(dataclasses.replace(end, width_multiplier=cfg.model.width_multiplier))
-    return float(cfg.explore.get("budget_factor", 1.0)) * gmacs(net, cfg.data.resolution)
 
 
 def load_roadmap(name: str = "convnext_t", config_dirs=()) -> Roadmap:
@@ -198,7 +193,7 @@ def load_roadmap(name: str = "convnext_t", config_dirs=()) -> Roadmap:
         known = sorted({p.stem for d in (CONF_DIR, *map(Path, config_dirs)) for p in (d / "roadmap").glob("*.yaml")})
         raise ConfigError(f"roadmap={name!r}: no roadmap/{name}.yaml in conf/ or the config dirs; roadmaps: "
                           f"{', '.join(known)}") from None
-    return roadmap_of(cfg)
+    return roadmap_of(cfg, config_dirs)
 
 
 def step_model_config(step: str, roadmap: str = "convnext_t", num_classes: int = 1000,

@@ -2,8 +2,9 @@
 one path (Radosavovic et al., "On Network Design Spaces for Visual Recognition", ICCV 2019).
 
 Hydra's Optuna sweeper draws the switches (conf/explore/: RandomSampler for a population, TPE for a search); this
-module names each drawn network by a stable id, rejects invalid or over-budget ones before training (and records
-them), and reports progress. The analysis of a population is in `design_space`.
+module names each drawn network by a stable id, admits or rejects it before training (an invalid combination, or
+over the budget; rejections are recorded next to the population) and reports progress. The analysis of a
+population, and the report's section on it, is in `design_space`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import json
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
+from . import store
+from .config import roadmap_of, step_model_config
 from .errors import ConfigError
 from .model import ModelConfig, RoadmapNet, gmacs
 
@@ -40,18 +44,38 @@ def network_id(model) -> str:
     return "net-" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def explore_dir(run_dir: Path) -> Path:
-    """runs/<scale>/<roadmap>/explore, the folder of a population's networks."""
-    return Path(run_dir).parent.parent
-
-
 def record_rejection(run_dir: Path, model: dict, reason: str, sampler: str) -> None:
     """A drawn network that is not trained (invalid combination, over budget), for the report to count."""
-    path = explore_dir(run_dir) / "rejected.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:  # one short line per write: appends from parallel jobs do not interleave
-        f.write(json.dumps({"id": network_id(model), "switches": switches(model), "reason": reason,
-                            "sampler": sampler}) + "\n")
+    store.record(run_dir, "explore", {"id": network_id(model), "switches": switches(model), "reason": reason,
+                                      "sampler": sampler})
+
+
+def admitted(cfg: DictConfig) -> ModelConfig:
+    """A drawn network, checked before training: an invalid combination of switches, or a network over the
+    exploration's budget, is recorded in the population's rejected.jsonl and refused with a one-line error."""
+    raw = OmegaConf.to_container(cfg.model, resolve=True)
+    try:
+        model = ModelConfig.from_dict(raw)
+        check_budget(model, budget_gmacs(cfg), cfg.data.resolution)
+    except ConfigError as e:
+        record_rejection(Path(cfg.run_dir), raw, str(e), cfg.explore.name)
+        raise Rejected(f"{cfg.step} rejected: {e}; {progress(Path(cfg.run_dir), cfg.explore.samples, cfg.explore.name)}"
+                       ) from None
+    return model
+
+
+def budget_gmacs(cfg: DictConfig) -> float | None:
+    """explore.budget in GMACs at the scale's resolution: a number, or `endpoint` (explore.budget_factor times the
+    roadmap's endpoint network at this scale's width and classes), or null (no budget)."""
+    budget = cfg.explore.get("budget")  # checked by settings.ExploreConfig
+    if budget is None:
+        return None
+    if budget != "endpoint":
+        return float(budget)
+    end = step_model_config(roadmap_of(cfg).endpoint.name, cfg.roadmap.name, cfg.data.num_classes)
+    with torch.device("meta"):
+        net = RoadmapNet(dataclasses.replace(end, width_multiplier=cfg.model.width_multiplier))
+    return float(cfg.explore.get("budget_factor", 1.0)) * gmacs(net, cfg.data.resolution)
 
 
 def check_budget(model: ModelConfig, budget: float | None, resolution: int) -> float:
@@ -67,19 +91,11 @@ def check_budget(model: ModelConfig, budget: float | None, resolution: int) -> f
 def progress(run_dir: Path, planned: int, sampler: str) -> str:
     """'k/N drawn: t trained, r rejected; best <id> <top1>' over the networks this sampler drew (the population's
     folder holds every exploration's networks)."""
-    folder = explore_dir(run_dir)
-    done = []
-    for path in folder.glob("*/seed*/summary.json"):
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if s.get("status") == "done" and (s.get("explore") or {}).get("sampler") == sampler:
-            done.append((s.get("final_top1", 0.0), s["step"]))
-    rejected = folder / "rejected.jsonl"
-    lines = [json.loads(line) for line in rejected.read_text().splitlines() if line.strip()] \
-        if rejected.exists() else []
-    n_rejected = len({r["id"] for r in lines if r.get("sampler") == sampler})  # a rerun draws them again
+    folder = store.folder_of(run_dir)
+    done = [(s.get("final_top1", 0.0), s["step"]) for _, s in store.summaries(folder)
+            if s.get("status") == "done" and (s.get("explore") or {}).get("sampler") == sampler]
+    rejected = store.records(folder, "explore")
+    n_rejected = len({r["id"] for r in rejected if r.get("sampler") == sampler})  # a rerun draws them again
     best, trained = (max(done) if done else None), len({d[1] for d in done})
     text = f"{trained + n_rejected}/{planned} drawn: {trained} trained, {n_rejected} rejected"
     return text + (f"; best so far {best[1]} top-1 {best[0]:.2f}" if best else "")

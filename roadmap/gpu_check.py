@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -28,7 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import store
+
+ROOT = Path(__file__).resolve().parents[1]
 TRAIN_STEPS = ("baseline", "inverted_bottleneck", "separate_downsampling")
 
 
@@ -104,8 +105,7 @@ def training(stages: Stages, data: str, epochs: int, limit: int, extra=()) -> No
         rows = []
         stages.training = rows
         result = stages.run("training", cmd, limit)
-        for path in sorted(Path(runs).rglob("summary.json")):
-            s = json.loads(path.read_text())
+        for _, s in store.summaries(Path(runs)):
             rows.append({k: s.get(k) for k in ("step", "status", "dataset", "epochs", "batch_size", "precision",
                                                "params", "gmacs", "img_s", "train_time", "final_top1", "best_top1",
                                                "device")})

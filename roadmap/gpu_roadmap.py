@@ -24,7 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import store
+
+ROOT = Path(__file__).resolve().parents[1]
 CALIBRATION_STEPS = ("resnet50", "depthwise_conv", "separate_downsampling")
 EVAL_COST = 1 / 3  # an evaluated image costs about a third of a trained one (forward only)
 PER_RUN_SECONDS = 4.0  # a run's fixed cost in the sweep: data onto the device, model, graph capture, checkpoints
@@ -114,8 +116,8 @@ def main(argv=None) -> int:
     except subprocess.TimeoutExpired:
         code = "cut at the budget's end (finished runs are kept; rerun to finish the others)"
     sweep_seconds = time.time() - t0
-    report = subprocess.run([sys.executable, "-m", "roadmap.report", str(args.runs / "cifar" / args.roadmap),
-                             "--out", str(args.out)], cwd=ROOT)
+    group = store.group_dir(args.runs, "cifar", args.roadmap)
+    report = subprocess.run([sys.executable, "-m", "roadmap.report", str(group), "--out", str(args.out)], cwd=ROOT)
     write_record(args, torch, rates, graphs, chosen, sweep, code, sweep_seconds, time.time() - start)
     return 0 if code == 0 and report.returncode == 0 else 1
 

@@ -7,6 +7,7 @@ Hydra, training or the roadmap's step names: a step is only a particular `ModelC
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -126,6 +127,13 @@ class ModelConfig:
         return max(1, round(self.width * self.width_multiplier))
 
 
+# The roadmap's endpoints (its first and last steps, `conf/step/resnet50.yaml` and `separate_downsampling.yaml`).
+RESNET50 = ModelConfig()  # torchvision's resnet50
+CONVNEXT_T = ModelConfig(depths=(3, 3, 9, 3), width=96, stem="patchify", spatial_conv="depthwise", block="inverted",
+                         conv_position="first", kernel_size=7, activation="gelu", activations="one", norms="one",
+                         norm="layer", downsampling="separate", layer_scale=1e-6)  # torchvision's convnext_tiny
+
+
 # Layouts: "cf" = channels first (N, C, H, W), what convs and BatchNorm need; "cl" = channels last (N, H, W, C), where
 # LayerNorm and Linear run without permutes. A LayerNorm network runs its 1x1 convs as Linear layers in "cl".
 
@@ -154,65 +162,86 @@ class GRN(nn.Module):
         return self.gamma * (x * nx) + self.beta + x
 
 
+def _branch(cfg: ModelConfig, in_dim: int, out_dim: int, stride: int) -> nn.Sequential:
+    """A block's residual branch, its layers named as Block says."""
+    hidden = out_dim // 4 if cfg.block == "bottleneck" else out_dim * 4
+    channels_last = cfg.norm == "layer"
+    spatial = ("kxk", None)
+    if cfg.conv_position == "middle":
+        convs = [("pw1", (in_dim, hidden)), spatial, ("pw2", (hidden, out_dim))]
+    else:
+        convs = [spatial, ("pw1", (in_dim, hidden)), ("pw2", (hidden, out_dim))]
+
+    layers, layouts = OrderedDict(), []
+
+    def add(name, module, layout):
+        if (layouts[-1] if layouts else "cf") != layout:  # the block's input is channels first
+            permute(layout)
+        layers[name] = module
+        layouts.append(layout)
+
+    def permute(layout):
+        name = f"to_{layout}"
+        name += str(sum(n.startswith(name) for n in layers) + 1) if name in layers else ""
+        layers[name] = Permute([0, 2, 3, 1] if layout == "cl" else [0, 3, 1, 2])
+
+    strided = 0 if cfg.stride_conv == "first" else [role for role, _ in convs].index("kxk")
+    channels = in_dim
+    for i, (role, dims) in enumerate(convs):
+        has_norm = cfg.norms == "all" or role == "kxk"
+        bias = not (has_norm and cfg.norm == "batch")
+        s = stride if i == strided else 1
+        if role == "kxk":
+            groups = channels if cfg.spatial_conv == "depthwise" else 1
+            add("conv_kxk", nn.Conv2d(channels, channels, cfg.kernel_size, s, cfg.kernel_size // 2,
+                                      groups=groups, bias=bias), "cf")
+            layout = "cf"
+        else:
+            layout = "cl" if channels_last and s == 1 else "cf"
+            channels = dims[1]
+            add(role, nn.Linear(dims[0], channels, bias=bias) if layout == "cl"
+                else nn.Conv2d(dims[0], channels, 1, s, bias=bias), layout)
+        if has_norm:
+            layout = "cl" if channels_last else "cf"
+            add(f"norm_{role}", _norm(cfg, channels, layout), layout)
+        is_last = i == len(convs) - 1
+        if not is_last and (cfg.activations == "all" or i == 1):
+            add(f"act_{role}", _act(cfg), layout)
+        if cfg.grn and i == 1:
+            add("grn", GRN(channels), "cl")
+    if layouts[-1] == "cl":
+        permute("cf")
+    return nn.Sequential(layers)
+
+
 class Block(nn.Module):
-    """One residual block: three convs (two 1x1 and one kxk spatial), each optionally followed by norm and act."""
+    """One residual block: three convs (two 1x1 and one kxk spatial), each optionally followed by norm and act.
+
+    Its layers are named by the conv they belong to, the same in every layout (bottleneck or inverted, kxk conv in
+    the middle or first): `branch` holds `conv_kxk` (the spatial conv, dense or depthwise), `pw1` and `pw2` (the 1x1
+    convs, in that order; Linear layers where they run channels last), each one's norm `norm_kxk`, `norm_pw1`,
+    `norm_pw2` and activation `act_kxk`, `act_pw1` where the config has them, `grn` after `act_pw1`, and the permutes
+    `to_cl` / `to_cf` (numbered `to_cl2`, ... when there are more). The block's own `layer_scale`, `shortcut` (`pool`,
+    `conv`, `norm`; identity when the shape stays), `drop_path` and `post_act` (after the residual add) follow.
+    ResNet-50's block reads pw1, norm_pw1, act_pw1, conv_kxk, norm_kxk, act_kxk, pw2, norm_pw2; ConvNeXt's
+    conv_kxk, to_cl, norm_kxk, pw1, act_pw1, pw2, to_cf."""
 
     def __init__(self, cfg: ModelConfig, in_dim: int, out_dim: int, stride: int, drop_path: float):
         super().__init__()
-        hidden = out_dim // 4 if cfg.block == "bottleneck" else out_dim * 4
-        channels_last = cfg.norm == "layer"
-        spatial = ("spatial", None)
-        if cfg.conv_position == "middle":
-            convs = [("pointwise", (in_dim, hidden)), spatial, ("pointwise", (hidden, out_dim))]
-        else:
-            convs = [spatial, ("pointwise", (in_dim, hidden)), ("pointwise", (hidden, out_dim))]
-
-        layers, layouts = [], []
-
-        def add(module, layout):
-            if (layouts[-1] if layouts else "cf") != layout:  # the block's input is channels first
-                layers.append(Permute([0, 2, 3, 1] if layout == "cl" else [0, 3, 1, 2]))
-            layers.append(module)
-            layouts.append(layout)
-
-        strided = 0 if cfg.stride_conv == "first" else [kind for kind, _ in convs].index("spatial")
-        channels = in_dim
-        for i, (kind, dims) in enumerate(convs):
-            has_norm = cfg.norms == "all" or kind == "spatial"
-            bias = not (has_norm and cfg.norm == "batch")
-            s = stride if i == strided else 1
-            if kind == "spatial":
-                groups = channels if cfg.spatial_conv == "depthwise" else 1
-                add(nn.Conv2d(channels, channels, cfg.kernel_size, s, cfg.kernel_size // 2, groups=groups,
-                              bias=bias), "cf")
-                layout = "cf"
-            else:
-                layout = "cl" if channels_last and s == 1 else "cf"
-                channels = dims[1]
-                add(nn.Linear(dims[0], channels, bias=bias) if layout == "cl"
-                    else nn.Conv2d(dims[0], channels, 1, s, bias=bias), layout)
-            if has_norm:
-                layout = "cl" if channels_last else "cf"
-                add(_norm(cfg, channels, layout), layout)
-            is_last = i == len(convs) - 1
-            if not is_last and (cfg.activations == "all" or i == 1):
-                add(_act(cfg), layout)
-            if cfg.grn and i == 1:
-                add(GRN(channels), "cl")
-        if layouts[-1] == "cl":
-            layers.append(Permute([0, 3, 1, 2]))
-
+        branch = _branch(cfg, in_dim, out_dim, stride)
         if cfg.layer_scale is not None:
             self.layer_scale = nn.Parameter(torch.full((out_dim, 1, 1), float(cfg.layer_scale)))
         else:
             self.layer_scale = None
-        self.branch = nn.Sequential(*layers)
+        self.branch = branch
         self.shortcut = nn.Identity()
         if stride != 1 or in_dim != out_dim:
             pool = cfg.shortcut == "avgpool" and stride > 1
-            self.shortcut = nn.Sequential(
-                *([nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)] if pool else []),
-                nn.Conv2d(in_dim, out_dim, 1, 1 if pool else stride, bias=cfg.norm != "batch"), _norm(cfg, out_dim))
+            shortcut = OrderedDict(pool=nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)) \
+                if pool else OrderedDict()
+            shortcut["conv"] = nn.Conv2d(in_dim, out_dim, 1, 1 if pool else stride, bias=cfg.norm != "batch")
+            shortcut["norm"] = _norm(cfg, out_dim)
+            self.shortcut = nn.Sequential(shortcut)
         self.drop_path = StochasticDepth(drop_path, "row")
         self.post_act = _act(cfg) if cfg.activations == "all" else nn.Identity()
 
@@ -226,7 +255,14 @@ class Block(nn.Module):
 
 
 class RoadmapNet(nn.Module):
-    """stem -> stages (optional downsampling layer + blocks) -> head, as in the paper's Figure 2."""
+    """stem -> stages (optional downsampling layer + blocks) -> head, as in the paper's Figure 2.
+
+    Layer names: `stem` holds `conv`, `norm`, `act`, `pool` (the deep stem `conv1`, `norm1`, `act1` ... `act3`,
+    `pool`; patchify `conv` and, with separate downsampling, `norm`); `stages.{i}` holds the stage's `downsample`
+    (`norm`, `conv`; separate downsampling only) and its blocks, named by their position in the stage (so a stage
+    with a downsampling layer numbers its blocks from 1 and `stages[i][j]` is `stages.i.j`); `head` holds `pool`,
+    `flatten`, `norm` (separate downsampling only) and `fc`. Checkpoints from before the names (every layer numbered)
+    still load: see `legacy_keys`."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -236,38 +272,48 @@ class RoadmapNet(nn.Module):
         stem_width = cfg.stem_width
         bias = cfg.norm != "batch"
         if cfg.stem == "resnet":
-            self.stem = nn.Sequential(nn.Conv2d(cfg.in_channels, stem_width, 7, 2, 3, bias=bias),
-                                      _norm(cfg, stem_width), _act(cfg), nn.MaxPool2d(3, 2, 1))
+            self.stem = nn.Sequential(OrderedDict(conv=nn.Conv2d(cfg.in_channels, stem_width, 7, 2, 3, bias=bias),
+                                                  norm=_norm(cfg, stem_width), act=_act(cfg),
+                                                  pool=nn.MaxPool2d(3, 2, 1)))
         elif cfg.stem == "deep":
             half = max(1, stem_width // 2)
             convs = [(cfg.in_channels, half, 2), (half, half, 1), (half, stem_width, 1)]
-            self.stem = nn.Sequential(*[layer for a, b, s in convs for layer in (
-                nn.Conv2d(a, b, 3, s, 1, bias=bias), _norm(cfg, b), _act(cfg))], nn.MaxPool2d(3, 2, 1))
+            self.stem = nn.Sequential(OrderedDict([(f"{kind}{n}", layer) for n, (a, b, s) in enumerate(convs, 1)
+                                                   for kind, layer in (("conv", nn.Conv2d(a, b, 3, s, 1, bias=bias)),
+                                                                       ("norm", _norm(cfg, b)), ("act", _act(cfg)))]
+                                                  + [("pool", nn.MaxPool2d(3, 2, 1))]))
         else:
-            stem = [nn.Conv2d(cfg.in_channels, stem_width, 4, 4, bias=not (separate and cfg.norm == "batch"))]
-            self.stem = nn.Sequential(*stem, *([_norm(cfg, stem_width)] if separate else []))
+            stem = OrderedDict(conv=nn.Conv2d(cfg.in_channels, stem_width, 4, 4,
+                                              bias=not (separate and cfg.norm == "batch")))
+            if separate:
+                stem["norm"] = _norm(cfg, stem_width)
+            self.stem = nn.Sequential(stem)
 
         rates = torch.linspace(0, cfg.drop_path, sum(cfg.depths), device="cpu").tolist()
         stages, in_dim, b = [], stem_width, 0
         for i, (depth, out_dim) in enumerate(zip(cfg.depths, widths)):
-            layers = []
+            layers = OrderedDict()
             stride = 1 if i == 0 else 2
             if separate and i > 0:
-                layers += [nn.Sequential(_norm(cfg, in_dim), nn.Conv2d(in_dim, out_dim, 2, 2))]
+                layers["downsample"] = nn.Sequential(OrderedDict(norm=_norm(cfg, in_dim),
+                                                                 conv=nn.Conv2d(in_dim, out_dim, 2, 2)))
                 in_dim, stride = out_dim, 1
             for j in range(depth):
-                layers.append(Block(cfg, in_dim, out_dim, stride if j == 0 else 1, rates[b]))
+                layers[str(len(layers))] = Block(cfg, in_dim, out_dim, stride if j == 0 else 1, rates[b])
                 in_dim, b = out_dim, b + 1
-            stages.append(nn.Sequential(*layers))
+            stages.append(nn.Sequential(layers))
         self.stages = nn.Sequential(*stages)
-        head_norm = [nn.LayerNorm(in_dim, eps=1e-6) if cfg.norm == "layer" else nn.BatchNorm1d(in_dim)]
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *(head_norm if separate else []),
-                                  nn.Linear(in_dim, cfg.num_classes))
+        head = OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1))
+        if separate:
+            head["norm"] = nn.LayerNorm(in_dim, eps=1e-6) if cfg.norm == "layer" else nn.BatchNorm1d(in_dim)
+        head["fc"] = nn.Linear(in_dim, cfg.num_classes)
+        self.head = nn.Sequential(head)
         self.apply(self._init_batch if cfg.norm == "batch" else self._init_layer)
-        if cfg.zero_init_residual:  # every block starts as its shortcut
+        if cfg.zero_init_residual:  # every block starts as its shortcut (norms="all": pw2, the last conv, has one)
             for block in self.modules():
                 if isinstance(block, Block):
-                    nn.init.zeros_([m for m in block.branch if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm))][-1].weight)
+                    nn.init.zeros_(block.branch.norm_pw2.weight)
+        self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     @staticmethod
     def _init_batch(m):
@@ -287,6 +333,56 @@ class RoadmapNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.stages(self.stem(x)))
+
+
+def legacy_keys(model: nn.Module) -> dict[str, str]:
+    """Every state-dict key of a network and the key the same tensor had before the layers were named: the layers,
+    their order and their tensors are the same, and every child of an nn.Sequential was its position
+    (`stages.1.2.branch.pw1.weight` was `stages.1.2.branch.3.weight`, `stem.norm.bias` was `stem.1.bias`)."""
+    def legacy(path):
+        module, out = model, []
+        for name in path:
+            out.append(str(list(module._modules).index(name)) if isinstance(module, nn.Sequential) else name)
+            module = module._modules[name]
+        return out
+
+    return {key: ".".join([*legacy(key.split(".")[:-1]), key.rsplit(".", 1)[-1]]) for key in model.state_dict()}
+
+
+def _renames(model: nn.Module, keys, prefix: str) -> dict[str, str] | None:
+    """Legacy key -> today's key for the given keys under prefix ({} when they are today's), None when some is
+    neither."""
+    new_to_old = {prefix + new: prefix + old for new, old in legacy_keys(model).items()}
+    given = {k for k in keys if k.startswith(prefix)}
+    if given <= new_to_old.keys():
+        return {}
+    old_to_new = {old: new for new, old in new_to_old.items()}
+    return {k: old_to_new[k] for k in given if k not in new_to_old} if given <= old_to_new.keys() else None
+
+
+def upgrade_state_dict(model: nn.Module, state: dict, prefix: str = "") -> dict:
+    """`state` with the keys of a checkpoint from before the layers were named (see `legacy_keys`) renamed to
+    `model`'s. `prefix`: where the network sits in the module that saved `state` ("module." for an EMA's
+    AveragedModel); keys outside it stay. Loading into a RoadmapNet renames on its own; this also checks, and says
+    in one line, when the keys under prefix are neither layout's."""
+    renames = _renames(model, state, prefix) or {}
+    upgraded = {renames.get(k, k): v for k, v in state.items()}
+    ours = {prefix + k for k in model.state_dict()}
+    given = {k for k in upgraded if k.startswith(prefix)}
+    if given != ours:
+        legacy = {prefix + k for k in legacy_keys(model).values()}
+        odd = sorted(given - ours - legacy) or sorted(given - ours)
+        what = f"unexpected key {odd[0]}" if odd else f"missing key {sorted(ours - given)[0]}"
+        raise ConfigError(f"state dict: {what} (neither this network's layout nor that of its checkpoints from "
+                          f"before named layers); load it into the RoadmapNet of the config it was saved with")
+    return upgraded
+
+
+def _rename_legacy_keys(model, state, prefix, *_):
+    """RoadmapNet's load_state_dict pre-hook: a checkpoint from before named layers loads as it is (renamed in
+    place: torch hands each module its own copy of the dict)."""
+    for old, new in (_renames(model, state, prefix) or {}).items():
+        state[new] = state.pop(old)
 
 
 def gmacs(model: nn.Module, resolution: int = 224, in_channels: int = 3) -> float:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import stats, store
 from .ablation import read_invalid
 from .steps import Roadmap, Step
 
@@ -39,7 +39,6 @@ DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar
 VERDICT_MARK = {"helps": ("▲", "forestgreen"), "hurts": ("▼", "crimson"), "unresolved": ("●", "gray"),
                 "1 seed": ("", "gray"), "no pair": ("", "gray"), "": ("", "gray")}
 BOUNDS = (0.0, 100.0)  # top-1 is a percentage: drawn intervals are clipped to it
-GROUPS = ("isolated", "leave_one_out", "explore")  # the folders of runs that are not the roadmap's own
 # what every summary may lack (a failed run's has only step, roadmap, scale, seed, status and message; summaries
 # written before runs recorded their steps per epoch lack those and count as not capped)
 DEFAULTS = {"order": math.nan, "parent": None, "label": None, "section": None, "adopted": None, "dataset": None,
@@ -53,28 +52,17 @@ class ReportError(ValueError):
 
 
 def load_runs(runs_dir: Path) -> pd.DataFrame:
-    """One row per run directory with a readable summary.json; unreadable ones are warned about and skipped.
-    Every column of DEFAULTS is there (missing values filled), `capped` is a bool."""
+    """One row per run directory with a readable summary.json (the run store warns about unreadable ones). Every
+    column of DEFAULTS is there (missing values filled), `capped` is a bool, `kind` says what the run is."""
     rows = []
-    for path in sorted(Path(runs_dir).rglob("summary.json")):
-        try:
-            s = json.loads(path.read_text())
-            if not isinstance(s, dict) or "step" not in s or "status" not in s:
-                raise ValueError("not a run summary")
-        except (OSError, ValueError) as e:
-            warnings.warn(f"skipping {path}: unreadable summary ({e})", stacklevel=2)
-            continue
+    for run_dir, s in store.summaries(runs_dir):
         s.pop("fingerprint", None)
-        s["run_dir"] = str(path.parent)
+        s["run_dir"] = str(run_dir)
         s.setdefault("roadmap", s.get("regime", "unknown"))  # summaries written before roadmaps were configuration
-        if "ablation" not in s:  # a failed run's summary: its group is the folder above its step's
-            group = path.parent.parent.parent.name
-            s["ablation"] = group if group in GROUPS else None
         rows.append(s)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    df["ablation"] = df["ablation"].fillna("roadmap")
     for key, value in DEFAULTS.items():
         if key not in df:
             df[key] = value
@@ -103,13 +91,13 @@ def _optional(x) -> float | None:
 def roadmap_of(runs: pd.DataFrame) -> Roadmap:
     """The roadmap the runs belong to: the roadmap.json written next to their step folders, else what their
     summaries say about their steps (in their roadmap order)."""
-    for run_dir in runs["run_dir"]:
-        path = Path(run_dir).parent.parent / "roadmap.json"
-        if path.exists():
+    for run_dir, kind in zip(runs["run_dir"], runs["kind"]):
+        node = store.read_roadmap(Path(run_dir), kind)
+        if node is not None:
             try:
-                return Roadmap.from_dict(json.loads(path.read_text()))
+                return Roadmap.from_dict(node)
             except ValueError as e:
-                warnings.warn(f"ignoring {path}: {e}", stacklevel=2)
+                warnings.warn(f"ignoring the roadmap.json of {run_dir}: {e}", stacklevel=2)
     first = runs.sort_values("order", na_position="last").drop_duplicates("step")
     known = set(first["step"])
     steps = {r.step: {"parent": r.get("parent") if r.get("parent") in known else None,
@@ -204,7 +192,8 @@ def _fmt(x, digits=2, sign=False):
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
-def _interval(low, high, sign=False):
+def interval(low, high, sign=False):
+    """An interval as the tables print it: "[low, high]" (empty where there is none)."""
     return "" if pd.isna(low) else f"[{_fmt(low, sign=sign)}, {_fmt(high, sign=sign)}]"
 
 
@@ -222,15 +211,15 @@ def _name(r) -> str:
 
 
 def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, agree: dict | None,
-             ablation: str = "roadmap", runs: pd.DataFrame | None = None) -> str:
+             kind: str = "roadmap", runs: pd.DataFrame | None = None) -> str:
     """The section of results.md for one table; `runs` (the table's runs) adds the notes on capped runs and on runs
     that did not finish."""
     reference = roadmap.dataset or "published"
     lines = [f"## {title}", "",
              f"Ours: top-1 on {dataset}, mean ± std over seeds, with the 95% t interval of the mean. Change: versus "
-             f"{CHANGE_VERSUS.get(ablation, CHANGE_VERSUS['roadmap'])}, the mean of per-seed differences (same seed, "
+             f"{CHANGE_VERSUS.get(kind, CHANGE_VERSUS['roadmap'])}, the mean of per-seed differences (same seed, "
              f"same data order) with its 95% paired t interval; **helps** / **hurts** when that interval excludes 0, "
-             f"unresolved otherwise." + ("" if ablation != "roadmap" else
+             f"unresolved otherwise." + ("" if kind != "roadmap" else
                                          f" Published: {reference} top-1 and GMACs at 224x224" +
                                          (f" ({roadmap.source})." if roadmap.source else ".")), "",
              "| # | step | section | ours top-1 | 95% CI | seeds | change | change 95% CI | verdict | params | GMACs "
@@ -244,8 +233,8 @@ def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, ag
         verdict = f"**{r.verdict}**" if r.verdict in ("helps", "hurts") else r.verdict
         note = getattr(r, "note", "")
         status = f"{STATUS_MARK.get(r.status, r.status)}: {note}" if note else r.status
-        lines.append(f"| {r.order} | {_name(r)} | {r.section} | {ours} | {_interval(r.ci_low, r.ci_high)} | "
-                     f"{r.seeds} | {_fmt(r.change, sign=True)} | {_interval(r.change_ci_low, r.change_ci_high, True)} "
+        lines.append(f"| {r.order} | {_name(r)} | {r.section} | {ours} | {interval(r.ci_low, r.ci_high)} | "
+                     f"{r.seeds} | {_fmt(r.change, sign=True)} | {interval(r.change_ci_low, r.change_ci_high, True)} "
                      f"| {verdict} | {'' if r.params is None or pd.isna(r.params) else f'{int(r.params):,}'} | "
                      f"{_fmt(r.gmacs, 4)} | {paper} | {_fmt(r.paper_change, sign=True)} | {_fmt(r.paper_gmacs, 3)} | "
                      f"{status.replace('|', '/')} |")
@@ -305,115 +294,152 @@ FOOTNOTE_CHANGE = {
 
 
 def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, roadmap: Roadmap,
-           ablation: str = "roadmap") -> list[Path]:
+           kind: str = "roadmap") -> list[Path]:
     """The published roadmap figure, twice: ours (left: mean, 95% interval, every seed as a dot, verdict by each bar)
-    and the published one (right), written as .png and .pdf. `ablation` says what the changes are measured against."""
-    return _save(draw_figure(table, title, dataset, roadmap, ablation), path_stem)
+    and the published one (right), written as .png and .pdf. `kind` says what the changes are measured against."""
+    return _save(draw_figure(table, title, dataset, roadmap, kind), path_stem)
 
 
-def draw_figure(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, ablation: str = "roadmap"):
+def draw_figure(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, kind: str = "roadmap"):
     """The matplotlib Figure of `figure`: one bar per step grouped by section, GMACs by each bar, branches hatched,
     capped runs dotted and labelled. Every bar's numbers and change sit in room the x axis leaves for them, measured
     with the renderer, so no two texts overlap."""
     import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # no pyplot: no global backend state, works headless and in notebooks
-    from matplotlib.ticker import MaxNLocator
 
     n = len(table)
     paper = table["paper_top1"].notna().any()  # ablations and users' roadmaps may have no published numbers
-    width = 14 if paper else 8.5
-    fig = Figure(figsize=(width, 0.42 * n + 2.4))
-    FigureCanvasAgg(fig)
-    ax, axp = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.25, 1]}) if paper else \
-        (fig.subplots(1, 1), None)
+    fig, axes = _figure_axes(n, paper)
     y = list(range(n))[::-1]
     sections = list(dict.fromkeys([*roadmap.sections, *table["section"]]))
     colors = {sec: matplotlib.colormaps["tab10"](i % 10) for i, sec in enumerate(sections)}
     capped = list(table["capped"]) if "capped" in table else [False] * n
-    clipped = 0
-
-    def bars(axis, values, low, high, dots, gmacs, marks, kind, capped):
-        """Draw the bars; return what fitting the x axis needs: (axis, left, right, [(end, texts right of it)])."""
-        nonlocal clipped
-        clip = [(x if x != x else min(max(x, BOUNDS[0]), BOUNDS[1])) for x in [*low, *high]]
-        clipped += sum(a != b for a, b in zip(clip, [*low, *high]) if a == a)
-        low, high = clip[:n], clip[n:]
-        points = [v for v in [*values, *low, *high] if v == v] + [d for ds in dots for d in ds]
-        lo, hi = (min(points), max(points)) if points else (0, 1)
-        pad = max(0.5, (hi - lo) * 0.25)
-        left = max(BOUNDS[0], lo - pad)
-        rows = []
-        for yi, r, v, a, b, ds, g, mark, cap in zip(y, table.itertuples(), values, low, high, dots, gmacs, marks,
-                                                    capped):
-            color = colors.get(r.section, "gray")
-            if v != v:
-                status = STATUS_MARK.get(r.status, r.status)
-                if r.status == "invalid":
-                    status += (": changes no switch of the network" if "changes no switch" in r.note else
-                               ": not a valid network (results.md says why)")
-                axis.annotate(status, (left, yi), xytext=(4, 0), textcoords="offset points", va="center",
-                              fontsize=9, color="crimson", fontweight="bold")
-                continue
-            axis.barh(yi, v - left, left=left, color=color, alpha=0.8 if r.adopted else 0.35,
-                      hatch="///" if not r.adopted else "..." if cap else None, edgecolor="black", linewidth=0.5)
-            if a == a:
-                axis.errorbar(v, yi, xerr=[[max(0.0, v - a)], [max(0.0, b - v)]], fmt="none", ecolor="black",
-                              capsize=3, lw=1)
-            if len(ds) > 1:
-                axis.scatter(ds, [yi + 0.18 * ((k % 3) - 1) for k in range(len(ds))], s=9, color="black",
-                             zorder=3, alpha=0.7)
-            end = max([v, b if b == b else v, *ds])
-            macs = "" if g != g else (f"  ({g:.3g} GMACs)" if g >= 0.1 else f"  ({g * 1000:.3g} MMACs)")
-            texts = [axis.annotate(f"{v:.2f}{macs}", (end, yi), xytext=(3, 0), textcoords="offset points",
-                                   va="center", fontsize=8)]
-            if mark:
-                texts.append(axis.text(0.995, yi, mark[0], transform=axis.get_yaxis_transform(), ha="right",
-                                       va="center", fontsize=8, color=mark[1]))
-            rows.append((end, texts))
-        axis.set_xlabel(kind)
-        axis.grid(axis="x", alpha=0.3)
-        return axis, left, hi + pad, rows
-
     verdicts = [None if not r.verdict else (f"{VERDICT_MARK[r.verdict][0]} {r.change:+.2f}".strip()
                                             if r.change == r.change else r.verdict, VERDICT_MARK[r.verdict][1])
                 for r in table.itertuples()]
-    layouts = [bars(ax, list(table["top1_mean"]), list(table["ci_low"]), list(table["ci_high"]),
-                    [list(d.values()) for d in table["seed_top1"]], list(table["gmacs"]), verdicts,
-                    f"top-1 (%) on {dataset}", capped)]
-    ax.set_title(f"This reproduction: {dataset}, {int(table['seeds'].max() or 0)} seed(s)", fontsize=11)
+    ours, clipped = _bars(axes[0], table, y, colors, list(table["top1_mean"]), list(table["ci_low"]),
+                          list(table["ci_high"]), [list(d.values()) for d in table["seed_top1"]],
+                          list(table["gmacs"]), verdicts, f"top-1 (%) on {dataset}", capped)
+    layouts = [ours]
+    axes[0].set_title(f"This reproduction: {dataset}, {int(table['seeds'].max() or 0)} seed(s)", fontsize=11)
     if paper:
-        std = list(table["paper_top1_std"].fillna(0.0))
-        paper_top1 = list(table["paper_top1"])
-        layouts.append(bars(axp, paper_top1, [v - s if s else math.nan for v, s in zip(paper_top1, std)],
-                            [v + s if s else math.nan for v, s in zip(paper_top1, std)], [[]] * n,
-                            list(table["paper_gmacs"]), [None] * n,
-                            f"top-1 (%) on {roadmap.dataset or 'the published dataset'}", [False] * n))
-        for ref in roadmap.marks:
-            axp.axvline(ref["top1"], color="gray", ls="--", lw=1)
-            axp.text(ref["top1"], n - 0.4, f" {ref['label']} {ref['top1']}", color="gray", fontsize=8)
-        axp.set_title(f"Published: {roadmap.source or roadmap.name}", fontsize=9)
-    right = axp if paper else ax
-    ax.set_yticks(y, [r.label + (" (not adopted)" if not r.adopted else "") + (" (capped)" if cap else "")
-                      for r, cap in zip(table.itertuples(), capped)])
+        published, more = _published_bars(axes[1], table, y, colors, roadmap)
+        layouts.append(published)
+        clipped += more
+    _label_rows(axes, table, y, colors, capped)
+    fig.suptitle(title, fontsize=12)
+    _fit(fig, layouts, _footnote(fig, table, kind, clipped, capped))
+    return fig
+
+
+def _figure_axes(n: int, paper: bool):
+    """A Figure for n bars and its axes: ours, and where there are published numbers theirs beside it (same y)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, works headless and in notebooks
+
+    fig = Figure(figsize=(14 if paper else 8.5, 0.42 * n + 2.4))
+    FigureCanvasAgg(fig)
+    if paper:
+        return fig, tuple(fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.25, 1]}))
+    return fig, (fig.subplots(1, 1),)
+
+
+def _bars(axis, table: pd.DataFrame, y: list[int], colors: dict, values, low, high, dots, gmacs, marks, xlabel: str,
+          capped) -> tuple[tuple, int]:
+    """Draw one axis' bars, a row of `table` at each y; return what fitting the x axis needs, (axis, left, right,
+    [(end, texts right of it)]), and how many whisker ends were clipped to BOUNDS."""
+    ends = [*low, *high]
+    clip = [(x if x != x else min(max(x, BOUNDS[0]), BOUNDS[1])) for x in ends]
+    clipped = sum(a != b for a, b in zip(clip, ends) if a == a)
+    low, high = clip[:len(low)], clip[len(low):]
+    points = [v for v in [*values, *low, *high] if v == v] + [d for ds in dots for d in ds]
+    lo, hi = (min(points), max(points)) if points else (0, 1)
+    pad = max(0.5, (hi - lo) * 0.25)
+    left = max(BOUNDS[0], lo - pad)
+    rows = []
+    for yi, r, v, a, b, ds, g, mark, cap in zip(y, table.itertuples(), values, low, high, dots, gmacs, marks, capped):
+        if v != v:
+            _status_text(axis, r, left, yi)
+            continue
+        axis.barh(yi, v - left, left=left, color=colors.get(r.section, "gray"), alpha=0.8 if r.adopted else 0.35,
+                  hatch="///" if not r.adopted else "..." if cap else None, edgecolor="black", linewidth=0.5)
+        if a == a:
+            axis.errorbar(v, yi, xerr=[[max(0.0, v - a)], [max(0.0, b - v)]], fmt="none", ecolor="black",
+                          capsize=3, lw=1)
+        if len(ds) > 1:
+            axis.scatter(ds, [yi + 0.18 * ((k % 3) - 1) for k in range(len(ds))], s=9, color="black",
+                         zorder=3, alpha=0.7)
+        end = max([v, b if b == b else v, *ds])
+        macs = "" if g != g else (f"  ({g:.3g} GMACs)" if g >= 0.1 else f"  ({g * 1000:.3g} MMACs)")
+        texts = [axis.annotate(f"{v:.2f}{macs}", (end, yi), xytext=(3, 0), textcoords="offset points",
+                               va="center", fontsize=8)]
+        if mark:
+            texts.append(axis.text(0.995, yi, mark[0], transform=axis.get_yaxis_transform(), ha="right",
+                                   va="center", fontsize=8, color=mark[1]))
+        rows.append((end, texts))
+    axis.set_xlabel(xlabel)
+    axis.grid(axis="x", alpha=0.3)
+    return (axis, left, hi + pad, rows), clipped
+
+
+def _status_text(axis, r, left: float, yi: float) -> None:
+    """In place of the bar of a step without a number: its status (and for a network not built, why)."""
+    status = STATUS_MARK.get(r.status, r.status)
+    if r.status == "invalid":
+        status += (": changes no switch of the network" if "changes no switch" in r.note else
+                   ": not a valid network (results.md says why)")
+    axis.annotate(status, (left, yi), xytext=(4, 0), textcoords="offset points", va="center",
+                  fontsize=9, color="crimson", fontweight="bold")
+
+
+def _published_bars(axis, table: pd.DataFrame, y: list[int], colors: dict, roadmap: Roadmap) -> tuple[tuple, int]:
+    """The published numbers' bars (whiskers: ± their std where published), the roadmap's reference lines and the
+    source as the title; what `_bars` returns."""
+    n = len(table)
+    std = list(table["paper_top1_std"].fillna(0.0))
+    top1 = list(table["paper_top1"])
+    drawn = _bars(axis, table, y, colors, top1, [v - s if s else math.nan for v, s in zip(top1, std)],
+                  [v + s if s else math.nan for v, s in zip(top1, std)], [[]] * n, list(table["paper_gmacs"]),
+                  [None] * n, f"top-1 (%) on {roadmap.dataset or 'the published dataset'}", [False] * n)
+    for ref in roadmap.marks:
+        axis.axvline(ref["top1"], color="gray", ls="--", lw=1)
+        axis.text(ref["top1"], n - 0.4, f" {ref['label']} {ref['top1']}", color="gray", fontsize=8)
+    axis.set_title(f"Published: {roadmap.source or roadmap.name}", fontsize=9)
+    return drawn
+
+
+def _label_rows(axes: tuple, table: pd.DataFrame, y: list[int], colors: dict, capped: list[bool]) -> None:
+    """The steps' labels left of the bars; above each section's first step a line across the axes, and the section's
+    name right of the last axis."""
+    axes[0].set_yticks(y, [r.label + (" (not adopted)" if not r.adopted else "") + (" (capped)" if cap else "")
+                           for r, cap in zip(table.itertuples(), capped)])
     previous = None
     for yi, r in zip(y, table.itertuples()):
         if r.section != previous:
-            for axis in (ax, axp) if paper else (ax,):
+            for axis in axes:
                 axis.axhline(yi + 0.5, color="black", lw=0.6)
-            right.text(1.01, yi, r.section, transform=right.get_yaxis_transform(), fontsize=8, va="center",
-                       color=colors.get(r.section, "gray"), fontweight="bold")
+            axes[-1].text(1.01, yi, r.section, transform=axes[-1].get_yaxis_transform(), fontsize=8, va="center",
+                          color=colors.get(r.section, "gray"), fontweight="bold")
             previous = r.section
-    fig.suptitle(title, fontsize=12)
-    note = (f"Right of each bar: top-1 (GMACs), then {FOOTNOTE_CHANGE.get(ablation, FOOTNOTE_CHANGE['roadmap'])}; "
+
+
+def _footnote(fig, table: pd.DataFrame, kind: str, clipped: int, capped: list[bool]) -> float:
+    """Write the legend of the marks at the foot of the figure; return the fraction of its height it takes."""
+    note = (f"Right of each bar: top-1 (GMACs), then {FOOTNOTE_CHANGE.get(kind, FOOTNOTE_CHANGE['roadmap'])}; "
             f"▲ helps / ▼ hurts: its 95% interval excludes 0; ● unresolved. Whiskers: 95% t interval of the mean, "
             f"clipped to [0, 100]" + (f" ({clipped} end(s) reach beyond it)" if clipped else "") + "; dots: seeds."
             + (" Hatched: a branch the roadmap does not adopt." if not table["adopted"].all() else "")
             + (" Dotted bars, (capped): " + CAPPED + "." if any(capped) else ""))
-    note = textwrap.fill(note, width=int(width * 15))
-    bottom = (note.count("\n") + 1) * 11.5 / (fig.get_figheight() * 72) + 0.01
+    note = textwrap.fill(note, width=int(fig.get_figwidth() * 15))
     fig.text(0.01, 0.005, note, fontsize=8, va="bottom")
-    for _ in range(4):  # lay out, measure the texts right of each bar, widen the x axis where they need room
+    return (note.count("\n") + 1) * 11.5 / (fig.get_figheight() * 72) + 0.01
+
+
+def _fit(fig, layouts: list[tuple], bottom: float) -> None:
+    """Lay the figure out above `bottom`, measure the texts right of each bar and widen the x axis where they need
+    room, until nothing moves (4 rounds at most)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for _ in range(4):
         fig.tight_layout(rect=(0, bottom, 1, 1))
         moved = False
         for axis, left, right_end, rows in layouts:
@@ -426,7 +452,6 @@ def draw_figure(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap,
                 moved = True
         if not moved:
             break
-    return fig
 
 
 def _room(fig, axis, left: float, end: float, texts) -> float:
@@ -512,7 +537,7 @@ def ablation_steps(roadmap: Roadmap, runs: pd.DataFrame) -> list[Step]:
     the endpoint (leave_one_out), then any other step the runs trained."""
     from .ablation import trunk
 
-    kind = runs["ablation"].iloc[0]
+    kind = runs["kind"].iloc[0]
     base, end = roadmap.get(roadmap.baseline), roadmap.endpoint
     if kind == "isolated":
         label, prefix = f"baseline: {base.label if base else roadmap.baseline}", "+ "
@@ -529,143 +554,6 @@ def ablation_steps(roadmap: Roadmap, runs: pd.DataFrame) -> list[Step]:
                          label=prefix + _change_label(s.label if s else _text(r.label, r.step)),
                          branch=bool(s and s.branch)))
     return rows
-
-
-def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: str, title: str,
-                    dataset: str) -> tuple[str, list[Path]]:
-    """A population of networks drawn from the design space: EDFs, per-switch effects (OLS with complexity as a
-    covariate), interactions, the top networks, where the roadmap's own choices disagree with the population, and
-    the best network against the roadmap's endpoints by seed."""
-    from . import design_space
-    from .explore import SWITCHES
-
-    done = group[group["status"] == "done"]
-    folder = Path(group["run_dir"].iloc[0]).parent.parent
-    path = folder / "rejected.jsonl"
-    rejected = pd.read_json(path, lines=True) if path.exists() and path.stat().st_size else pd.DataFrame()
-    rejected = rejected.reindex(columns=["id", "reason", "sampler"]).fillna({"sampler": "?"}).drop_duplicates("id")
-    sampler_of = [e.get("sampler", "?") if isinstance(e, dict) else "?"
-                  for e in group.get("explore", [None] * len(group))]
-    counts = []
-    for sampler in dict.fromkeys([*sampler_of, *rejected["sampler"]]):
-        mine = group[[s == sampler for s in sampler_of]]
-        no = rejected[rejected["sampler"] == sampler]
-        over = int(no["reason"].str.startswith("over budget").sum())
-        counts.append(f"{sampler}: {mine['step'].nunique()} networks trained ({(mine['status'] == 'done').sum()} "
-                      f"finished runs), {len(no)} rejected before training ({len(no) - over} invalid combinations, "
-                      f"{over} over the complexity budget)")
-    lines = [f"## {title}", "",
-             f"Networks drawn from the design space, by sampler (random: uniform; search: TPE; net: given networks, "
-             f"e.g. more seeds): {'; '.join(counts)}. {group['step'].nunique()} networks trained in all, "
-             f"{len(group) - len(done)} runs failed or diverged. Top-1 on {dataset}. Population members train on "
-             f"capped epochs (train.max_steps_per_epoch = scale.explore_steps{_cut(group)}), by design: they compare "
-             f"with each other and with the networks trained alike below, not with full runs.", ""]
-    if done.empty:
-        return "\n".join(lines + ["No finished run yet."]) + "\n", []
-    samples = pd.concat([done[["step", "seed", "final_top1", "gmacs", "params"]].reset_index(drop=True),
-                         pd.DataFrame(list(done["switches"])).reset_index(drop=True)], axis=1)
-    samples = samples.rename(columns={"step": "id", "final_top1": "top1"})
-    # the distributions and effects come from the uniform draws only (a search's or a hand-picked network's runs
-    # would bias them); the top networks and the best from every trained network
-    uniform = [isinstance(e, dict) and e.get("sampler") == "random" for e in done.get("explore", [])]
-    population = samples[uniform] if any(uniform) else samples
-    varied = [s for s in SWITCHES if population[s].astype(str).nunique() > 1]
-    nets, all_nets = design_space.network_means(population, varied), design_space.network_means(samples, varied)
-    if len(all_nets) > len(nets):
-        lines += [f"Distributions and effects: the {len(nets)} networks drawn uniformly; top networks: all "
-                  f"{len(all_nets)}.", ""]
-    written = design_space.edf_figure(nets, varied, out / f"explore{suffix}", title=f"{title}: EDF of top-1 error")
-    try:
-        effects = design_space.main_effects(nets, varied)
-        inter = design_space.interactions(nets, varied)
-    except ValueError as e:  # too few networks for the linear model
-        effects = inter = None
-        lines += [f"Effects not estimated: {e}.", ""]
-    roadmap_nets = _roadmap_networks(runs, group)
-    choices = {k: v for k, v in (roadmap_nets[0][1] if roadmap_nets else {}).items() if k in varied}
-    disagree = design_space.disagreements(nets, varied, choices) if effects is not None and choices else None
-    top = design_space.top_networks(all_nets, varied)
-    lines.append(design_space.markdown(nets, varied, effects, inter, top, disagree).replace("## Design space\n\n", ""))
-    if not choices:
-        lines.append("(No finished run of the roadmap's endpoint under this folder: no comparison of choices.)\n")
-    lines += ["### The best network against the roadmap's endpoints", "",
-              *_best_against(all_nets, done, roadmap_nets)]
-    return "\n".join(lines) + "\n", written
-
-
-def _cut(group: pd.DataFrame) -> str:
-    """", 20 of 235 optimizer steps per epoch", from what the runs recorded (nothing where they did not)."""
-    cut = sorted({(int(a), int(b)) for a, b in zip(group["steps_per_epoch"], group["full_steps_per_epoch"])
-                  if a == a and b == b and a < b})
-    return (": " + "; ".join(f"{a} of {b} optimizer steps per epoch" for a, b in cut)) if cut else ""
-
-
-def _roadmap_networks(runs: pd.DataFrame, group: pd.DataFrame) -> list[tuple[str, dict, pd.DataFrame]]:
-    """The roadmap's endpoint and baseline as members of the population: (step, its switches, the population's
-    finished runs of that network). Only those compare fairly with the population's best, as they were trained like it
-    (`+explore=net` with the step's switches trains them); the roadmap's own runs give the switches."""
-    from .explore import network_id
-
-    same = runs[(runs["scale"] == group["scale"].iloc[0]) & (runs["roadmap"] == group["roadmap"].iloc[0])
-                & (runs["ablation"] == "roadmap") & (runs["status"] == "done")]
-    if same.empty:
-        return []
-    roadmap, done = roadmap_of(same), group[group["status"] == "done"]
-    out = []
-    for name in dict.fromkeys((roadmap.endpoint.name, roadmap.baseline)):
-        step_runs = same[same["step"] == name]
-        if len(step_runs):
-            sw = step_runs["switches"].iloc[0]
-            out.append((name, sw, done[done["step"] == network_id(sw)]))
-    return out
-
-
-BEST_VERDICT = {"helps": "best is better", "hurts": "best is worse"}  # the paired change is best − this
-
-
-def _best_against(nets: pd.DataFrame, done: pd.DataFrame, roadmap_nets: list[tuple[str, dict, pd.DataFrame]]):
-    """The best network (most seeds among the best five, then mean top-1) beside the roadmap's endpoint and baseline
-    networks trained like the population: mean, 95% interval, GMACs, and the best's change versus each, paired by
-    seed. Commands train whichever of them still lacks seeds."""
-    best = nets.sort_values("top1", ascending=False).head(5).sort_values(["seeds", "top1"], ascending=False).iloc[0]
-    best_runs = done[done["step"] == best["id"]]
-    runs_of = {"best: " + best["id"]: best_runs}
-    runs_of.update({f"{name}'s network": r for name, _, r in roadmap_nets if len(r)})
-    seeds = {name: dict(zip(r["seed"].astype(int), r["final_top1"].astype(float))) for name, r in runs_of.items()}
-    first = next(iter(seeds))
-    lines = ["Trained alike (the population's epochs and batches): the best network and the roadmap's endpoint and "
-             "baseline networks.", "",
-             "| network | GMACs | seeds | top-1 | 95% CI | best − this (paired) | 95% CI | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, r in runs_of.items():
-        m = stats.mean_interval(list(seeds[name].values()))
-        c = stats.paired_change(seeds[first], seeds[name]) if name != first else None
-        lines.append(f"| {name} | {r['gmacs'].iloc[0]:.4f} | {m['n']} | {m['mean']:.2f} | "
-                     f"{_interval(m['ci_low'], m['ci_high'])} | " + ("| | |" if c is None else
-                     f"{c['change']:+.2f} | {_interval(c['change_ci_low'], c['change_ci_high'], True)} | "
-                     f"{BEST_VERDICT.get(c['verdict'], c['verdict'])} |"))
-    lines += ["", "Train them with more seeds (finished seeds are kept):", ""]
-    for name, switches in [(first, best_runs["switches"].iloc[0]),
-                           *((f"{name}'s network", sw) for name, sw, _ in roadmap_nets)]:
-        lines += [f"    # {name}", f"    python run.py -m +explore=net {_overrides(switches)} seed=0,1,2"]
-    if not roadmap_nets:
-        lines += ["", "(No finished run of the roadmap's endpoint at this scale: its switches are not known here.)"]
-    return lines
-
-
-def _overrides(switches: dict) -> str:
-    """The command-line overrides that select a network with these switches."""
-    from .explore import SWITCHES
-
-    return " ".join(f"model.{k}={_override(switches[k])}" for k in SWITCHES)
-
-
-def _override(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _strict(value):
@@ -693,19 +581,21 @@ def report(runs_dir: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written, md, per_step = [], ["# Roadmap results", "", f"From {len(runs)} runs under `{runs_dir}`.", ""], []
     several = len(runs[["scale", "roadmap"]].drop_duplicates()) > 1
-    for (scale, name, ablation), group in runs.groupby(["scale", "roadmap", "ablation"], sort=True):
-        suffix = (f"_{scale}_{name}" if several else "") + ("" if ablation == "roadmap" else f"_{ablation}")
+    for (scale, name, kind), group in runs.groupby(["scale", "roadmap", "kind"], sort=True):
+        suffix = (f"_{scale}_{name}" if several else "") + ("" if kind == "roadmap" else f"_{kind}")
         dataset = dataset_of(group)
         roadmap = roadmap_of(group)
         title = f"{roadmap.title or name}: {scale} scale" + (
-            "" if ablation == "roadmap" else " — design-space exploration" if ablation == "explore" else
-            f" — {ablation.replace('_', '-')} ablation")
-        if ablation == "explore":
+            "" if kind == "roadmap" else " — design-space exploration" if kind == "explore" else
+            f" — {kind.replace('_', '-')} ablation")
+        if kind == "explore":
+            from .explore_report import explore_section
+
             text, files = explore_section(group, runs, out, suffix.removesuffix("_explore"), title, dataset)
             md.append(text)
             written += files
             continue
-        if ablation == "roadmap":
+        if kind == "roadmap":
             table = step_table(group, ordered_steps(roadmap, group))
             agree = agreement(table)
             (out / f"agreement{suffix}.json").write_text(json.dumps(_strict(agree), indent=1, allow_nan=False)
@@ -715,20 +605,20 @@ def report(runs_dir: Path, out: Path) -> list[Path]:
             written += transfer_figure(table, out / f"transfer{suffix}", title, dataset, roadmap, agree)
         else:
             table = step_table(group, ablation_steps(roadmap, group), reference=roadmap.baseline,
-                               invalid=read_invalid(Path(group["run_dir"].iloc[0]).parent.parent))
+                               invalid=read_invalid(store.folder_of(Path(group["run_dir"].iloc[0])), kind))
             table[["paper_top1", "paper_top1_std", "paper_gmacs", "paper_change"]] = math.nan
             agree = None
-            written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap, ablation=ablation)
-        md.append(markdown(table, title, dataset, roadmap, agree, ablation=ablation, runs=group))
-        per_step.append(table.assign(scale=scale, roadmap=name, ablation=ablation))
+            written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap, kind=kind)
+        md.append(markdown(table, title, dataset, roadmap, agree, kind=kind, runs=group))
+        per_step.append(table.assign(scale=scale, roadmap=name, kind=kind))
     if not per_step:  # only explorations
         runs.drop(columns=["switches"], errors="ignore").to_csv(out / "results.csv", index=False)
         (out / "results.md").write_text("\n".join(md))
         return [out / "results.csv", out / "results.md", *written]
     steps = pd.concat(per_step, ignore_index=True)
-    columns = ["step", "scale", "roadmap", "ablation", "ci_low", "ci_high", "compared_to", "change",
+    columns = ["step", "scale", "roadmap", "kind", "ci_low", "ci_high", "compared_to", "change",
                "change_ci_low", "change_ci_high", "pairs", "verdict"]
-    runs.merge(steps[columns], on=["step", "scale", "roadmap", "ablation"], how="left").drop(
+    runs.merge(steps[columns], on=["step", "scale", "roadmap", "kind"], how="left").drop(
         columns=["seed_top1"], errors="ignore").to_csv(out / "results.csv", index=False)
     steps.drop(columns=["seed_top1"]).to_csv(out / "steps.csv", index=False)
     (out / "results.md").write_text("\n".join(md))

@@ -37,6 +37,7 @@ class Rule:
     high_open: bool = False
     choices: tuple = ()
     null: bool = False  # None (yaml null) allowed
+    auto: bool = False  # the string "auto" allowed (the program chooses)
 
     def describe(self) -> str:
         if self.kind == "choice":
@@ -53,7 +54,7 @@ class Rule:
             noun = {"int": "an integer", "num": "a number", "numbers": "a list of numbers",
                     "fractions": "an increasing list of numbers"}[self.kind]
             text = noun + self._range()
-        return text + (" or null" if self.null else "")
+        return text + (" or null" if self.null else "") + (" or auto" if self.auto else "")
 
     def _range(self) -> str:
         lo, hi = self.low, self.high
@@ -72,6 +73,8 @@ class Rule:
     def accepts(self, v) -> bool:
         if v is None:
             return self.null
+        if self.auto and v == "auto":
+            return True
         if self.kind == "int":
             return _is_int(v) and self.in_range(v)
         if self.kind == "num":
@@ -147,6 +150,8 @@ class TrainConfig(Settings):
     cuda_graphs: str | bool = choice("auto", True, False, default="auto")  # the training step as one CUDA graph
     overwrite: bool = rule("bool", False)
     workers: int = rule("int", 8, low=0)
+    threads: int | str = rule("int", "auto", low=1, auto=True)  # intra-op CPU threads; auto: OMP_NUM_THREADS, else
+    #                                                              the cores this process may use / its local ranks
     max_steps_per_epoch: int | None = rule("int", None, low=1, null=True)
     progress: str | bool = choice("auto", True, False, default="auto")
 
@@ -242,6 +247,7 @@ class ExploreConfig(Settings):
 class RunSettings:
     """Every section of one run, checked."""
     seed: int
+    kind: str  # what the run is (roadmap.store.KINDS): a roadmap step, an ablation's network, a drawn network
     train: TrainConfig
     data: DataConfig
     recipe: RecipeConfig
@@ -271,6 +277,19 @@ def validate(cfg) -> RunSettings:
         raise ConfigError(f"seed={seed!r}: must be an integer >= 0")
     scale = ScaleConfig.from_dict(section("scale"))  # first: train's epochs and batch come from it
     explore = section("explore")
-    return RunSettings(seed, TrainConfig.from_dict(section("train")), DataConfig.from_dict(section("data")),
+    kind = _kind(section("kind"), explore)
+    return RunSettings(seed, kind, TrainConfig.from_dict(section("train")), DataConfig.from_dict(section("data")),
                        RecipeConfig.from_dict(section("recipe")), scale, LoggerConfig.from_dict(section("logger")),
                        None if explore is None else ExploreConfig.from_dict(explore))
+
+
+def _kind(kind, explore) -> str:
+    from .store import KINDS
+
+    if kind not in KINDS:
+        raise ConfigError(f"kind={kind!r}: must be one of {', '.join(KINDS)}")
+    if (kind == "explore") != (explore is not None):
+        why = ("an exploration's runs are kind=explore (+explore=... sets it)" if explore is not None else
+               "needs +explore=... (the exploration's settings)")
+        raise ConfigError(f"kind={kind}: {why}")
+    return kind

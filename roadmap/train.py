@@ -1,11 +1,5 @@
-"""Train and evaluate one roadmap step; resumable, one run directory per (scale, roadmap, step, seed).
-
-runs/<scale>/<roadmap>/roadmap.json   the roadmap the runs belong to (its steps, labels, published numbers)
-runs/<scale>/<roadmap>/<step>/seed<k>/
-    config.yaml     the resolved config
-    metrics.jsonl   one line per epoch
-    summary.json    written when the run ends: done, diverged or failed
-    last.pt         model, optimizer, schedule, grad scaler and EMA after the last finished epoch
+"""Train and evaluate one roadmap step; resumable, one run directory per (scale, roadmap, kind, step, seed), laid
+out and written by `roadmap.store`.
 """
 
 from __future__ import annotations
@@ -16,7 +10,6 @@ import json
 import math
 import os
 import random
-import socket
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -24,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -33,14 +25,12 @@ from . import graphs as graphs_lib
 from . import recipe as recipe_lib
 from .config import model_config, roadmap_of, step_of
 from .errors import ConfigError
-from .model import ModelConfig, RoadmapNet, gmacs, num_params
+from .model import ModelConfig, RoadmapNet, gmacs, num_params, upgrade_state_dict
 from .seeding import derive
 from .settings import RunSettings, validate
+from . import store
 from .steps import Roadmap, Step
 from .tracking import make_tracker
-
-FINISHED = ("done", "diverged")
-
 
 class Interrupted(KeyboardInterrupt):
     """A run stopped by SIGINT (Ctrl-C) or SIGTERM (a scheduler): its one line says where and how to resume."""
@@ -84,59 +74,6 @@ def deferred_interrupts():
         raise KeyboardInterrupt(*([] if caught[0] == "SIGINT" else [caught[0]]))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def run_lock(run_dir: Path, main: bool = True):
-    """Hold the run directory for this process: a second process on the same directory (a second terminal, a
-    requeued job whose first copy still lives) gets a one-line error naming the holder. The lock dies with its
-    process. Directories this call created are removed again if the run stops before writing anything."""
-    if not main:  # the other ranks of a DDP run belong to rank 0's run
-        yield
-        return
-    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock, owner = FileLock(run_dir / ".lock"), run_dir / ".lock.owner"
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        holder = owner.read_text().strip() if owner.exists() else "another process"
-        raise ConfigError(f"{run_dir} is being trained by {holder}; wait for it to finish or stop it") from None
-    try:
-        owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        yield
-    except ConfigError:  # bad input writes nothing; a crash leaves the directory for its failure summary
-        if missing and {p.name for p in run_dir.iterdir()} <= {".lock", ".lock.owner"}:
-            owner.unlink(missing_ok=True)
-            (run_dir / ".lock").unlink(missing_ok=True)
-            for path in missing:  # innermost first; stops at the first one another run has used meanwhile
-                try:
-                    path.rmdir()
-                except OSError:
-                    break
-        raise
-    finally:
-        owner.unlink(missing_ok=True)
-        lock.release()
-
-
-def read_summary(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 @dataclasses.dataclass
 class Runtime:
     device: torch.device
@@ -168,7 +105,19 @@ def setup_runtime(train_cfg) -> Runtime:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if name == "cuda" else "gloo")
+    torch.set_num_threads(threads(train_cfg.threads))
     return Runtime(device, rank, world)
+
+
+def threads(setting: int | str) -> int:
+    """train.threads: a number, or auto: OMP_NUM_THREADS where it is set (as schedulers and Ray set it per task),
+    else the cores this process may use shared among the processes of this node (torchrun's local ranks)."""
+    if setting != "auto":
+        return setting
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
 
 def fingerprint(cfg: DictConfig, model_cfg, precision: str) -> dict:
@@ -202,16 +151,6 @@ def _differences(old: dict, new: dict, prefix="") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{key}: {a} -> {b}")
     return out
-
-
-def load_checkpoint(path: Path, device) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise ConfigError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}); move it away or rerun "
-                          f"with train.overwrite=true to start over") from None
 
 
 def _seed_epoch(seed: int, rank: int, epoch: int) -> None:
@@ -263,6 +202,7 @@ class Run:
     model_cfg: ModelConfig
     rt: Runtime
     dir: Path
+    kind: str  # roadmap, isolated, leave_one_out or explore (roadmap.store.KINDS)
     fingerprint: dict
     precision: str  # bf16, fp16 or fp32, as trained
     channels_last: bool
@@ -273,12 +213,27 @@ class Run:
             print(*args, **kwargs)
 
 
+def network(cfg: DictConfig, kind: str) -> ModelConfig:
+    """The run's network; a drawn network is admitted by the exploration first, and a step an ablation sweep cannot
+    build is recorded next to the sweep's runs (the report lists it with the reason) before its error stops the run."""
+    if kind == "explore":
+        from .explore import admitted
+
+        return admitted(cfg)
+    try:
+        return model_config(cfg)
+    except ConfigError as e:
+        if kind != "roadmap":
+            store.record(Path(cfg.run_dir), kind, {"step": cfg.step, "reason": str(e)})
+        raise
+
+
 def check(cfg: DictConfig) -> Run:
     """Every value the run needs, validated (one-line ConfigError otherwise); starts the process group."""
     settings = validate(cfg)
     roadmap = roadmap_of(cfg)
     step = step_of(cfg, roadmap)
-    model_cfg = model_config(cfg)
+    model_cfg = network(cfg, settings.kind)
     tc = settings.train
     rt = setup_runtime(tc)
     if tc.batch_size % rt.world:
@@ -287,8 +242,8 @@ def check(cfg: DictConfig) -> Run:
     precision = {"auto": "bf16" if cuda else "fp32", "mixed": "fp16" if cuda else "bf16"}.get(tc.precision,
                                                                                             tc.precision)
     channels_last = cuda if tc.channels_last == "auto" else tc.channels_last
-    return Run(cfg, settings, step, roadmap, model_cfg, rt, Path(cfg.run_dir), fingerprint(cfg, model_cfg, precision),
-               precision, channels_last, cuda_graphs(settings, rt, precision))
+    return Run(cfg, settings, step, roadmap, model_cfg, rt, Path(cfg.run_dir), settings.kind,
+               fingerprint(cfg, model_cfg, precision), precision, channels_last, cuda_graphs(settings, rt, precision))
 
 
 GRAPHS_BY_DEFAULT = False  # train.cuda_graphs=auto: set from the trainer's eager-vs-graph measurement on a GPU
@@ -312,8 +267,8 @@ def previous_state(run: Run) -> tuple[dict | None, dict | None]:
     """The run directory's summary and checkpoint, if they belong to this configuration."""
     if run.settings.train.overwrite:
         return None, None
-    previous = read_summary(run.dir)
-    ckpt = load_checkpoint(run.dir / "last.pt", run.rt.device)
+    previous = store.read_summary(run.dir)
+    ckpt = store.load_checkpoint(run.dir, run.rt.device)
     for old in (previous, ckpt):
         if old is None or "fingerprint" not in old:
             continue
@@ -379,12 +334,12 @@ def build(run: Run, ckpt: dict | None) -> Job:
     scaler = torch.amp.GradScaler(device_type, enabled=run.precision == "fp16")
     ema = recipe_lib.ema(model, s.recipe)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(upgrade_state_dict(model, ckpt["model"]))  # checkpoints from before named layers too
         recipe_lib.load_optimizer_state(opt, ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         if ema is not None:
-            ema.load_state_dict(ckpt["ema"])
+            ema.load_state_dict(upgrade_state_dict(model, ckpt["ema"], "module."))
     net = model
     if rt.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rt.device] if device_type == "cuda"
@@ -448,10 +403,10 @@ def train_epoch(run: Run, job: Job, epoch: int, show_bar: bool) -> tuple[dict | 
 
 
 def save_checkpoint(run: Run, job: Job, epoch: int) -> None:
-    atomic_save({"model": job.model.state_dict(), "optimizer": job.opt.state_dict(),
-                 "scheduler": job.sched.state_dict(), "scaler": job.scaler.state_dict(),
-                 "ema": job.ema.state_dict() if job.ema is not None else None, "epoch": epoch,
-                 "fingerprint": run.fingerprint}, run.dir / "last.pt")
+    store.save_checkpoint(run.dir, {"model": job.model.state_dict(), "optimizer": job.opt.state_dict(),
+                                    "scheduler": job.sched.state_dict(), "scaler": job.scaler.state_dict(),
+                                    "ema": job.ema.state_dict() if job.ema is not None else None, "epoch": epoch,
+                                    "fingerprint": run.fingerprint})
 
 
 def describe(run: Run, job: Job) -> dict:
@@ -463,7 +418,7 @@ def describe(run: Run, job: Job) -> dict:
     explore = cfg.get("explore")
     return {"step": s.name, "parent": s.parent, "order": s.order, "label": s.label, "section": s.section,
             "adopted": s.adopted, "roadmap": run.roadmap.name, "scale": cfg.scale.name, "seed": cfg.seed,
-            "ablation": "explore" if explore is not None else cfg.get("ablation"),
+            "kind": run.kind,
             "explore": None if explore is None else {"sampler": explore.name, "budget": explore.get("budget")},
             "switches": switches(run.model_cfg), "dataset": cfg.data.name, "recipe": cfg.recipe.name,
             "resolution": cfg.data.resolution, "epochs_planned": cfg.train.epochs,
@@ -474,15 +429,15 @@ def describe(run: Run, job: Job) -> dict:
             "capped": job.capped, "params": job.params,
             "gmacs": round(job.gmacs, 4), "paper_top1": s.top1, "paper_top1_std": s.top1_std,
             "paper_top5": s.top5, "paper_gmacs": s.gmacs, "device": str(run.rt.device),
-            "world_size": run.rt.world, "torch": torch.__version__}
+            "world_size": run.rt.world, "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def train(cfg: DictConfig) -> dict:
     """Train the step `cfg` asks for (or print the summary of a finished run) and return its summary."""
     run = check(cfg)
-    with run_lock(run.dir, run.rt.main):
+    with store.lock(run.dir, run.rt.main):
         previous, ckpt = previous_state(run)
-        if previous and previous.get("status") in FINISHED:
+        if previous and previous.get("status") in store.FINISHED:
             capped = (f", capped at {previous.get('steps_per_epoch')} steps per epoch (a smoke run)"
                       if previous.get("capped") else "")
             run.say(f"[{run.step.name}] already finished ({previous['status']}{capped}) in {run.dir}: top-1 "
@@ -490,7 +445,7 @@ def train(cfg: DictConfig) -> dict:
             return previous
         job = build(run, ckpt)
         start_epoch = ckpt["epoch"] if ckpt is not None else 0
-        history = [m for m in _read_metrics(run.dir) if m["epoch"] <= start_epoch]
+        history = [m for m in store.read_metrics(run.dir) if m["epoch"] <= start_epoch]
         if ckpt is not None:
             run.say(f"[{run.step.name}] resumed after epoch {start_epoch}/{run.settings.train.epochs} from "
                     f"{run.dir / 'last.pt'}")
@@ -506,10 +461,10 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
     """Train from `start_epoch` to the end, writing metrics and a checkpoint after every epoch, then the summary."""
     cfg, tc, rt = run.cfg, run.settings.train, run.rt
     if rt.main:
-        atomic_write_text(run.dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        atomic_write_text(run.dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
-        atomic_write_text(run.dir.parent.parent / "roadmap.json", json.dumps(run.roadmap.to_dict(), indent=1))
-        (run.dir / "summary.json").unlink(missing_ok=True)
+        store.write_config(run.dir, OmegaConf.to_yaml(cfg, resolve=True))
+        store.write_metrics(run.dir, history)
+        store.write_roadmap(run.dir, run.kind, run.roadmap.to_dict())
+        store.clear_summary(run.dir)
     tracker = make_tracker(cfg, run.step, rt.main)
     name = run.step.name
     run.say(f"[{name}] {job.params / 1e6:.2f}M params, {job.gmacs:.3f} GMACs at {cfg.data.resolution}px, "
@@ -527,8 +482,7 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
                 break
             with deferred_interrupts():
                 if rt.main:
-                    with open(run.dir / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps(metrics) + "\n")
+                    store.append_metrics(run.dir, metrics)
                     save_checkpoint(run, job, epoch + 1)
                 history.append(metrics)
             tracker.log(metrics)
@@ -547,7 +501,7 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
                        train_time=seconds,
                        img_s=sum(m["img_s"] * m["train_seconds"] for m in history) / max(1e-9, seconds))
     if rt.main:
-        atomic_write_text(run.dir / "summary.json", json.dumps(summary, indent=1))
+        store.write_summary(run.dir, summary)
     tracker.finish(summary)
     if status == "diverged":
         run.say(f"[{name}] diverged: {message}; summary.json says status 'diverged'", file=sys.stderr)
@@ -567,7 +521,7 @@ def interrupted(run: Run, job: Job, tracker, history: list[dict], epoch: int, si
     summary = {**describe(run, job), "status": "interrupted", "message": message, "epochs": len(history),
                "fingerprint": run.fingerprint}
     if run.rt.main:
-        atomic_write_text(run.dir / "summary.json", json.dumps(summary, indent=1))
+        store.write_summary(run.dir, summary)
     tracker.finish(summary)
     raise Interrupted(message, signal_name) from None
 
@@ -576,24 +530,9 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _read_metrics(run_dir: Path) -> list[dict]:
-    out = []
-    try:
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                break  # a line cut by a kill
-    except OSError:
-        pass
-    return out
-
-
 def write_failure(cfg: DictConfig, error: BaseException) -> None:
     """Record a run that stopped with an error, so sweeps and reports show it."""
-    run_dir = Path(cfg.run_dir)
-    if run_dir.exists() and int(os.environ.get("RANK", 0)) == 0:
-        summary = {"step": str(cfg.get("step")), "roadmap": cfg.roadmap.name, "scale": cfg.scale.name,
-                   "seed": cfg.seed, "ablation": "explore" if cfg.get("explore") is not None else cfg.get("ablation"),
-                   "dataset": cfg.data.name, "status": "failed", "message": f"{type(error).__name__}: {error}"}
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    if int(os.environ.get("RANK", 0)) == 0:
+        store.write_failure(Path(cfg.run_dir), {
+            "step": str(cfg.get("step")), "roadmap": cfg.roadmap.name, "scale": cfg.scale.name, "seed": cfg.seed,
+            "kind": cfg.kind, "dataset": cfg.data.name, "message": f"{type(error).__name__}: {error}"})

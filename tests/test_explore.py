@@ -158,7 +158,7 @@ def test_a_small_exploration_end_to_end(tmp_path):
     rejected = (folder / "rejected.jsonl").read_text().splitlines() if (folder / "rejected.jsonl").exists() else []
     assert len(trained) + len(rejected) == 3 and trained, p.stdout
     s = summary(folder / trained[0] / "seed0")
-    assert s["status"] == "done" and s["ablation"] == "explore" and s["explore"]["sampler"] == "random"
+    assert s["status"] == "done" and s["kind"] == "explore" and s["explore"]["sampler"] == "random"
     assert s["step"] == network_id(s["switches"]) and set(s["switches"]) == set(SWITCHES)
     assert f"3/3 drawn: {len(trained)} trained, {len(rejected)} rejected" in p.stdout
     for line in rejected:
@@ -170,7 +170,8 @@ def test_a_small_exploration_end_to_end(tmp_path):
 def test_search_is_tpe_within_the_endpoints_budget():
     from hydra import compose, initialize_config_dir
 
-    from roadmap.config import budget_gmacs, register, step_model_config
+    from roadmap.config import register, step_model_config
+    from roadmap.explore import budget_gmacs
     from roadmap.model import RoadmapNet, gmacs
 
     register()

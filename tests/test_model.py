@@ -47,9 +47,8 @@ def test_every_step_is_its_parent_plus_its_own_switches(name):
 
 @pytest.mark.parametrize("name", ROADMAPS)
 def test_roadmap_parents_are_the_steps_their_files_include(name):
-    """The roadmap's `parent` of a step is what its config builds on (the classic-recipe baselines are the
-    exception: their file includes the modern baseline and changes the recipe, and the roadmap compares the other
-    way round)."""
+    """The roadmap's `parent` of a step is what its config builds on: declared by the step file's defaults, by the
+    roadmap only where the file builds on no step (the baselines, stage_ratio: the roadmap sets their network)."""
     from roadmap.config import lineage
 
     baseline = roadmap.load_roadmap(name).baseline
@@ -404,3 +403,130 @@ def test_bag_of_tricks_networks():
     assert isinstance(shortcut[0], torch.nn.AvgPool2d) and shortcut[1].stride == (1, 1)
     assert not isinstance(d.stages[0][0].shortcut[0], torch.nn.AvgPool2d)  # stride 1: no pooling
     assert d(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+
+
+def test_presets_are_the_roadmap_endpoints():
+    from roadmap.model import CONVNEXT_T, RESNET50
+
+    assert RESNET50 == step_model_config("resnet50")
+    assert CONVNEXT_T == step_model_config("separate_downsampling")
+
+
+# The modules with tensors of two small networks, in registration order: named, and as checkpoints from before the
+# names numbered them (frozen from the code of then). ResNet-D has the deep stem and the pooled shortcut, ConvNeXt
+# separate downsampling (the stage's layer 0), layer scale, permutes (positions without tensors) and the head's norm.
+NAMED_LAYERS = {
+    "resnet_d": (dict(stem="deep", shortcut="avgpool"),
+                 "stem.conv1 stem.norm1 stem.conv2 stem.norm2 stem.conv3 stem.norm3 stages.0.0.branch.pw1 "
+                 "stages.0.0.branch.norm_pw1 stages.0.0.branch.conv_kxk stages.0.0.branch.norm_kxk "
+                 "stages.0.0.branch.pw2 stages.0.0.branch.norm_pw2 stages.0.0.shortcut.conv "
+                 "stages.0.0.shortcut.norm stages.1.0.branch.pw1 stages.1.0.branch.norm_pw1 "
+                 "stages.1.0.branch.conv_kxk stages.1.0.branch.norm_kxk stages.1.0.branch.pw2 "
+                 "stages.1.0.branch.norm_pw2 stages.1.0.shortcut.conv stages.1.0.shortcut.norm "
+                 "stages.1.1.branch.pw1 stages.1.1.branch.norm_pw1 stages.1.1.branch.conv_kxk "
+                 "stages.1.1.branch.norm_kxk stages.1.1.branch.pw2 stages.1.1.branch.norm_pw2 head.fc",
+                 "stem.0 stem.1 stem.3 stem.4 stem.6 stem.7 stages.0.0.branch.0 stages.0.0.branch.1 "
+                 "stages.0.0.branch.3 stages.0.0.branch.4 stages.0.0.branch.6 stages.0.0.branch.7 "
+                 "stages.0.0.shortcut.0 stages.0.0.shortcut.1 stages.1.0.branch.0 stages.1.0.branch.1 "
+                 "stages.1.0.branch.3 stages.1.0.branch.4 stages.1.0.branch.6 stages.1.0.branch.7 "
+                 "stages.1.0.shortcut.1 stages.1.0.shortcut.2 stages.1.1.branch.0 stages.1.1.branch.1 "
+                 "stages.1.1.branch.3 stages.1.1.branch.4 stages.1.1.branch.6 stages.1.1.branch.7 head.2"),
+    "convnext": ({},
+                 "stem.conv stem.norm stages.0.0 stages.0.0.branch.conv_kxk stages.0.0.branch.norm_kxk "
+                 "stages.0.0.branch.pw1 stages.0.0.branch.pw2 stages.1.downsample.norm stages.1.downsample.conv "
+                 "stages.1.1 stages.1.1.branch.conv_kxk stages.1.1.branch.norm_kxk stages.1.1.branch.pw1 "
+                 "stages.1.1.branch.pw2 stages.1.2 stages.1.2.branch.conv_kxk stages.1.2.branch.norm_kxk "
+                 "stages.1.2.branch.pw1 stages.1.2.branch.pw2 head.norm head.fc",
+                 "stem.0 stem.1 stages.0.0 stages.0.0.branch.0 stages.0.0.branch.2 stages.0.0.branch.3 "
+                 "stages.0.0.branch.5 stages.1.0.0 stages.1.0.1 stages.1.1 stages.1.1.branch.0 stages.1.1.branch.2 "
+                 "stages.1.1.branch.3 stages.1.1.branch.5 stages.1.2 stages.1.2.branch.0 stages.1.2.branch.2 "
+                 "stages.1.2.branch.3 stages.1.2.branch.5 head.2 head.3"),
+}
+
+
+@pytest.mark.parametrize("name", list(NAMED_LAYERS))
+def test_layers_are_named_and_checkpoints_from_before_load(name):
+    """Same layers in the same order as when they were numbered (so a seed gives the same weights), and a state dict
+    with the numbered keys loads (directly, through upgrade_state_dict, and as an EMA's) to the same outputs."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from roadmap.model import CONVNEXT_T, RESNET50, legacy_keys, upgrade_state_dict
+
+    overrides, named, legacy = NAMED_LAYERS[name]
+    cfg = dataclasses.replace(RESNET50 if name == "resnet_d" else CONVNEXT_T, depths=(1, 2), width=16, num_classes=5,
+                              **overrides)
+    net = _randomize(RoadmapNet(cfg))
+    old_key = legacy_keys(net)
+
+    def modules(keys):
+        return " ".join(dict.fromkeys(k.rsplit(".", 1)[0] for k in keys))
+
+    assert modules(net.state_dict()) == named and modules(old_key.values()) == legacy
+    old = {old_key[k]: v for k, v in net.state_dict().items()}
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = net(x)
+    for upgrade in (False, True):
+        fresh = RoadmapNet(cfg).eval()
+        fresh.load_state_dict(upgrade_state_dict(fresh, old) if upgrade else old)
+        with torch.no_grad():
+            assert torch.equal(fresh(x), expected)
+        ema = AveragedModel(RoadmapNet(cfg), multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True).eval()
+        saved = {"module." + old_key[k[len("module."):]] if k.startswith("module.") else k: v
+                 for k, v in AveragedModel(net, use_buffers=True).state_dict().items()}
+        ema.load_state_dict(upgrade_state_dict(ema.module, saved, "module.") if upgrade else saved)
+        with torch.no_grad():
+            assert torch.equal(ema(x), expected)
+    assert upgrade_state_dict(net, net.state_dict()).keys() == net.state_dict().keys()
+    extra = {**old, "stages.0.0.branch.9.weight": torch.zeros(1)}
+    with pytest.raises(ConfigError, match=r"^state dict: unexpected key stages\.0\.0\.branch\.9\.weight \(neither"):
+        upgrade_state_dict(net, extra)
+    missing = {k: v for k, v in old.items() if not k.startswith("head.")}
+    with pytest.raises(ConfigError, match=r"^state dict: missing key head\.fc\.bias .* load it into the RoadmapNet"):
+        upgrade_state_dict(net, missing)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "convnext_tiny"])
+def test_conversion_pairs_tensors_by_name_not_order(name, monkeypatch):
+    """The source's state dict in another order converts to the same network; a tensor missing from it or one
+    without a counterpart here is a one-line ConfigError naming it."""
+    import random
+    import re
+    from collections import OrderedDict
+
+    tv = _randomize(getattr(torchvision.models, name)(num_classes=7))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = tv(x)
+    items = list(tv.state_dict().items())
+    random.Random(0).shuffle(items)
+    monkeypatch.setattr(tv, "state_dict", lambda: OrderedDict(items))
+    ours = roadmap.from_torchvision(tv).eval()
+    with torch.no_grad():
+        assert (ours(x) - expected).abs().max().item() <= 1e-4
+    gone = next(k for k, v in items if v.dim() > 1)
+    monkeypatch.setattr(tv, "state_dict", lambda: OrderedDict((k, v) for k, v in items if k != gone))
+    with pytest.raises(ConfigError, match=rf"^from_torchvision: the source network has no {re.escape(gone)} ") as e:
+        roadmap.from_torchvision(tv)
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr(tv, "state_dict", lambda: OrderedDict([*items, ("extra.weight", torch.zeros(3))]))
+    with pytest.raises(ConfigError, match=r"^from_torchvision: extra\.weight \(3,\) has no counterpart"):
+        roadmap.from_torchvision(tv)
+
+
+def test_a_steps_parent_is_declared_once(tmp_path):
+    """A roadmap gives a step's parent only where the step's file does not: left out, it is the step the file builds
+    on; given, it is what the roadmap compares with (here ConvNeXt-T straight against ResNet-50)."""
+    from roadmap.config import included_step
+
+    write_user_step(tmp_path)
+    (tmp_path / "roadmap").mkdir()
+    (tmp_path / "roadmap" / "mine.yaml").write_text(USER_ROADMAP.replace("dw_kernel_3: {parent: separate_downsampling,",
+                                                                         "dw_kernel_3: {"))
+    mine = roadmap.load_roadmap("mine", [tmp_path])
+    assert [(s.name, s.parent) for s in mine.steps] == [("resnet50", None), ("separate_downsampling", "resnet50"),
+                                                       ("dw_kernel_3", "separate_downsampling")]
+    for name in ROADMAPS:  # the shipped roadmaps say no parent twice
+        steps = yaml.safe_load((CONF_DIR / "roadmap" / f"{name}.yaml").read_text())["roadmap"]["steps"]
+        twice = [step for step, info in steps.items() if "parent" in info and included_step(step) == info["parent"]]
+        assert twice == [], name

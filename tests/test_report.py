@@ -85,11 +85,11 @@ def fake_ablation(root, kind, seeds=3, effect=None, skip=()):
     folder = root / "embedded" / "convnext_t" / kind
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "roadmap.json").write_text(json.dumps(rm.to_dict()))
-    from roadmap.ablation import record_invalid
+    from roadmap import store
     from roadmap.config import step_model_config
 
     for step, why in invalid(kind, rm, step_model_config).items():  # what the sweep records for those it skips
-        record_invalid(folder, step, why)
+        store.record(folder / step / "seed0", kind, {"step": step, "reason": why})
     for s in [rm.step(rm.baseline), *(s for s in rm.steps if s.parent and s.adopted and s.name != rm.baseline)]:
         if s.name == NOT_BUILT[kind] or s.name in skip:
             continue
@@ -185,7 +185,7 @@ def test_report_cli_and_ablation_groups(tmp_path):
     iso = md[md.index("isolated ablation"):md.index("\n## ", md.index("isolated ablation"))]
     assert "| 0 | resnet50 | reference |" in iso and "resnet50_classic" not in iso
     steps = pd.read_csv(tmp_path / "o" / "steps.csv")
-    gelu = steps[(steps["step"] == "gelu") & (steps["ablation"] == "isolated")].iloc[0]
+    gelu = steps[(steps["step"] == "gelu") & (steps["kind"] == "isolated")].iloc[0]
     assert gelu["compared_to"] == "resnet50" and gelu["pairs"] == 3
 
 
@@ -304,11 +304,11 @@ def ablation_table(runs_dir, kind):
     from roadmap.ablation import read_invalid
 
     runs = report.load_runs(runs_dir)
-    group = runs[runs["ablation"] == kind]
+    group = runs[runs["kind"] == kind]
     rm = report.roadmap_of(group)
     folder = runs_dir / "embedded" / "convnext_t" / kind
     return report.step_table(group, report.ablation_steps(rm, group), reference=rm.baseline,
-                             invalid=read_invalid(folder)), rm
+                             invalid=read_invalid(folder, kind)), rm
 
 
 @pytest.mark.parametrize("kind", ["isolated", "leave_one_out"])
@@ -449,16 +449,16 @@ def test_population_members_are_not_flagged_as_capped(tmp_path):
     assert section.count("capped") == 1 and "**capped**" not in md
     assert "| separate_downsampling |" in md and "separate_downsampling (capped)" not in md
     csv = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert csv.loc[csv["ablation"] == "explore", "capped"].all() and not csv.loc[csv["ablation"] == "roadmap",
+    assert csv.loc[csv["kind"] == "explore", "capped"].all() and not csv.loc[csv["kind"] == "roadmap",
                                                                                    "capped"].any()
 
 
 def test_isolated_sweep_runs_through_run_py(tmp_path):
     p = run("-m", "+sweep=isolated", "+step=kernel_7", *TINY, "train.epochs=1", runs_root=tmp_path)
     s = summary(tmp_path / "embedded/convnext_t/isolated/kernel_7/seed0")
-    assert s["ablation"] == "isolated" and s["status"] == "done", p.stderr
+    assert s["kind"] == "isolated" and s["status"] == "done", p.stderr
     cfg = (tmp_path / "embedded/convnext_t/isolated/kernel_7/seed0/config.yaml").read_text()
-    assert "ablation: isolated" in cfg
+    assert "kind: isolated" in cfg
 
 
 def test_a_users_roadmap_sweeps(tmp_path):

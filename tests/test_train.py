@@ -87,6 +87,7 @@ def test_torchrun_on_a_fresh_checkout_prepares_the_data_once(tmp_path):
     assert p.returncode == 0, p.stderr
     s = summary(tmp_path / RUN.format(step="separate_downsampling"))
     assert s["world_size"] == 2 and s["status"] == "done" and s["epochs"] == 1 and s["dataset"] == "fashion_mnist"
+    assert s["threads"] == 1  # train.threads=auto follows OMP_NUM_THREADS
     assert p.stdout.count("epoch 1/1") == 1  # only rank 0 talks
     raw = data_root / "FashionMNIST" / "raw"
     assert sorted(f.name for f in raw.iterdir()) == sorted(data_lib.FASHION_FILES)  # no temporary file left
@@ -429,6 +430,21 @@ def test_an_ablation_step_that_cannot_be_built_is_recorded_for_the_report(tmp_pa
                "not a valid network: model.activations='one'")
     assert code == 2 and err.startswith(f"error: {message}")
     folder = tmp_path / "embedded" / "convnext_t" / "isolated"
-    assert list(read_invalid(folder)) == ["fewer_activations"] and read_invalid(folder)["fewer_activations"] \
+    invalid = read_invalid(folder, "isolated")
+    assert list(invalid) == ["fewer_activations"] and invalid["fewer_activations"] \
         .startswith(message)
     assert [p.name for p in folder.iterdir()] == ["invalid.jsonl"]
+
+
+def test_threads_follow_the_setting_the_environment_and_the_local_ranks(monkeypatch):
+    from roadmap.train import threads
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads(5) == 5 and threads("auto") == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert threads("auto") == cores
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))  # more processes than cores: one thread each
+    assert threads("auto") == 1
+

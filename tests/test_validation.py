@@ -115,7 +115,9 @@ def test_good_configs_of_every_roadmap_and_scale_validate():
 
 @pytest.mark.parametrize("arg, message", [
     ("recipe.lr=abc", "error: recipe.lr='abc': must be a number > 0"),
-    ("recipe.warmup=abc", "error: recipe.warmup='abc': must be a number in [0, 1)")])
+    ("recipe.warmup=abc", "error: recipe.warmup='abc': must be a number in [0, 1)"),
+    ("kind=ablated", "error: kind='ablated': must be one of roadmap, isolated, leave_one_out, explore"),
+    ("kind=explore", "error: kind=explore: needs +explore=... (the exploration's settings)")])
 def test_values_from_the_issue_in_process(arg, message, tmp_path, capsys):
     code, _, err = execute_here("+step=gelu", *TINY, arg, runs_root=tmp_path, capsys=capsys)
     assert code == 2 and err.strip() == message and list(tmp_path.iterdir()) == []

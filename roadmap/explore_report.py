@@ -1,0 +1,142 @@
+"""The report's section on an exploration (`python -m roadmap.report` on a folder with `explore/` runs): how many
+networks each sampler drew, trained and rejected; the population's EDFs, effects, interactions and top networks
+(roadmap.design_space); where the roadmap's choices disagree with it; the best network against the roadmap's
+endpoint and baseline networks trained alike, paired by seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import design_space, stats, store
+from .explore import SWITCHES, network_id
+from .report import interval, roadmap_of
+
+
+def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: str, title: str,
+                    dataset: str) -> tuple[str, list[Path]]:
+    """A population of networks drawn from the design space: EDFs, per-switch effects (OLS with complexity as a
+    covariate), interactions, the top networks, where the roadmap's own choices disagree with the population, and
+    the best network against the roadmap's endpoints by seed."""
+    done = group[group["status"] == "done"]
+    rejected = pd.DataFrame(store.records(store.folder_of(Path(group["run_dir"].iloc[0])), "explore"))
+    rejected = rejected.reindex(columns=["id", "reason", "sampler"]).fillna({"sampler": "?"}).drop_duplicates("id")
+    sampler_of = [e.get("sampler", "?") if isinstance(e, dict) else "?"
+                  for e in group.get("explore", [None] * len(group))]
+    counts = []
+    for sampler in dict.fromkeys([*sampler_of, *rejected["sampler"]]):
+        mine = group[[s == sampler for s in sampler_of]]
+        no = rejected[rejected["sampler"] == sampler]
+        over = int(no["reason"].str.startswith("over budget").sum())
+        counts.append(f"{sampler}: {mine['step'].nunique()} networks trained ({(mine['status'] == 'done').sum()} "
+                      f"finished runs), {len(no)} rejected before training ({len(no) - over} invalid combinations, "
+                      f"{over} over the complexity budget)")
+    lines = [f"## {title}", "",
+             f"Networks drawn from the design space, by sampler (random: uniform; search: TPE; net: given networks, "
+             f"e.g. more seeds): {'; '.join(counts)}. {group['step'].nunique()} networks trained in all, "
+             f"{len(group) - len(done)} runs failed or diverged. Top-1 on {dataset}. Population members train on "
+             f"capped epochs (train.max_steps_per_epoch = scale.explore_steps{_cut(group)}), by design: they compare "
+             f"with each other and with the networks trained alike below, not with full runs.", ""]
+    if done.empty:
+        return "\n".join(lines + ["No finished run yet."]) + "\n", []
+    samples = pd.concat([done[["step", "seed", "final_top1", "gmacs", "params"]].reset_index(drop=True),
+                         pd.DataFrame(list(done["switches"])).reset_index(drop=True)], axis=1)
+    samples = samples.rename(columns={"step": "id", "final_top1": "top1"})
+    # the distributions and effects come from the uniform draws only (a search's or a hand-picked network's runs
+    # would bias them); the top networks and the best from every trained network
+    uniform = [isinstance(e, dict) and e.get("sampler") == "random" for e in done.get("explore", [])]
+    population = samples[uniform] if any(uniform) else samples
+    varied = [s for s in SWITCHES if population[s].astype(str).nunique() > 1]
+    nets, all_nets = design_space.network_means(population, varied), design_space.network_means(samples, varied)
+    if len(all_nets) > len(nets):
+        lines += [f"Distributions and effects: the {len(nets)} networks drawn uniformly; top networks: all "
+                  f"{len(all_nets)}.", ""]
+    written = design_space.edf_figure(nets, varied, out / f"explore{suffix}", title=f"{title}: EDF of top-1 error")
+    try:
+        effects = design_space.main_effects(nets, varied)
+        inter = design_space.interactions(nets, varied)
+    except ValueError as e:  # too few networks for the linear model
+        effects = inter = None
+        lines += [f"Effects not estimated: {e}.", ""]
+    roadmap_nets = _roadmap_networks(runs, group)
+    choices = {k: v for k, v in (roadmap_nets[0][1] if roadmap_nets else {}).items() if k in varied}
+    disagree = design_space.disagreements(nets, varied, choices) if effects is not None and choices else None
+    top = design_space.top_networks(all_nets, varied)
+    lines.append(design_space.markdown(nets, varied, effects, inter, top, disagree).replace("## Design space\n\n", ""))
+    if not choices:
+        lines.append("(No finished run of the roadmap's endpoint under this folder: no comparison of choices.)\n")
+    lines += ["### The best network against the roadmap's endpoints", "",
+              *_best_against(all_nets, done, roadmap_nets)]
+    return "\n".join(lines) + "\n", written
+
+
+def _cut(group: pd.DataFrame) -> str:
+    """", 20 of 235 optimizer steps per epoch", from what the runs recorded (nothing where they did not)."""
+    cut = sorted({(int(a), int(b)) for a, b in zip(group["steps_per_epoch"], group["full_steps_per_epoch"])
+                  if a == a and b == b and a < b})
+    return (": " + "; ".join(f"{a} of {b} optimizer steps per epoch" for a, b in cut)) if cut else ""
+
+
+def _roadmap_networks(runs: pd.DataFrame, group: pd.DataFrame) -> list[tuple[str, dict, pd.DataFrame]]:
+    """The roadmap's endpoint and baseline as members of the population: (step, its switches, the population's
+    finished runs of that network). Only those compare fairly with the population's best, as they were trained like it
+    (`+explore=net` with the step's switches trains them); the roadmap's own runs give the switches."""
+    same = runs[(runs["scale"] == group["scale"].iloc[0]) & (runs["roadmap"] == group["roadmap"].iloc[0])
+                & (runs["kind"] == "roadmap") & (runs["status"] == "done")]
+    if same.empty:
+        return []
+    roadmap, done = roadmap_of(same), group[group["status"] == "done"]
+    out = []
+    for name in dict.fromkeys((roadmap.endpoint.name, roadmap.baseline)):
+        step_runs = same[same["step"] == name]
+        if len(step_runs):
+            sw = step_runs["switches"].iloc[0]
+            out.append((name, sw, done[done["step"] == network_id(sw)]))
+    return out
+
+
+BEST_VERDICT = {"helps": "best is better", "hurts": "best is worse"}  # the paired change is best − this
+
+
+def _best_against(nets: pd.DataFrame, done: pd.DataFrame, roadmap_nets: list[tuple[str, dict, pd.DataFrame]]):
+    """The best network (most seeds among the best five, then mean top-1) beside the roadmap's endpoint and baseline
+    networks trained like the population: mean, 95% interval, GMACs, and the best's change versus each, paired by
+    seed. Commands train whichever of them still lacks seeds."""
+    best = nets.sort_values("top1", ascending=False).head(5).sort_values(["seeds", "top1"], ascending=False).iloc[0]
+    best_runs = done[done["step"] == best["id"]]
+    runs_of = {"best: " + best["id"]: best_runs}
+    runs_of.update({f"{name}'s network": r for name, _, r in roadmap_nets if len(r)})
+    seeds = {name: dict(zip(r["seed"].astype(int), r["final_top1"].astype(float))) for name, r in runs_of.items()}
+    first = next(iter(seeds))
+    lines = ["Trained alike (the population's epochs and batches): the best network and the roadmap's endpoint and "
+             "baseline networks.", "",
+             "| network | GMACs | seeds | top-1 | 95% CI | best − this (paired) | 95% CI | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in runs_of.items():
+        m = stats.mean_interval(list(seeds[name].values()))
+        c = stats.paired_change(seeds[first], seeds[name]) if name != first else None
+        lines.append(f"| {name} | {r['gmacs'].iloc[0]:.4f} | {m['n']} | {m['mean']:.2f} | "
+                     f"{interval(m['ci_low'], m['ci_high'])} | " + ("| | |" if c is None else
+                     f"{c['change']:+.2f} | {interval(c['change_ci_low'], c['change_ci_high'], True)} | "
+                     f"{BEST_VERDICT.get(c['verdict'], c['verdict'])} |"))
+    lines += ["", "Train them with more seeds (finished seeds are kept):", ""]
+    for name, switches in [(first, best_runs["switches"].iloc[0]),
+                           *((f"{name}'s network", sw) for name, sw, _ in roadmap_nets)]:
+        lines += [f"    # {name}", f"    python run.py -m +explore=net {_overrides(switches)} seed=0,1,2"]
+    if not roadmap_nets:
+        lines += ["", "(No finished run of the roadmap's endpoint at this scale: its switches are not known here.)"]
+    return lines
+
+
+def _overrides(switches: dict) -> str:
+    """The command-line overrides that select a network with these switches."""
+    return " ".join(f"model.{k}={_override(switches[k])}" for k in SWITCHES)
+
+
+def _override(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)

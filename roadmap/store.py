@@ -1,0 +1,259 @@
+"""The run store: where runs live and what their directories hold. No other module builds a path under runs/.
+
+<runs_root>/<scale>/<roadmap>/                        a roadmap's group: roadmap.json (its steps, labels, numbers)
+<runs_root>/<scale>/<roadmap>/<step>/seed<k>/          a run of the roadmap's own walk (kind `roadmap`)
+<runs_root>/<scale>/<roadmap>/<kind>/<step>/seed<k>/   a run of another kind: `isolated` and `leave_one_out`
+                                                       (ablations; invalid.jsonl: steps they cannot build) and
+                                                       `explore` (drawn networks; rejected.jsonl: draws not trained)
+A run directory holds
+    config.yaml     the resolved config
+    metrics.jsonl   one line per finished epoch
+    summary.json    written when the run ends: done, diverged, failed or interrupted
+    last.pt         model, optimizer, schedule, grad scaler and EMA after the last finished epoch
+    .lock           held by the process that trains it (.lock.owner says which)
+Every write is atomic (a temporary file renamed over the old one) or a single short appended line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import ConfigError
+
+KINDS = ("roadmap", "isolated", "leave_one_out", "explore")
+FINISHED = ("done", "diverged")  # a run with one of these statuses is not trained again
+RECORDS = {"isolated": "invalid.jsonl", "leave_one_out": "invalid.jsonl", "explore": "rejected.jsonl"}
+
+
+def run_dir(root, scale: str, roadmap: str, kind: str, step: str, seed) -> Path:
+    """The directory of one run (the `run_dir` of conf/config.yaml resolves through it)."""
+    return kind_dir(group_dir(root, scale, roadmap), kind) / str(step) / f"seed{seed}"
+
+
+def group_dir(root, scale: str, roadmap: str) -> Path:
+    """The folder of a roadmap's runs at a scale (what `python -m roadmap.report` reads)."""
+    return Path(root) / str(scale) / str(roadmap)
+
+
+def kind_dir(group: Path, kind: str) -> Path:
+    """The folder of a group's runs of one kind: the group itself for the roadmap's own runs."""
+    if kind not in KINDS:
+        raise ConfigError(f"kind={kind!r}: must be one of {', '.join(KINDS)}")
+    return Path(group) if kind == "roadmap" else Path(group) / kind
+
+
+def folder_of(run: Path) -> Path:
+    """The folder of the runs of a run's kind (its group's folder for the roadmap's own runs)."""
+    return Path(run).parents[1]
+
+
+def group_of(run: Path, kind: str) -> Path:
+    """The group folder a run directory of `kind` belongs to."""
+    folder = folder_of(run)
+    return folder if kind == "roadmap" else folder.parent
+
+
+def kind_of_path(run: Path) -> str:
+    """A run's kind from where its directory is (for summaries that do not say it)."""
+    folder = folder_of(run).name
+    return folder if folder in KINDS[1:] else "roadmap"
+
+
+# -- files ---------------------------------------------------------------------------------------------------------
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_save(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, value) -> None:
+    atomic_write_text(path, json.dumps(value, indent=1))
+
+
+def append_line(path: Path, record: dict) -> None:
+    """One JSON line appended to `path`: one short write, so lines from parallel processes do not interleave."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The JSON lines of `path` up to the first unreadable one (a line cut by a kill); none when it is missing."""
+    out = []
+    try:
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break
+    except OSError:
+        pass
+    return out
+
+
+# -- one run -------------------------------------------------------------------------------------------------------
+
+def upgraded_summary(summary: dict, run: Path) -> dict:
+    """A summary with the fields of today's summaries: `kind` was called `ablation` (None for the roadmap's own
+    runs); failed runs' summaries may say neither."""
+    if "kind" not in summary:
+        summary["kind"] = (summary.pop("ablation") or "roadmap") if "ablation" in summary else kind_of_path(run)
+    return summary
+
+
+def read_summary(run: Path) -> dict | None:
+    try:
+        summary = json.loads((Path(run) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return upgraded_summary(summary, run) if isinstance(summary, dict) else None
+
+
+def write_summary(run: Path, summary: dict) -> None:
+    write_json(Path(run) / "summary.json", summary)
+
+
+def clear_summary(run: Path) -> None:
+    (Path(run) / "summary.json").unlink(missing_ok=True)
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return read_lines(Path(run) / "metrics.jsonl")
+
+
+def write_metrics(run: Path, history: list[dict]) -> None:
+    atomic_write_text(Path(run) / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+
+
+def append_metrics(run: Path, metrics: dict) -> None:
+    append_line(Path(run) / "metrics.jsonl", metrics)
+
+
+def write_config(run: Path, text: str) -> None:
+    atomic_write_text(Path(run) / "config.yaml", text)
+
+
+def checkpoint_path(run: Path) -> Path:
+    return Path(run) / "last.pt"
+
+
+def save_checkpoint(run: Path, state: dict) -> None:
+    atomic_save(state, checkpoint_path(run))
+
+
+def load_checkpoint(run: Path, device) -> dict | None:
+    """The run's last.pt, or None when there is none; a one-line error when it cannot be read."""
+    import torch
+
+    path = checkpoint_path(run)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}); move it away or rerun "
+                          f"with train.overwrite=true to start over") from None
+
+
+@contextmanager
+def lock(run: Path, main: bool = True):
+    """Hold the run directory for this process: a second process on the same directory (a second terminal, a
+    requeued job whose first copy still lives) gets a one-line error naming the holder. The lock dies with its
+    process. Directories this call created are removed again if the run stops with bad input before writing."""
+    from filelock import FileLock, Timeout
+
+    if not main:  # the other ranks of a DDP run belong to rank 0's run
+        yield
+        return
+    run = Path(run)
+    missing = [p for p in (run, *run.parents) if not p.exists()]
+    run.mkdir(parents=True, exist_ok=True)
+    held, owner = FileLock(run / ".lock"), run / ".lock.owner"
+    try:
+        held.acquire(timeout=0)
+    except Timeout:
+        holder = owner.read_text().strip() if owner.exists() else "another process"
+        raise ConfigError(f"{run} is being trained by {holder}; wait for it to finish or stop it") from None
+    try:
+        owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        yield
+    except ConfigError:  # bad input writes nothing; a crash leaves the directory for its failure summary
+        if missing and {p.name for p in run.iterdir()} <= {".lock", ".lock.owner"}:
+            owner.unlink(missing_ok=True)
+            (run / ".lock").unlink(missing_ok=True)
+            for path in missing:  # innermost first; stops at the first one another run has used meanwhile
+                try:
+                    path.rmdir()
+                except OSError:
+                    break
+        raise
+    finally:
+        owner.unlink(missing_ok=True)
+        held.release()
+
+
+def write_failure(run: Path, summary: dict) -> None:
+    """Record a run that stopped with an error (status failed) where its directory exists, so sweeps and reports
+    show it."""
+    if Path(run).exists():
+        write_summary(run, {**summary, "status": "failed"})
+
+
+# -- a group of runs -----------------------------------------------------------------------------------------------
+
+def write_roadmap(run: Path, kind: str, roadmap: dict) -> None:
+    """The roadmap a run belongs to, next to its group's runs (so the report needs no Hydra)."""
+    write_json(group_of(run, kind) / "roadmap.json", roadmap)
+
+
+def read_roadmap(run: Path, kind: str) -> dict | None:
+    """The roadmap.json of a run's group (or of its kind's folder, where runs wrote it before this module); None
+    when there is none, a warning when it is unreadable."""
+    for path in dict.fromkeys((group_of(run, kind) / "roadmap.json", folder_of(run) / "roadmap.json")):
+        if path.exists():
+            try:
+                return json.loads(path.read_text())
+            except ValueError as e:
+                warnings.warn(f"ignoring {path}: {e}", stacklevel=2)
+    return None
+
+
+def summaries(folder: Path):
+    """(run directory, summary) for every run under `folder`, in path order; unreadable summaries are warned about
+    and skipped."""
+    for path in sorted(Path(folder).rglob("summary.json")):
+        try:
+            s = json.loads(path.read_text())
+            if not isinstance(s, dict) or "step" not in s or "status" not in s:
+                raise ValueError("not a run summary")
+        except (OSError, ValueError) as e:
+            warnings.warn(f"skipping {path}: unreadable summary ({e})", stacklevel=2)
+            continue
+        yield path.parent, upgraded_summary(s, path.parent)
+
+
+def record(run: Path, kind: str, entry: dict) -> None:
+    """A run of an ablation or an exploration that is not trained (why, in `entry`), in its kind's folder."""
+    append_line(folder_of(run) / RECORDS[kind], entry)
+
+
+def records(folder: Path, kind: str) -> list[dict]:
+    """What `record` wrote in the folder of a group's runs of `kind`."""
+    return read_lines(Path(folder) / RECORDS[kind])
