@@ -25,17 +25,20 @@ data:
 	  echo "note: could not install dataset-fashion-mnist; torchvision will download Fashion-MNIST"; fi
 
 REPORT := $(RUNS)/embedded/$(ROADMAP)/report
+# the benchmark whose img/s of the published networks join the report's accuracy-against-speed figure, if there is one
+BENCH ?= $(wildcard benchmarks/bench_cpu_$(ROADMAP).csv)
+REPORT_ARGS = --out $(REPORT) $(if $(BENCH),--bench $(BENCH))
 
 # A whole roadmap on the embedded scale (seeds 0..SEEDS-1; finished runs are skipped), then its tables and figures.
 roadmap: setup data
 	@start=$$(date +%s); $(PY) run.py -m +sweep=roadmap roadmap=$(ROADMAP) seed=$(SEED_LIST) runs_root=$(RUNS) && \
 	  echo "sweep wall time: $$(( $$(date +%s) - start )) s"
-	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) --out $(REPORT)
+	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) $(REPORT_ARGS)
 
 # Regenerate the README's figures and tables (docs/) from the runs of `make roadmap` (and of explorations, if any).
 figure: setup
-	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) --out $(REPORT)
-	mkdir -p docs && for f in roadmap.png transfer.png results.md agreement.json explore.png; do \
+	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) $(REPORT_ARGS)
+	mkdir -p docs && for f in roadmap.png transfer.png speed.png results.md agreement.json explore.png; do \
 	  if [ -f $(REPORT)/$$f ]; then cp $(REPORT)/$$f docs/$(if $(filter convnext_t,$(ROADMAP)),,$(ROADMAP)_)$$f; fi; done
 
 # The tests in parallel, one worker per core (pytest-xdist); `$(PY) -m pytest -q` runs them in one process.

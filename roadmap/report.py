@@ -1,4 +1,4 @@
-"""python -m roadmap.report RUNS_DIR [--out DIR] [--wandb] [--config-dir DIR]: the roadmap's tables and figures
+"""python -m roadmap.report RUNS_DIR [--out DIR] [--bench CSV] [--wandb]: the roadmap's tables and figures
 from what runs wrote.
 
 Needs no network and no training: reads every summary.json under RUNS_DIR (and the roadmap.json the runs wrote next
@@ -10,6 +10,8 @@ to them) with pandas and writes
                      where a number is not defined)
     roadmap.png/pdf  our bars (95% intervals, seeds as dots, verdicts) beside the published figure
     transfer.png/pdf our paired change of every step against the published change
+    speed.png/pdf    every step's top-1 against its measured img/s (its runs'; with --bench, its published network's
+                     on the benchmark's device), GMACs as the marker's area, the Pareto front marked
 Ablation sweeps (isolated, leave_one_out) get their own table and figure, with a row for every step of the sweep; a
 step whose ablated network is not valid is listed with the reason (found by building the ablation from conf/, the
 only use of Hydra here). Runs whose epochs train.max_steps_per_epoch cut short are marked `capped`.
@@ -166,6 +168,7 @@ def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = No
             "top1_std": summary["std"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"], "seed_top1": mine,
             "params": int(first["params"].iloc[0]) if len(first) else None,
             "gmacs": float(first["gmacs"].iloc[0]) if len(first) else math.nan,
+            "img_s": float(done.loc[done["step"] == s.name, "img_s"].mean()) if mine and "img_s" in done else math.nan,
             "compared_to": compared, **change,
             "paper_top1": _float(s.top1), "paper_top1_std": _float(s.top1_std), "paper_gmacs": _float(s.gmacs)})
     table = pd.DataFrame(rows)
@@ -297,7 +300,7 @@ def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, roadm
            kind: str = "roadmap") -> list[Path]:
     """The published roadmap figure, twice: ours (left: mean, 95% interval, every seed as a dot, verdict by each bar)
     and the published one (right), written as .png and .pdf. `kind` says what the changes are measured against."""
-    return _save(draw_figure(table, title, dataset, roadmap, kind), path_stem)
+    return save_figure(draw_figure(table, title, dataset, roadmap, kind), path_stem)
 
 
 def draw_figure(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, kind: str = "roadmap"):
@@ -513,10 +516,10 @@ def transfer_figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: s
     key = "\n".join(f"{r.order}  {r.label}" for r in rows.itertuples())
     ax.text(1.02, 1.0, key, transform=ax.transAxes, va="top", fontsize=8, family="monospace")
     fig.tight_layout()
-    return _save(fig, path_stem)
+    return save_figure(fig, path_stem)
 
 
-def _save(fig, path_stem: Path) -> list[Path]:
+def save_figure(fig, path_stem: Path) -> list[Path]:
     written = []
     for ext in ("png", "pdf"):
         path = path_stem.with_suffix(f".{ext}")
@@ -568,9 +571,27 @@ def _strict(value):
     return value
 
 
-def report(runs_dir: Path, out: Path) -> list[Path]:
-    """Every table and figure of the runs under `runs_dir`, written into `out`; the paths written. A folder
-    without a run summary is a ReportError."""
+def roadmap_group(group: pd.DataFrame, roadmap: Roadmap, out: Path, suffix: str, title: str, dataset: str,
+                  bench: Path | None) -> tuple[pd.DataFrame, list[str], list[Path]]:
+    """A roadmap's own runs: the step table, agreement.json, the roadmap, transfer and speed figures; the table, the
+    Markdown and the paths written."""
+    from .speed_report import read_bench, speed_section
+
+    table = step_table(group, ordered_steps(roadmap, group))
+    agree = agreement(table)
+    path = out / f"agreement{suffix}.json"
+    path.write_text(json.dumps(_strict(agree), indent=1, allow_nan=False) + "\n")
+    written = [path, *figure(table, out / f"roadmap{suffix}", title, dataset, roadmap),
+               *transfer_figure(table, out / f"transfer{suffix}", title, dataset, roadmap, agree)]
+    text, files = speed_section(table, None if bench is None else read_bench(bench),
+                                None if bench is None else Path(bench).name, out, suffix, title, dataset)
+    return table, [markdown(table, title, dataset, roadmap, agree, runs=group), text], written + files
+
+
+def report(runs_dir: Path, out: Path, bench: Path | None = None) -> list[Path]:
+    """Every table and figure of the runs under `runs_dir`, written into `out`; the paths written. `bench`: a
+    `make bench` CSV whose speeds the accuracy-against-speed figure adds. A folder without a run summary is a
+    ReportError."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ReportError(f"{runs_dir} is not a directory")
@@ -596,20 +617,15 @@ def report(runs_dir: Path, out: Path) -> list[Path]:
             written += files
             continue
         if kind == "roadmap":
-            table = step_table(group, ordered_steps(roadmap, group))
-            agree = agreement(table)
-            (out / f"agreement{suffix}.json").write_text(json.dumps(_strict(agree), indent=1, allow_nan=False)
-                                                         + "\n")
-            written += [out / f"agreement{suffix}.json"]
-            written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap)
-            written += transfer_figure(table, out / f"transfer{suffix}", title, dataset, roadmap, agree)
+            table, text, files = roadmap_group(group, roadmap, out, suffix, title, dataset, bench)
+            md += text
+            written += files
         else:
             table = step_table(group, ablation_steps(roadmap, group), reference=roadmap.baseline,
                                invalid=read_invalid(store.folder_of(Path(group["run_dir"].iloc[0])), kind))
             table[["paper_top1", "paper_top1_std", "paper_gmacs", "paper_change"]] = math.nan
-            agree = None
             written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap, kind=kind)
-        md.append(markdown(table, title, dataset, roadmap, agree, kind=kind, runs=group))
+            md.append(markdown(table, title, dataset, roadmap, None, kind=kind, runs=group))
         per_step.append(table.assign(scale=scale, roadmap=name, kind=kind))
     if not per_step:  # only explorations
         runs.drop(columns=["switches"], errors="ignore").to_csv(out / "results.csv", index=False)
@@ -631,6 +647,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUNS_DIR/report)")
+    parser.add_argument("--bench", type=Path, default=None, help="a `make bench` CSV (benchmarks/bench_*.csv): "
+                        "its img/s of every step's published network join the accuracy-against-speed figure")
     parser.add_argument("--wandb", action="store_true", help="also log the figures, tables and agreement to wandb "
                         "(its run folder goes into the output folder)")
     args = parser.parse_args(argv)
@@ -639,7 +657,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"
-            written = report(args.runs_dir, out)
+            written = report(args.runs_dir, out, args.bench)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -654,3 +654,42 @@ def test_one_seed_and_mixed_trees_give_a_full_table(tmp_path):
     md = (tmp_path / "o2" / "results.md").read_text()
     assert "| 4 | depthwise_conv |" in md and "| 15 | separate_downsampling |" in md
     assert (tmp_path / "o2" / "transfer.png").stat().st_size > 10_000
+
+
+def test_pareto_front_marks_the_steps_nothing_beats_on_both():
+    from roadmap.speed_report import pareto_front
+
+    assert pareto_front([1, 2, 3, 2, math.nan], [3, 2, 1, 1, 5]) == [True, True, True, False, False]
+    assert pareto_front([1, 1], [2, 2]) == [True, True]  # equal points do not dominate each other
+
+
+def test_accuracy_against_speed_from_the_runs_and_a_bench_csv(tmp_path):
+    runs_dir = tmp_path / "runs"
+    fake_runs(runs_dir, effect=lambda s, seed: 80.0 + s.order)  # every later step more accurate
+    for path in runs_dir.rglob("summary.json"):
+        try:
+            s = json.loads(path.read_text())
+        except ValueError:
+            continue  # the unreadable one
+        s["img_s"] = 100.0 if s["step"] == "stage_ratio" else 1000.0 - 10 * s["order"]  # stage ratio: slowest
+        path.write_text(json.dumps(s))
+    rm = roadmap.load_roadmap("convnext_t")
+    bench = tmp_path / "bench_cpu_convnext_t.csv"
+    pd.DataFrame([{"step": s.name, "model": "roadmap", "gmacs": 4.0 + 0.1 * s.order, "train_img_s": 50.0 - s.order,
+                   "infer_img_s": 9.0 if s.name == "gelu" else 200.0 - s.order} for s in rm.steps]
+                 + [{"step": "resnet50", "model": "torchvision", "gmacs": 4.1, "train_img_s": 1, "infer_img_s": 1}]
+                 ).to_csv(bench, index=False)
+    written = report.report(runs_dir, tmp_path / "out", bench=bench)
+    assert {tmp_path / "out" / f"speed.{e}" for e in ("png", "pdf")} <= set(written)
+    md = (tmp_path / "out" / "results.md").read_text()
+    section = md[md.index("accuracy against measured speed"):]
+    rows = {line.split(" | ")[0].strip("| "): line for line in section.splitlines() if line.startswith("| ")}
+    assert rows["stage ratio"].count("**front**") == 1  # dominated on the runs' speed, not on the benchmark's
+    assert rows["ReLU → GELU"].count("**front**") == 1  # dominated on the benchmark's inference speed only
+    assert rows['"patchify" stem'].count("**front**") == 2
+    assert "| 990 |" in rows["ResNet-50 (modern recipe)"]  # 1000 - 10 x order 1: the runs' own img/s
+    with pytest.raises(report.ReportError, match="no column 'infer_img_s'"):
+        pd.DataFrame({"step": ["resnet50"], "model": ["roadmap"], "gmacs": [4.1], "train_img_s": [1]}).to_csv(
+            tmp_path / "bad.csv", index=False)
+        report.report(runs_dir, tmp_path / "out2", bench=tmp_path / "bad.csv")
+
