@@ -8,6 +8,9 @@ RUNS ?= runs
 ROADMAP ?= convnext_t
 SEEDS ?= 1
 SEED_LIST := $(shell seq -s, 0 $$(($(SEEDS) - 1)))
+# runs side by side: auto = one per core (conf/hydra/launcher/parallel.yaml), N, or 1 (one after the other)
+JOBS ?= auto
+LAUNCH = $(if $(filter 1,$(JOBS)),,hydra/launcher=parallel $(if $(filter auto,$(JOBS)),,hydra.launcher.n_jobs=$(JOBS)))
 export WANDB_MODE ?= disabled
 
 .PHONY: setup data roadmap figure test bench gpu-check gpu-roadmap wheels clean
@@ -29,9 +32,10 @@ REPORT := $(RUNS)/embedded/$(ROADMAP)/report
 BENCH ?= $(wildcard benchmarks/bench_cpu_$(ROADMAP).csv)
 REPORT_ARGS = --out $(REPORT) $(if $(BENCH),--bench $(BENCH))
 
-# A whole roadmap on the embedded scale (seeds 0..SEEDS-1; finished runs are skipped), then its tables and figures.
+# A whole roadmap on the embedded scale (seeds 0..SEEDS-1, JOBS runs at once; finished runs are skipped), then its
+# tables and figures.
 roadmap: setup data
-	@start=$$(date +%s); $(PY) run.py -m +sweep=roadmap roadmap=$(ROADMAP) seed=$(SEED_LIST) runs_root=$(RUNS) && \
+	@start=$$(date +%s); $(PY) run.py -m +sweep=roadmap roadmap=$(ROADMAP) seed=$(SEED_LIST) runs_root=$(RUNS) $(LAUNCH) && \
 	  echo "sweep wall time: $$(( $$(date +%s) - start )) s"
 	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) $(REPORT_ARGS)
 

@@ -105,19 +105,33 @@ def setup_runtime(train_cfg) -> Runtime:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if name == "cuda" else "gloo")
-    torch.set_num_threads(threads(train_cfg.threads))
+    torch.set_num_threads(threads(train_cfg.threads, runs_at_once()))
     return Runtime(device, rank, world)
 
 
-def threads(setting: int | str) -> int:
-    """train.threads: a number, or auto: OMP_NUM_THREADS where it is set (as schedulers and Ray set it per task),
-    else the cores this process may use shared among the processes of this node (torchrun's local ranks)."""
+def threads(setting: int | str, runs_at_once: int = 1) -> int:
+    """train.threads: a number, or auto: OMP_NUM_THREADS where it is set (as schedulers set it per task), else the
+    cores this process may use shared among the runs side by side (conf/hydra/launcher/parallel.yaml) and the
+    processes of each (torchrun's local ranks)."""
     if setting != "auto":
         return setting
     given = os.environ.get("OMP_NUM_THREADS", "")
     if given.isdigit() and int(given) > 0:
         return int(given)
-    return max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    cores = len(os.sched_getaffinity(0))
+    return max(1, cores // (int(os.environ.get("LOCAL_WORLD_SIZE", 1)) * runs_at_once))
+
+
+def runs_at_once() -> int:
+    """How many runs the sweep's launcher runs side by side on this machine: the parallel launcher's n_jobs
+    (-1: one per core, as joblib counts), else 1."""
+    from hydra.core.hydra_config import HydraConfig
+
+    n = HydraConfig.get().launcher.get("n_jobs") if HydraConfig.initialized() else None
+    if not isinstance(n, int) or n == 0:
+        return 1
+    cores = len(os.sched_getaffinity(0))
+    return min(cores, n if n > 0 else max(1, cores + 1 + n))
 
 
 def fingerprint(cfg: DictConfig, model_cfg, precision: str) -> dict:

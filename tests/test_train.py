@@ -448,3 +448,47 @@ def test_threads_follow_the_setting_the_environment_and_the_local_ranks(monkeypa
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))  # more processes than cores: one thread each
     assert threads("auto") == 1
 
+
+
+PARALLEL = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]
+
+
+def test_two_runs_side_by_side_share_the_cores_and_report(tmp_path):
+    """JOBS=2: both runs train at once in their own processes, each with its share of the cores."""
+    p = run("-m", "+step=resnet50,stage_ratio", *TINY, *PARALLEL, runs_root=tmp_path, env={"OMP_NUM_THREADS": ""})
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    for step in ("resnet50", "stage_ratio"):
+        s = summary(tmp_path / RUN.format(step=step))
+        assert s["status"] == "done" and s["epochs"] == 2 and s["threads"] == share, p.stderr
+    assert "Joblib.Parallel(n_jobs=2" in p.stdout + p.stderr
+    r = subprocess.run([sys.executable, "-m", "roadmap.report", str(tmp_path / "embedded" / "convnext_t")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    import pandas as pd
+
+    steps = pd.read_csv(tmp_path / "embedded" / "convnext_t" / "report" / "steps.csv").set_index("step")
+    assert list(steps.loc[["resnet50", "stage_ratio"], "status"]) == ["done", "done"]
+    assert (steps.loc[["resnet50", "stage_ratio"], "seeds"] == 1).all()
+
+
+def test_a_killed_parallel_sweep_reruns_only_what_is_missing(tmp_path):
+    args = ["-m", "+step=resnet50,stage_ratio", *TINY, "train.epochs=20", *PARALLEL]
+    cmd = [sys.executable, str(ROOT / "run.py"), *args, f"runs_root={tmp_path}"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    sweep = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = [tmp_path / RUN.format(step=step) / "last.pt" for step in ("resnet50", "stage_ratio")]
+    deadline = time.time() + 120
+    while not all(c.exists() for c in ckpts) and time.time() < deadline and sweep.poll() is None:
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGTERM)
+    sweep.wait(timeout=60)
+    assert all(c.exists() for c in ckpts)
+    before = {c.parent.parent.name: len(metrics(c.parent)) for c in ckpts}
+    assert all(0 < n < 20 for n in before.values()), before  # both stopped part-way
+    p = run(*args, runs_root=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    for step, n in before.items():
+        assert f"[{step}] resumed after epoch" in p.stdout
+        assert [m["epoch"] for m in metrics(tmp_path / RUN.format(step=step))] == list(range(1, 21))
+        assert summary(tmp_path / RUN.format(step=step))["status"] == "done"
+    again = run(*args, runs_root=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert again.stdout.count("already finished") == 2
