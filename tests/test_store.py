@@ -1,0 +1,64 @@
+"""The run store: the one place that knows where runs live and how their files are read and written."""
+
+import json
+
+import pytest
+
+from roadmap import store
+from roadmap.errors import ConfigError
+
+
+def test_layout_of_every_kind_and_back(tmp_path):
+    group = store.group_dir(tmp_path, "embedded", "convnext_t")
+    assert group == tmp_path / "embedded" / "convnext_t"
+    for kind in store.KINDS:
+        run = store.run_dir(tmp_path, "embedded", "convnext_t", kind, "gelu", 2)
+        assert run == (group if kind == "roadmap" else group / kind) / "gelu" / "seed2"
+        assert store.group_of(run, kind) == group and store.kind_of_path(run) == kind
+    with pytest.raises(ConfigError, match="^kind='ablated': must be one of roadmap, isolated, leave_one_out, explore$"):
+        store.run_dir(tmp_path, "embedded", "convnext_t", "ablated", "gelu", 0)
+
+
+def test_summaries_written_before_the_store_read_with_their_kind(tmp_path):
+    group = tmp_path / "embedded" / "convnext_t"
+    cases = {group / "gelu" / "seed0": ({"ablation": None}, "roadmap"),
+             group / "isolated" / "gelu" / "seed0": ({"ablation": "isolated"}, "isolated"),
+             group / "explore" / "net-1" / "seed0": ({"ablation": "explore"}, "explore"),
+             group / "leave_one_out" / "gelu" / "seed0": ({}, "leave_one_out"),  # a failed run's: no field at all
+             group / "kernel_7" / "seed1": ({"kind": "roadmap"}, "roadmap")}
+    for run, (fields, _) in cases.items():
+        run.mkdir(parents=True)
+        store.write_summary(run, {"step": run.parent.name, "status": "done", **fields})
+    (group / "broken" / "seed0").mkdir(parents=True)
+    (group / "broken" / "seed0" / "summary.json").write_text("{cut")
+    with pytest.warns(UserWarning, match="broken/seed0/summary.json: unreadable summary"):
+        found = dict(store.summaries(tmp_path))
+    assert {run: s["kind"] for run, s in found.items()} == {run: kind for run, (_, kind) in cases.items()}
+    assert all("ablation" not in s for s in found.values())
+    assert store.read_summary(group / "gelu" / "seed0")["kind"] == "roadmap"
+    assert store.read_summary(group / "missing" / "seed0") is None
+
+
+def test_roadmap_json_in_the_group_or_where_older_runs_wrote_it(tmp_path):
+    run = tmp_path / "embedded" / "convnext_t" / "isolated" / "gelu" / "seed0"
+    run.mkdir(parents=True)
+    assert store.read_roadmap(run, "isolated") is None
+    (run.parents[1] / "roadmap.json").write_text(json.dumps({"name": "old"}))  # in the kind's folder, as before
+    assert store.read_roadmap(run, "isolated") == {"name": "old"}
+    store.write_roadmap(run, "isolated", {"name": "new"})
+    assert (tmp_path / "embedded" / "convnext_t" / "roadmap.json").exists()
+    assert store.read_roadmap(run, "isolated") == {"name": "new"}
+
+
+def test_records_and_metrics_stop_at_a_line_cut_by_a_kill(tmp_path):
+    run = tmp_path / "embedded" / "convnext_t" / "explore" / "net-1" / "seed0"
+    store.record(run, "explore", {"id": "net-1", "reason": "over budget"})
+    store.record(run, "explore", {"id": "net-2", "reason": "invalid"})
+    assert [r["id"] for r in store.records(run.parents[1], "explore")] == ["net-1", "net-2"]
+    run.mkdir(parents=True)
+    store.write_metrics(run, [{"epoch": 1}])
+    store.append_metrics(run, {"epoch": 2})
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 3, "val_')
+    assert [m["epoch"] for m in store.read_metrics(run)] == [1, 2]
+    assert list(run.iterdir()) == [run / "metrics.jsonl"]  # no temporary file left
