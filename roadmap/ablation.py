@@ -14,8 +14,6 @@ from .steps import Roadmap, Step
 if TYPE_CHECKING:  # torch-free at run time: the report reads the ablations through this module
     from .model import ModelConfig
 
-ABLATIONS = ("isolated", "leave_one_out")
-
 
 def trunk(roadmap: Roadmap) -> list[Step]:
     """The steps an ablation varies besides its reference: every adopted step that changes a parent, but the

@@ -134,11 +134,11 @@ def roadmap_of(cfg: DictConfig, config_dirs=()) -> Roadmap:
 
 def with_parents(steps: dict, config_dirs=()) -> dict:
     """A roadmap's `steps` node with every parent it leaves to the step files filled in."""
-    out = {}
-    for name, info in steps.items():
-        out[name] = dict(info or {})
-        if "parent" not in out[name] and included_step(name, config_dirs) in steps:
-            out[name]["parent"] = included_step(name, config_dirs)
+    out = {name: dict(info or {}) for name, info in steps.items()}
+    for name, info in out.items():
+        included = None if "parent" in info else included_step(name, config_dirs)
+        if included in steps:
+            info["parent"] = included
     return out
 
 

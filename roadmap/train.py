@@ -23,14 +23,15 @@ from tqdm import tqdm
 from . import data as data_lib
 from . import graphs as graphs_lib
 from . import recipe as recipe_lib
+from . import store
 from .config import model_config, roadmap_of, step_of
 from .errors import ConfigError
 from .model import ModelConfig, RoadmapNet, gmacs, num_params, upgrade_state_dict
 from .seeding import derive
 from .settings import RunSettings, validate
-from . import store
 from .steps import Roadmap, Step
 from .tracking import make_tracker
+
 
 class Interrupted(KeyboardInterrupt):
     """A run stopped by SIGINT (Ctrl-C) or SIGTERM (a scheduler): its one line says where and how to resume."""
