@@ -384,10 +384,12 @@ def test_without_arguments_run_py_lists_the_steps():
 
 
 def _start_and_interrupt(args, run_dir, sig):
-    """python run.py <args>, stopped by `sig` once its first epoch's checkpoint exists."""
+    """python run.py <args>, stopped by `sig` once its first epoch's checkpoint exists. The child starts with SIGINT
+    at its default even where the tests run as a background job (which inherits SIGINT ignored, as shells do)."""
     cmd = [sys.executable, str(ROOT / "run.py"), *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "WANDB_MODE": "disabled"})
+                            env={**os.environ, "WANDB_MODE": "disabled"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (run_dir / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
