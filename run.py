@@ -4,7 +4,6 @@ Sweeps: python run.py -m +sweep=roadmap [seed=0,1,2]   or   python run.py -m '+s
 A user's own steps and roadmaps: python run.py --config-dir my_conf +step=my_step (my_conf/step/my_step.yaml)
 """
 
-import logging
 import sys
 
 import hydra
@@ -15,7 +14,6 @@ from roadmap.config import compose, load_roadmap, register
 from roadmap.errors import ConfigError
 
 register()
-logging.getLogger("alembic").setLevel(logging.WARNING)  # optuna's storage imports print a line per plugin
 
 
 def config_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -75,32 +73,26 @@ def fail(message: str) -> None:
 
 
 def execute(cfg, multirun: bool):
-    """Train what the config asks for; in a single run, bad input exits 2 in one line and a diverged run exits 1."""
-    from roadmap.explore import Rejected
+    """Train what the config asks for; in a single run, bad input exits 2 in one line and a diverged run exits 1.
+    Returns the run's top-1 (what an exploration's study is told), None where it did not finish."""
     from roadmap.train import train, write_failure
 
-    # a network an exploration draws and rejects (invalid, over budget), or that fails or diverges, is its sampler's
-    # worst outcome (a failed trial would teach a model-based sampler nothing: it would draw it again)
-    worst = float("-inf") if cfg.get("explore") is not None else None
     try:
         summary = train(cfg)
     except ConfigError as e:
         if not multirun:
             fail(str(e))
-        if isinstance(e, Rejected):  # a drawn network that is not trained: one line, and the sweep goes on
-            print(f"[explore] {e}")
-        else:
-            print(f"error: {e}", file=sys.stderr)
-        return worst
+        print(f"error: {e}", file=sys.stderr)
+        return None
     except Exception as e:
         write_failure(cfg, e)
         if not multirun:
             raise
         print(f"error: step {cfg.get('step')} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return worst
+        return None
     if summary.get("status") == "diverged" and not multirun:
         sys.exit(1)
-    return summary.get("final_top1") if summary.get("status") == "done" else worst
+    return summary.get("final_top1") if summary.get("status") == "done" else None
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

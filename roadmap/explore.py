@@ -1,10 +1,10 @@
 """Design-space exploration: networks drawn from the space of the roadmap's switches instead of walked along its
 one path (Radosavovic et al., "On Network Design Spaces for Visual Recognition", ICCV 2019).
 
-Hydra's Optuna sweeper draws the switches (conf/explore/: RandomSampler for a population, TPE for a search); this
-module names each drawn network by a stable id, admits or rejects it before training (an invalid combination, or
-over the budget; rejections are recorded next to the population) and reports progress. The analysis of a
-population, and the report's section on it, is in `design_space`.
+This module is the space: the switches a population varies (`explore.space` in conf/explore/space.yaml), a
+network's stable id, the repair that maps a draw to the nearest valid network, and the complexity budget. The Optuna
+study that draws from it is `roadmap.study` (run by the Hydra sweeper in hydra_plugins/roadmap_explore); the analysis
+of a population is `design_space`, the report's section on it `explore_report`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import store
 from .config import roadmap_of, step_model_config
 from .errors import ConfigError
 from .model import ModelConfig, RoadmapNet, gmacs
@@ -26,10 +24,6 @@ from .model import ModelConfig, RoadmapNet, gmacs
 # roadmaps) and the sizes a scale sets (classes, input channels, width multiplier, stochastic depth)
 SCALE_FIELDS = ("num_classes", "in_channels", "width_multiplier", "drop_path")
 SWITCHES = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in SCALE_FIELDS + ("grn",))
-
-
-class Rejected(ConfigError):
-    """A drawn network that is not trained (an invalid combination of switches, or over the budget)."""
 
 
 def switches(model: ModelConfig | dict) -> dict:
@@ -44,23 +38,68 @@ def network_id(model) -> str:
     return "net-" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def record_rejection(run_dir: Path, model: dict, reason: str, sampler: str) -> None:
-    """A drawn network that is not trained (invalid combination, over budget), for the report to count."""
-    store.record(run_dir, "explore", {"id": network_id(model), "switches": switches(model), "reason": reason,
-                                      "sampler": sampler})
+def check_space(space: dict) -> dict:
+    """explore.space as {switch: [values]}, or a one-line ConfigError: only switches of SWITCHES, each with a
+    non-empty list of distinct values (a switch left out keeps the config's model value)."""
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"explore.space={space!r}: must map switches ({', '.join(SWITCHES)}) to lists of values")
+    for name, values in space.items():
+        if name not in SWITCHES:
+            raise ConfigError(f"explore.space.{name}: not a switch of the design space; switches: {', '.join(SWITCHES)}")
+        if not isinstance(values, (list, tuple)) or not values or len({json.dumps(v) for v in values}) < len(values):
+            raise ConfigError(f"explore.space.{name}={values!r}: must be a non-empty list of distinct values")
+    return {k: list(v) for k, v in space.items()}
+
+
+def encode(value):
+    """A switch value as an Optuna categorical choice (None, bool, int, float or str): depths [3,3,9,3] -> "3-3-9-3"."""
+    return "-".join(str(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def decode(name: str, value):
+    """The inverse of `encode` for switch `name`."""
+    return [int(v) for v in value.split("-")] if name == "depths" and isinstance(value, str) else value
+
+
+def overrides(values: dict) -> list[str]:
+    """The command-line overrides that select a network with these switches."""
+    return [f"model.{k}={_override(values[k])}" for k in SWITCHES]
+
+
+def _override(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def repair(values: dict) -> dict:
+    """The nearest valid network to a draw: each rule of ModelConfig a draw breaks is mended by setting the one switch
+    that only matters under it to the value the rule needs (every other switch is kept as drawn):
+      activations='one' needs conv_position='first'                  -> activations='all'
+      zero_init_residual=true needs norms='all'                       -> zero_init_residual=false
+      stride_conv='first' with conv_position='middle', norm='layer' and downsampling='in_block' (a strided Linear)
+                                                                      -> stride_conv='spatial'
+    Valid networks come back unchanged. Used by the model-based samplers (TPE, GP), whose space stays a fixed
+    product; the random sampler rejects instead, which keeps its draws uniform over the valid networks."""
+    v = dict(values)
+    if v.get("activations") == "one" and v.get("conv_position") != "first":
+        v["activations"] = "all"
+    if v.get("zero_init_residual") and v.get("norms") != "all":
+        v["zero_init_residual"] = False
+    if (v.get("stride_conv") == "first" and v.get("conv_position") == "middle" and v.get("norm") == "layer"
+            and v.get("downsampling") == "in_block"):
+        v["stride_conv"] = "spatial"
+    return v
 
 
 def admitted(cfg: DictConfig) -> ModelConfig:
     """A drawn network, checked before training: an invalid combination of switches, or a network over the
-    exploration's budget, is recorded in the population's rejected.jsonl and refused with a one-line error."""
-    raw = OmegaConf.to_container(cfg.model, resolve=True)
-    try:
-        model = ModelConfig.from_dict(raw)
-        check_budget(model, budget_gmacs(cfg), cfg.data.resolution)
-    except ConfigError as e:
-        record_rejection(Path(cfg.run_dir), raw, str(e), cfg.explore.name)
-        raise Rejected(f"{cfg.step} rejected: {e}; {progress(Path(cfg.run_dir), cfg.explore.samples, cfg.explore.name)}"
-                       ) from None
+    exploration's budget, is refused with a one-line error (the study's sweeper never launches one; a network given
+    by hand with `+explore=net` may be one)."""
+    model = ModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+    check_budget(model, budget_gmacs(cfg), cfg.data.resolution)
     return model
 
 
@@ -78,24 +117,16 @@ def budget_gmacs(cfg: DictConfig) -> float | None:
     return float(cfg.explore.get("budget_factor", 1.0)) * gmacs(net, cfg.data.resolution)
 
 
+def cost(model: ModelConfig, resolution: int) -> float:
+    """The network's GMACs at `resolution` (shapes only, on the meta device)."""
+    with torch.device("meta"):
+        net = RoadmapNet(model)
+    return gmacs(net, resolution, model.in_channels)
+
+
 def check_budget(model: ModelConfig, budget: float | None, resolution: int) -> float:
     """The network's GMACs at the scale's resolution; a ConfigError when it exceeds the budget."""
-    with torch.device("meta"):  # shapes only
-        net = RoadmapNet(model)
-    cost = gmacs(net, resolution, model.in_channels)
-    if budget is not None and cost > budget:
-        raise ConfigError(f"over budget: {cost:.4f} GMACs > {budget:.4f} at {resolution}px")
-    return cost
-
-
-def progress(run_dir: Path, planned: int, sampler: str) -> str:
-    """'k/N drawn: t trained, r rejected; best <id> <top1>' over the networks this sampler drew (the population's
-    folder holds every exploration's networks)."""
-    folder = store.folder_of(run_dir)
-    done = [(s.get("final_top1", 0.0), s["step"]) for _, s in store.summaries(folder)
-            if s.get("status") == "done" and (s.get("explore") or {}).get("sampler") == sampler]
-    rejected = store.records(folder, "explore")
-    n_rejected = len({r["id"] for r in rejected if r.get("sampler") == sampler})  # a rerun draws them again
-    best, trained = (max(done) if done else None), len({d[1] for d in done})
-    text = f"{trained + n_rejected}/{planned} drawn: {trained} trained, {n_rejected} rejected"
-    return text + (f"; best so far {best[1]} top-1 {best[0]:.2f}" if best else "")
+    macs = cost(model, resolution)
+    if budget is not None and macs > budget:
+        raise ConfigError(f"over budget: {macs:.4f} GMACs > {budget:.4f} at {resolution}px")
+    return macs

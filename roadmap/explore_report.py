@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import design_space, stats, store
-from .explore import SWITCHES, network_id
+from . import design_space, stats, store, study
+from .explore import SWITCHES, network_id, overrides
 from .report import interval, roadmap_of
 
 
@@ -20,21 +20,24 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
     covariate), interactions, the top networks, where the roadmap's own choices disagree with the population, and
     the best network against the roadmap's endpoints by seed."""
     done = group[group["status"] == "done"]
-    rejected = pd.DataFrame(store.records(store.folder_of(Path(group["run_dir"].iloc[0])), "explore"))
-    rejected = rejected.reindex(columns=["id", "reason", "sampler"]).fillna({"sampler": "?"}).drop_duplicates("id")
+    folder = store.folder_of(Path(group["run_dir"].iloc[0]))
+    found = study.studies(folder)
     sampler_of = [e.get("sampler", "?") if isinstance(e, dict) else "?"
                   for e in group.get("explore", [None] * len(group))]
     counts = []
-    for sampler in dict.fromkeys([*sampler_of, *rejected["sampler"]]):
-        mine = group[[s == sampler for s in sampler_of]]
-        no = rejected[rejected["sampler"] == sampler]
-        over = int(no["reason"].str.startswith("over budget").sum())
-        counts.append(f"{sampler}: {mine['step'].nunique()} networks trained ({(mine['status'] == 'done').sum()} "
-                      f"finished runs), {len(no)} rejected before training ({len(no) - over} invalid combinations, "
-                      f"{over} over the complexity budget)")
+    for name in dict.fromkeys([*found, *sampler_of]):
+        mine = group[[s == name for s in sampler_of]]
+        text = f"{name}: {mine['step'].nunique()} networks trained ({(mine['status'] == 'done').sum()} finished runs)"
+        if name in found:
+            trials = found[name].get_trials(deepcopy=False)
+            c = study.counts(trials)
+            text += (f" from {len(trials)} draws ({c['invalid']} invalid, {c['repaired']} repaired, {c['over_budget']} "
+                     f"over the complexity budget, {c['redrawn']} drawn again)")
+        counts.append(text)
     lines = [f"## {title}", "",
-             f"Networks drawn from the design space, by sampler (random: uniform; search: TPE; net: given networks, "
-             f"e.g. more seeds): {'; '.join(counts)}. {group['step'].nunique()} networks trained in all, "
+             f"Networks drawn from the design space, by exploration (random: uniform over the valid networks; "
+             f"search: multivariate TPE; gp: Gaussian process; net: given networks, e.g. more seeds): "
+             f"{'; '.join(counts)}. {group['step'].nunique()} networks trained in all, "
              f"{len(group) - len(done)} runs failed or diverged. Top-1 on {dataset}. Population members train on "
              f"capped epochs (train.max_steps_per_epoch = scale.explore_steps{_cut(group)}), by design: they compare "
              f"with each other and with the networks trained alike below, not with full runs.", ""]
@@ -64,6 +67,8 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
     disagree = design_space.disagreements(nets, varied, choices) if effects is not None and choices else None
     top = design_space.top_networks(all_nets, varied)
     lines.append(design_space.markdown(nets, varied, effects, inter, top, disagree).replace("## Design space\n\n", ""))
+    lines += _importances(found.get("random"), varied)
+    written += _study_figures(found, out, suffix, title)
     if not choices:
         lines.append("(No finished run of the roadmap's endpoint under this folder: no comparison of choices.)\n")
     lines += ["### The best network against the roadmap's endpoints", "",
@@ -123,20 +128,54 @@ def _best_against(nets: pd.DataFrame, done: pd.DataFrame, roadmap_nets: list[tup
     lines += ["", "Train them with more seeds (finished seeds are kept):", ""]
     for name, switches in [(first, best_runs["switches"].iloc[0]),
                            *((f"{name}'s network", sw) for name, sw, _ in roadmap_nets)]:
-        lines += [f"    # {name}", f"    python run.py -m +explore=net {_overrides(switches)} seed=0,1,2"]
+        lines += [f"    # {name}", f"    python run.py -m +explore=net {' '.join(overrides(switches))} seed=0,1,2"]
     if not roadmap_nets:
         lines += ["", "(No finished run of the roadmap's endpoint at this scale: its switches are not known here.)"]
     return lines
 
 
-def _overrides(switches: dict) -> str:
-    """The command-line overrides that select a network with these switches."""
-    return " ".join(f"model.{k}={_override(switches[k])}" for k in SWITCHES)
+def _importances(population, switches) -> list[str]:
+    """Optuna's PED-ANOVA importance of every switch in the uniform population (how much each switch's values
+    separate the top networks from the rest), beside the OLS effects."""
+    import optuna
+
+    if population is None:
+        return []
+    nets = study.trained(population)
+    try:
+        imp = optuna.importance.get_param_importances(
+            nets, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), params=list(switches))
+    except (ValueError, RuntimeError) as e:
+        return [f"Switch importances not computed: {e}.", ""]
+    return ["### Switch importances (Optuna's PED-ANOVA over the uniform population's top 10%)", "",
+            "| switch | importance |", "|---|---|", *(f"| {k} | {v:.3f} |" for k, v in imp.items()), ""]
 
 
-def _override(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    return str(value).lower() if isinstance(value, bool) else str(value)
+def _study_figures(found: dict, out: Path, suffix: str, title: str) -> list[Path]:
+    """Optuna's own plots of the studies: the EDF of top-1 by exploration, and the optimisation history of the
+    model-based searches (random's for comparison)."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    nets = {name: study.trained(s) for name, s in found.items()}
+    nets = {name: s for name, s in nets.items() if len(s.trials)}
+    if not nets:
+        return []
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for kind, draw in (("edf", lambda: ovm.plot_edf(list(nets.values()), target_name="top-1 (%)")),
+                           ("history", lambda: ovm.plot_optimization_history(list(nets.values()),
+                                                                             target_name="top-1 (%)"))):
+            ax = draw()
+            ax.set_title(f"{title}: {'EDF of top-1 by exploration' if kind == 'edf' else 'top-1 by trial'}",
+                         fontsize="small")
+            path = out / f"explore_{kind}{suffix}.png"
+            ax.figure.set_size_inches(7, 4.2)
+            ax.figure.savefig(path, dpi=130, bbox_inches="tight")
+            plt.close(ax.figure)
+            written.append(path)
+    return written

@@ -30,7 +30,7 @@ def _same(a, b) -> bool:
 @dataclass(frozen=True)
 class Rule:
     """What a field allows: a kind of value, a range, choices, null or not."""
-    kind: str  # int, num, bool, str, choice, numbers, fractions (increasing numbers), randaugment, budget
+    kind: str  # int, num, bool, str, choice, numbers, fractions (increasing numbers), mapping, randaugment, budget
     low: float | None = None  # inclusive unless low_open
     high: float | None = None  # inclusive unless high_open
     low_open: bool = False
@@ -46,6 +46,8 @@ class Rule:
             text = "true or false"
         elif self.kind == "str":
             text = "a string"
+        elif self.kind == "mapping":
+            text = "a mapping"
         elif self.kind == "randaugment":
             text = "{num_ops: integer >= 0, magnitude: integer 0..30}"
         elif self.kind == "budget":
@@ -90,6 +92,8 @@ class Rule:
             return ok and (self.kind == "numbers" or all(a < b for a, b in zip(v, v[1:])))
         if self.kind == "budget":
             return v == "endpoint" or (_is_num(v) and v > 0)
+        if self.kind == "mapping":
+            return isinstance(v, dict)
         if self.kind == "randaugment":
             return (isinstance(v, dict) and set(v) == {"num_ops", "magnitude"} and _is_int(v["num_ops"])
                     and v["num_ops"] >= 0 and _is_int(v["magnitude"]) and 0 <= v["magnitude"] <= 30)
@@ -241,6 +245,9 @@ class ExploreConfig(Settings):
     budget_factor: float = rule("num", 1.0, low=0, low_open=True)
     epoch_factor: float = rule("num", 0.5, low=0, low_open=True)
     sampler_seed: int = rule("int", 0, low=0)
+    sampler: str | None = choice("random", "tpe", "gp", default=None, null=True)
+    startup_trials: int = rule("int", 12, low=0)
+    space: dict | None = rule("mapping", None, null=True)  # checked in full by roadmap.explore.check_space
 
 
 @dataclass(frozen=True)

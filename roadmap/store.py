@@ -4,7 +4,8 @@
 <runs_root>/<scale>/<roadmap>/<step>/seed<k>/          a run of the roadmap's own walk (kind `roadmap`)
 <runs_root>/<scale>/<roadmap>/<kind>/<step>/seed<k>/   a run of another kind: `isolated` and `leave_one_out`
                                                        (ablations; invalid.jsonl: steps they cannot build) and
-                                                       `explore` (drawn networks; rejected.jsonl: draws not trained)
+                                                       `explore` (drawn networks; <name>.journal: the Optuna
+                                                       study of exploration <name>, roadmap.study)
 A run directory holds
     config.yaml     the resolved config
     metrics.jsonl   one line per finished epoch
@@ -28,7 +29,7 @@ from .errors import ConfigError
 
 KINDS = ("roadmap", "isolated", "leave_one_out", "explore")
 FINISHED = ("done", "diverged")  # a run with one of these statuses is not trained again
-RECORDS = {"isolated": "invalid.jsonl", "leave_one_out": "invalid.jsonl", "explore": "rejected.jsonl"}
+RECORDS = {"isolated": "invalid.jsonl", "leave_one_out": "invalid.jsonl"}
 
 
 def run_dir(root, scale: str, roadmap: str, kind: str, step: str, seed) -> Path:
@@ -250,7 +251,7 @@ def summaries(folder: Path):
 
 
 def record(run: Path, kind: str, entry: dict) -> None:
-    """A run of an ablation or an exploration that is not trained (why, in `entry`), in its kind's folder."""
+    """A run of an ablation that is not trained (why, in `entry`), in its kind's folder."""
     append_line(folder_of(run) / RECORDS[kind], entry)
 
 

@@ -229,8 +229,9 @@ class Run:
 
 
 def network(cfg: DictConfig, kind: str) -> ModelConfig:
-    """The run's network; a drawn network is admitted by the exploration first, and a step an ablation sweep cannot
-    build is recorded next to the sweep's runs (the report lists it with the reason) before its error stops the run."""
+    """The run's network; a drawn network is checked against its exploration (valid, within the budget), and a step
+    an ablation sweep cannot build is recorded next to the sweep's runs (the report lists it with the reason) before
+    its error stops the run."""
     if kind == "explore":
         from .explore import admitted
 
@@ -464,12 +465,7 @@ def train(cfg: DictConfig) -> dict:
         if ckpt is not None:
             run.say(f"[{run.step.name}] resumed after epoch {start_epoch}/{run.settings.train.epochs} from "
                     f"{run.dir / 'last.pt'}")
-        summary = fit(run, job, start_epoch, history)
-    if cfg.get("explore") is not None:
-        from .explore import progress
-
-        run.say(f"[explore] {progress(run.dir, cfg.explore.samples, cfg.explore.name)}")
-    return summary
+        return fit(run, job, start_epoch, history)
 
 
 def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:

@@ -1,5 +1,5 @@
-"""Design-space exploration: the space and its sampler, stable ids, rejection before training, the analysis of a
-population in the report, and a small exploration end to end through run.py."""
+"""Design-space exploration: stable ids, the analysis of a population in the report, and a small exploration end
+to end through run.py (the study itself: tests/test_study.py)."""
 
 import json
 import random
@@ -9,57 +9,13 @@ import sys
 import optuna
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
-from omegaconf import OmegaConf
 
 import roadmap
 from roadmap import report
 from roadmap.config import CONF_DIR
 from roadmap.explore import SWITCHES, network_id, switches
-from roadmap.model import ConfigError, ModelConfig
 
-from helpers import ROOT, TINY, run, summary
-
-
-def space():
-    """The Optuna distributions of conf/explore_space.yaml, parsed as the Optuna sweeper parses them."""
-    params = OmegaConf.load(CONF_DIR / "explore_space.yaml").hydra.sweeper.params
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    return {o.get_key_element().removeprefix("model."): create_optuna_distribution_from_override(o) for o in parsed}
-
-
-def draw(n, seed=0):
-    """n networks as the random sampler draws them: (switch values as the job receives them, valid or not)."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    dist, out = space(), []
-    for _ in range(n):
-        trial = study.ask()
-        values = {k: trial._suggest(k, d) for k, d in dist.items()}
-        values = {k: OverridesParser.create().parse_override(f"x={v}").value() for k, v in values.items()}
-        try:
-            ModelConfig.from_dict(values)
-            out.append((values, True))
-        except ConfigError:
-            out.append((values, False))
-        study.tell(trial, 0.0)
-    return out
-
-
-def test_the_space_is_every_switch_and_the_sampler_covers_it():
-    dist = space()
-    assert set(dist) == set(SWITCHES)
-    assert set(dist["stem"].choices) == {"resnet", "patchify", "deep"} and len(dist["kernel_size"].choices) == 5
-    drawn = draw(400)
-    valid = [v for v, ok in drawn if ok]
-    assert 0.3 < len(valid) / len(drawn) < 0.8  # invalid combinations are drawn, and only they are rejected
-    for values, ok in drawn:
-        if not ok:
-            with pytest.raises(ConfigError):
-                ModelConfig.from_dict(values)
-    for name in SWITCHES:  # every value of every switch among the valid networks
-        seen = {json.dumps(v[name]) for v in valid}
-        expected = {json.dumps(OverridesParser.create().parse_override(f"x={c}").value()) for c in dist[name].choices}
-        assert seen == expected, name
+from helpers import ROOT, TINY, run
 
 
 def test_network_ids_are_stable_across_processes_and_ignore_the_scale():
@@ -77,9 +33,19 @@ def test_network_ids_are_stable_across_processes_and_ignore_the_scale():
 
 def fake_population(root, n=120, planted=3.0):
     """Summaries of a population as explorations write them: block=inverted adds `planted` points, the rest is
-    noise; the endpoint's network among them with 3 seeds; the roadmap's endpoint (3 seeds) and a rejected draw."""
+    noise; the endpoint's network among them with 3 seeds; the roadmap's endpoint (3 seeds); the random population's
+    study with its trained networks and one rejected draw."""
+    from roadmap.explore import encode
+    from roadmap.study import journal_storage
+
     rng = random.Random(1)
     folder = root / "embedded" / "convnext_t" / "explore"
+    folder.mkdir(parents=True)
+    study = optuna.create_study(study_name="random", storage=journal_storage(folder / "random.journal"),
+                                direction="maximize")
+    dist = {k: optuna.distributions.CategoricalDistribution(["a", "b", "c", "d", "e"]) for k in ("x",)}
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={"x": "a"},
+                                              distributions=dist, user_attrs={"outcome": "invalid"}))
     base = dict(switches(roadmap.build_model("separate_downsampling").config))
     ids = {network_id(base)}
     for seed in range(3):  # `+explore=net` with the endpoint's switches
@@ -106,8 +72,10 @@ def fake_population(root, n=120, planted=3.0):
             "step": nid, "seed": 0, "roadmap": "convnext_t", "scale": "embedded", "ablation": "explore",
             "explore": {"sampler": "random", "budget": None}, "dataset": "fashion_mnist", "status": "done",
             "final_top1": top1, "gmacs": gm, "params": 400_000, "switches": values}))
-    (folder / "rejected.jsonl").write_text(json.dumps({"id": "net-x", "switches": {}, "reason": "model.x",
-                                                       "sampler": "random"}) + "\n")
+        drawn = {k: encode(values[k]) for k in SWITCHES}
+        study.add_trial(optuna.trial.create_trial(
+            value=top1, params=drawn, user_attrs={"outcome": "trained", "network": nid},
+            distributions=_space_distributions()))
     for seed in range(3):
         d = root / "embedded" / "convnext_t" / "separate_downsampling" / f"seed{seed}"
         d.mkdir(parents=True)
@@ -115,6 +83,15 @@ def fake_population(root, n=120, planted=3.0):
             "step": "separate_downsampling", "parent": "layer_norm", "order": 16, "seed": seed, "roadmap": "convnext_t",
             "scale": "embedded", "dataset": "fashion_mnist", "status": "done", "final_top1": 86.0 + seed * 0.1,
             "gmacs": 0.0017, "params": 478_678, "switches": base, "paper_top1": 81.97}))
+
+
+def _space_distributions():
+    from omegaconf import OmegaConf
+
+    from roadmap.explore import encode
+
+    space = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "explore_space.yaml").explore.space)
+    return {k: optuna.distributions.CategoricalDistribution([encode(v) for v in vals]) for k, vals in space.items()}
 
 
 def test_the_report_recovers_a_planted_switch_effect(tmp_path):
@@ -125,8 +102,12 @@ def test_the_report_recovers_a_planted_switch_effect(tmp_path):
     assert (tmp_path / "out" / "explore.png").stat().st_size > 20_000
     md = (tmp_path / "out" / "results.md").read_text()
     section = md[md.index("design-space exploration"):]
-    assert "random: 119 networks trained (119 finished runs), 1 rejected before training (1 invalid combinations, 0 " \
-           "over the complexity budget); net: 1 networks trained (3 finished runs), 0 rejected" in section
+    assert "random: 119 networks trained (119 finished runs) from 120 draws (1 invalid, 0 repaired, 0 over the " \
+           "complexity budget, 0 drawn again); net: 1 networks trained (3 finished runs)." in section
+    # Optuna's importances beside the effects: the planted switch first
+    table = section[section.index("### Switch importances (Optuna's PED-ANOVA"):].split("\n\n")[1].splitlines()
+    assert table[2].startswith("| block | ") and float(table[2].split("|")[2]) > 0.3 and len(table) == 2 + 6
+    assert {"explore_edf.png", "explore_history.png"} <= names
     assert "120 networks trained in all" in section
     row = next(line for line in section.splitlines() if line.startswith("| block |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -150,24 +131,7 @@ def test_the_report_recovers_a_planted_switch_effect(tmp_path):
     assert {o.split("=")[0].removeprefix("model."): parse(o).value() for o in commands[1].split()[4:-1]} == base
 
 
-def test_a_small_exploration_end_to_end(tmp_path):
-    p = run("-m", "+explore=random", "explore.samples=3", "explore.sampler_seed=0", *TINY, "train.epochs=1",
-            runs_root=tmp_path)
-    folder = tmp_path / "embedded" / "convnext_t" / "explore"
-    trained = sorted(d.name for d in folder.iterdir() if d.is_dir())
-    rejected = (folder / "rejected.jsonl").read_text().splitlines() if (folder / "rejected.jsonl").exists() else []
-    assert len(trained) + len(rejected) == 3 and trained, p.stdout
-    s = summary(folder / trained[0] / "seed0")
-    assert s["status"] == "done" and s["kind"] == "explore" and s["explore"]["sampler"] == "random"
-    assert s["step"] == network_id(s["switches"]) and set(s["switches"]) == set(SWITCHES)
-    assert f"3/3 drawn: {len(trained)} trained, {len(rejected)} rejected" in p.stdout
-    for line in rejected:
-        assert json.loads(line)["reason"]
-    md = report.report(tmp_path / "embedded" / "convnext_t", tmp_path / "out")[1].read_text()
-    assert f"random: {len(trained)} networks trained ({len(trained)} finished runs), {len(rejected)} rejected" in md
-
-
-def test_search_is_tpe_within_the_endpoints_budget():
+def test_search_is_tpe_within_the_endpoints_budget_and_gp_its_twin():
     from hydra import compose, initialize_config_dir
 
     from roadmap.config import register, step_model_config
@@ -177,9 +141,21 @@ def test_search_is_tpe_within_the_endpoints_budget():
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", ["+explore=search"], return_hydra_config=True)
+        gp = compose("config", ["+explore=gp"], return_hydra_config=True)
         budget = budget_gmacs(cfg)
-    assert cfg.hydra.sweeper.sampler._target_.endswith("TPESampler") and cfg.hydra.sweeper.n_trials == 48
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.roadmap_explore.ExploreSweeper"
+    assert (cfg.explore.sampler, cfg.explore.samples, cfg.explore.name) == ("tpe", 48, "search")
+    assert (gp.explore.sampler, gp.explore.name, gp.explore.budget) == ("gp", "gp", "endpoint")
+    assert gp.hydra.sweeper._target_ == cfg.hydra.sweeper._target_ and set(gp.explore.space) == set(SWITCHES)
     assert cfg.explore.budget == "endpoint" and cfg.train.epochs == 1 and cfg.run_dir.startswith("runs/embedded/")
     import dataclasses
     end = dataclasses.replace(step_model_config("separate_downsampling", num_classes=10), width_multiplier=0.125)
     assert budget == pytest.approx(gmacs(RoadmapNet(end), 32))
+
+
+def test_an_exploration_refuses_a_swept_seed_in_one_line(tmp_path):
+    p = run("-m", "+explore=random", "seed=0,1", *TINY, runs_root=tmp_path, check=False)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+        "error: seed=0,1: an exploration trains every network once, with one seed; more seeds of a network: "
+        "python run.py -m +explore=net <its switches> seed=0,1,2")
+    assert not (tmp_path / "embedded").exists()

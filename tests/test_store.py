@@ -51,10 +51,12 @@ def test_roadmap_json_in_the_group_or_where_older_runs_wrote_it(tmp_path):
 
 
 def test_records_and_metrics_stop_at_a_line_cut_by_a_kill(tmp_path):
-    run = tmp_path / "embedded" / "convnext_t" / "explore" / "net-1" / "seed0"
-    store.record(run, "explore", {"id": "net-1", "reason": "over budget"})
-    store.record(run, "explore", {"id": "net-2", "reason": "invalid"})
-    assert [r["id"] for r in store.records(run.parents[1], "explore")] == ["net-1", "net-2"]
+    run = tmp_path / "embedded" / "convnext_t" / "isolated" / "gelu" / "seed0"
+    store.record(run, "isolated", {"step": "gelu", "reason": "invalid"})
+    store.record(run, "isolated", {"step": "kernel_7", "reason": "invalid"})
+    with open(run.parents[1] / "invalid.jsonl", "a") as f:
+        f.write('{"step": "kern')  # a record cut by a kill
+    assert [r["step"] for r in store.records(run.parents[1], "isolated")] == ["gelu", "kernel_7"]
     run.mkdir(parents=True)
     store.write_metrics(run, [{"epoch": 1}])
     store.append_metrics(run, {"epoch": 2})
