@@ -13,8 +13,8 @@ A draw ends as one of OUTCOMES (the trial's user attribute `outcome`):
                run failed or diverged)
   invalid      an invalid combination (random sampler only: it rejects, which keeps its draws uniform over the
                valid networks; the model-based samplers repair it, see explore.repair); told PRUNED
-  over_budget  costlier than explore.budget; told PRUNED with the Optuna constraint `gmacs` = cost - budget (> 0),
-               which TPE learns to avoid; never trained
+  over_budget  costlier than explore.budget; never trained; told PRUNED with the Optuna constraint `gmacs` =
+               cost - budget (> 0), which TPE learns to avoid (GP: see _reject)
   redrawn      a network the study holds already: told the value of its first trial (nothing is trained again)
 Every draw within the budget carries the same constraint (<= 0), so the samplers' constraint models see the cost of
 every network they proposed.
@@ -57,17 +57,17 @@ class Draw:
         return overrides(self.switches)
 
 
-def make_sampler(kind: str, seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
+def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
     """random: uniform; tpe: multivariate TPE, with the constant liar so several workers spread out; gp: Optuna's
-    Gaussian-process sampler (it models running trials itself)."""
+    Gaussian-process sampler (it models running trials itself). The study's startup draws are random draws, chosen
+    by the Exploration (Optuna's own startup counts would count rejected or imputed draws)."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                          n_startup_trials=startup_trials)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=0)
     if kind == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=0)
     raise ConfigError(f"explore.sampler={kind!r}: must be one of {', '.join(SAMPLERS)}")
 
 
@@ -87,8 +87,8 @@ class Exploration:
 
     def __init__(self, folder: Path, *, name: str, sampler: str, samples: int, space: dict, base: dict,
                  budget: float | None, resolution: int, seed: int, startup_trials: int):
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is ours (progress)
-        make_sampler(sampler, 0, startup_trials)  # a bad name fails here, before anything is written
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # a line per trial is ours (progress); GP fit notes are not
+        make_sampler(sampler, 0)  # a bad name fails here, before anything is written
         self.name, self.sampler, self.samples, self.space = name, sampler, samples, check_space(space)
         self.base, self.budget, self.resolution = dict(base), budget, resolution
         self.seed, self.startup_trials = seed, startup_trials
@@ -175,10 +175,13 @@ class Exploration:
         # the sampler is seeded per draw from the study's length, so a rerun draws as the first run would have, and
         # two workers (which never draw at the same length) draw differently
         seed = seeding.derive(self.seed, "sampler", epoch=len(trials)) % 2**32  # numpy's legacy seeds are 32-bit
-        self.study.sampler = make_sampler(self.sampler, seed, self.startup_trials)
+        # a model-based sampler starts once `startup_trials` networks are trained (random draws until then)
+        started = sum(t.user_attrs.get("outcome") == "trained" for t in trials) >= self.startup_trials
+        kind = self.sampler if started else "random"
+        self.study.sampler = make_sampler(kind, seed)
         trial = self.study.ask()
         trial.set_user_attr("worker", self.worker)
-        trial.set_user_attr("sampler", self.sampler)
+        trial.set_user_attr("sampler", kind)
         drawn = {k: decode(k, trial.suggest_categorical(k, [encode(v) for v in vals]))
                  for k, vals in self.space.items()}
         values = {**switches(self.base), **drawn}
@@ -215,7 +218,7 @@ class Exploration:
     def _reject(self, trial, outcome: str, reason: str) -> None:
         trial.set_user_attr("outcome", outcome)
         trial.set_user_attr("reason", reason)
-        if outcome == "over_budget" and self.sampler == "gp":
+        if outcome == "over_budget" and trial.user_attrs["sampler"] == "gp":
             # GPSampler fits its objective and constraint models to completed trials only: the draw is told the
             # median top-1 so far (a neutral value, marked imputed, never read as a result), and its constraint > 0
             # makes the constrained acquisition avoid the region

@@ -107,15 +107,17 @@ def test_the_budget_is_a_constraint_the_gp_sampler_learns(tmp_path):
             n_trained += t.user_attrs["outcome"] == "trained"
         return sum(seen) / len(seen)
 
-    uniform = finish_all(exploration(tmp_path / "random", samples=20, space=SPACE, budget=budget))
-    trials = finish_all(exploration(tmp_path / "gp", sampler="gp", samples=20, space=SPACE, budget=budget))
+    uniform = finish_all(exploration(tmp_path / "random", samples=14, space=SPACE, budget=budget))
+    trials = finish_all(exploration(tmp_path / "gp", sampler="gp", samples=14, space=SPACE, budget=budget, startup=5))
+    assert [t.user_attrs["sampler"] for t in trials].count("random") == next(  # random draws until 5 are trained
+        i for i, t in enumerate(trials) if t.user_attrs["sampler"] == "gp")
     trained = [t for t in trials if t.user_attrs["outcome"] == "trained"]
-    assert len(trained) == 20 and all(t.user_attrs["gmacs"] <= budget for t in trained)  # none trained over it
+    assert len(trained) == 14 and all(t.user_attrs["gmacs"] <= budget for t in trained)  # none trained over it
     over = [t for t in trials if t.user_attrs["outcome"] == "over_budget"]
     assert over and all(t.system_attrs["constraints:gmacs"] > 0 for t in over)  # Optuna's constraint, not -inf
     assert all(t.system_attrs["constraints:gmacs"] <= 0 for t in trained)
     # once its startup draws are done, the GP proposes far fewer networks over the budget than uniform draws hit
-    assert over_share(uniform) > 0.4 and over_share(trials, after=8) < over_share(uniform) / 2
+    assert over_share(uniform) > 0.4 and over_share(trials, after=5) < over_share(uniform) / 2
     repaired = [t for t in trained if t.user_attrs["repaired"]]  # invalid draws repaired, none rejected
     assert counts(trials)["invalid"] == 0 and all(_valid(t.user_attrs["switches"]) for t in repaired)
 
