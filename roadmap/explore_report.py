@@ -25,15 +25,21 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
     sampler_of = [e.get("sampler", "?") if isinstance(e, dict) else "?"
                   for e in group.get("explore", [None] * len(group))]
     counts = []
-    for name in dict.fromkeys([*found, *sampler_of]):
+    order = sorted(dict.fromkeys([*found, *sampler_of]), key=lambda n: ({"random": 0, "search": 1, "gp": 2}.get(n, 3), n))
+    for name in order:
         mine = group[[s == name for s in sampler_of]]
-        text = f"{name}: {mine['step'].nunique()} networks trained ({(mine['status'] == 'done').sum()} finished runs)"
-        if name in found:
-            trials = found[name].get_trials(deepcopy=False)
-            c = study.counts(trials)
-            text += (f" from {len(trials)} draws ({c['invalid']} invalid, {c['repaired']} repaired, {c['over_budget']} "
-                     f"over the complexity budget, {c['redrawn']} drawn again)")
-        counts.append(text)
+        if name not in found:  # networks given by hand (net), or a study's journal that is gone
+            counts.append(f"{name}: {mine['step'].nunique()} networks trained ({(mine['status'] == 'done').sum()} "
+                          f"finished runs)")
+            continue
+        trials = found[name].get_trials(deepcopy=False)
+        c = study.counts(trials)
+        elsewhere = len({t.user_attrs["network"] for t in trials if t.user_attrs.get("outcome") == "trained"}
+                        - set(mine["step"]))  # a network another exploration had trained is not trained again
+        counts.append(f"{name}: {c['trained']} networks from {len(trials)} draws ({c['invalid']} invalid, "
+                      f"{c['repaired']} repaired, {c['over_budget']} over the complexity budget, {c['redrawn']} drawn "
+                      f"again" + (f"; {elsewhere} of the networks trained before by another exploration" if elsewhere
+                                  else "") + ")")
     lines = [f"## {title}", "",
              f"Networks drawn from the design space, by exploration (random: uniform over the valid networks; "
              f"search: multivariate TPE; gp: Gaussian process; net: given networks, e.g. more seeds): "

@@ -102,8 +102,8 @@ def test_the_report_recovers_a_planted_switch_effect(tmp_path):
     assert (tmp_path / "out" / "explore.png").stat().st_size > 20_000
     md = (tmp_path / "out" / "results.md").read_text()
     section = md[md.index("design-space exploration"):]
-    assert "random: 119 networks trained (119 finished runs) from 120 draws (1 invalid, 0 repaired, 0 over the " \
-           "complexity budget, 0 drawn again); net: 1 networks trained (3 finished runs)." in section
+    assert "random: 119 networks from 120 draws (1 invalid, 0 repaired, 0 over the complexity budget, 0 drawn " \
+           "again); net: 1 networks trained (3 finished runs)." in section
     # Optuna's importances beside the effects: the planted switch first
     table = section[section.index("### Switch importances (Optuna's PED-ANOVA"):].split("\n\n")[1].splitlines()
     assert table[2].startswith("| block | ") and float(table[2].split("|")[2]) > 0.3 and len(table) == 2 + 6
