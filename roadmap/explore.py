@@ -45,7 +45,8 @@ def check_space(space: dict) -> dict:
         raise ConfigError(f"explore.space={space!r}: must map switches ({', '.join(SWITCHES)}) to lists of values")
     for name, values in space.items():
         if name not in SWITCHES:
-            raise ConfigError(f"explore.space.{name}: not a switch of the design space; switches: {', '.join(SWITCHES)}")
+            raise ConfigError(f"explore.space.{name}: not a switch of the design space; switches: "
+                              f"{', '.join(SWITCHES)}")
         if not isinstance(values, (list, tuple)) or not values or len({json.dumps(v) for v in values}) < len(values):
             raise ConfigError(f"explore.space.{name}={values!r}: must be a non-empty list of distinct values")
     return {k: list(v) for k, v in space.items()}

@@ -25,7 +25,8 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
     sampler_of = [e.get("sampler", "?") if isinstance(e, dict) else "?"
                   for e in group.get("explore", [None] * len(group))]
     counts = []
-    order = sorted(dict.fromkeys([*found, *sampler_of]), key=lambda n: ({"random": 0, "search": 1, "gp": 2}.get(n, 3), n))
+    first = {"random": 0, "search": 1, "gp": 2}
+    order = sorted(dict.fromkeys([*found, *sampler_of]), key=lambda n: (first.get(n, 3), n))
     for name in order:
         mine = group[[s == name for s in sampler_of]]
         if name not in found:  # networks given by hand (net), or a study's journal that is gone

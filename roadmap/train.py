@@ -414,8 +414,9 @@ def train_epoch(run: Run, job: Job, epoch: int, show_bar: bool) -> tuple[dict | 
     train_seconds = time.perf_counter() - t0
     top1, top5 = evaluate(job.eval_model, job.val_loader, rt, job.autocast, run.channels_last)
     lr = float(job.opt.param_groups[0]["lr"])  # a device tensor when the step is a CUDA graph
-    return {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(1, i + 1), "lr": lr, "val_top1": top1, "val_top5": top5, "img_s": seen * rt.world / train_seconds,
-            "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}, None
+    return {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(1, i + 1), "lr": lr, "val_top1": top1,
+            "val_top5": top5, "img_s": seen * rt.world / train_seconds, "train_seconds": train_seconds,
+            "seconds": time.perf_counter() - t0}, None
 
 
 def save_checkpoint(run: Run, job: Job, epoch: int) -> None:
@@ -484,7 +485,6 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
             f"{rt.device} ({run.precision}{', CUDA graph' if run.cuda_graphs else ''}) -> {run.dir}")
     status, message = "done", None
     show_bar = rt.main and (tc.progress is True or (tc.progress == "auto" and sys.stderr.isatty()))
-    epoch = start_epoch
     try:
         for epoch in range(start_epoch, tc.epochs):
             metrics, message = train_epoch(run, job, epoch, show_bar)
@@ -501,7 +501,7 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
                     f"{metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}  lr {metrics['lr']:.2e}  "
                     f"{metrics['img_s']:.0f} img/s  {metrics['seconds']:.1f}s")
     except KeyboardInterrupt as e:
-        interrupted(run, job, tracker, history, epoch, e.args[0] if e.args else "SIGINT")
+        interrupted(run, job, tracker, history, e.args[0] if e.args else "SIGINT")
 
     summary = {**describe(run, job), "status": status, "message": message, "epochs": len(history),
                "fingerprint": run.fingerprint}
@@ -523,11 +523,13 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
     return summary
 
 
-def interrupted(run: Run, job: Job, tracker, history: list[dict], epoch: int, signal_name: str):
-    """A run stopped by a signal during `epoch`: its summary says so (status interrupted, not finished: the same
+def interrupted(run: Run, job: Job, tracker, history: list[dict], signal_name: str):
+    """A run stopped by a signal during an epoch: its summary says so (status interrupted, not finished: the same
     command resumes it from last.pt), and one line says where."""
     kept = f"last.pt holds epoch {len(history)}" if history else "no epoch had finished"
-    message = (f"{run.step.name} seed {run.settings.seed} stopped by {signal_name} during epoch {epoch + 1}/"
+    epoch = min(len(history) + 1, run.settings.train.epochs)  # the one in training: a signal may come after an
+    #                                                         epoch was recorded, before the loop's next one began
+    message = (f"{run.step.name} seed {run.settings.seed} stopped by {signal_name} during epoch {epoch}/"
                f"{run.settings.train.epochs} ({kept}); rerun the same command to resume -> {run.dir}")
     summary = {**describe(run, job), "status": "interrupted", "message": message, "epochs": len(history),
                "fingerprint": run.fingerprint}

@@ -24,7 +24,8 @@ from roadmap.study import Exploration, counts
 from helpers import ROOT, TINY, metrics, run
 
 SPACE = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "explore_space.yaml").explore.space)
-BASE = {**dataclasses.asdict(ModelConfig(num_classes=10, in_channels=1, width_multiplier=0.125)), "depths": [3, 4, 6, 3]}
+BASE = {**dataclasses.asdict(ModelConfig(num_classes=10, in_channels=1, width_multiplier=0.125)),
+        "depths": [3, 4, 6, 3]}
 SMALL = {"kernel_size": [3, 5, 7, 9, 11], "conv_position": ["middle", "first"], "activations": ["all", "one"],
          "norms": ["all", "one"], "zero_init_residual": [False, True]}  # 80 combinations, 45 valid
 
