@@ -197,7 +197,9 @@ class Exploration:
         trial.set_user_attr("network", net)
         trial.set_user_attr("switches", switches(model))
         if self.budget is not None:
-            macs = self._costs.setdefault(net, cost(model, self.resolution))
+            if net not in self._costs:
+                self._costs[net] = cost(model, self.resolution)
+            macs = self._costs[net]
             trial.set_user_attr("gmacs", macs)
             trial.set_constraint("gmacs", macs - self.budget)
             if macs > self.budget:
