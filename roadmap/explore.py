@@ -1,7 +1,7 @@
 """Design-space exploration: networks drawn from the space of the roadmap's switches instead of walked along its
 one path (Radosavovic et al., "On Network Design Spaces for Visual Recognition", ICCV 2019).
 
-This module is the space: the switches a population varies (`explore.space` in conf/explore/space.yaml), a
+This module is the space: the switches a population varies (`explore.space` in conf/explore_space.yaml), a
 network's stable id, the repair that maps a draw to the nearest valid network, and the complexity budget. The Optuna
 study that draws from it is `roadmap.study` (run by the Hydra sweeper in hydra_plugins/roadmap_explore); the analysis
 of a population is `design_space`, the report's section on it `explore_report`.

@@ -257,9 +257,21 @@ class Exploration:
     # progress ------------------------------------------------------------------------------------------------
 
     def progress(self) -> str:
-        """'k/N networks: t trained, r training now (w workers), f failed; d draws: ...; best so far ...'."""
+        """'[explore <name>] k/N networks: t trained, r training now (w workers), f failed; d draws: ...; best so
+        far <id> top-1 <value>'."""
         trials = self.study.get_trials(deepcopy=False)
-        return progress_line(self.name, trials, self.samples)
+        c = counts(trials)
+        workers = len({t.user_attrs.get("worker") for t in trials
+                       if t.state == TrialState.RUNNING and t.user_attrs.get("outcome") == "trained"})
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("outcome") == "trained"]
+        running = f", {c['running']} training now ({workers} worker{'s' * (workers > 1)})" if c["running"] else ""
+        text = (f"[explore {self.name}] {c['trained']}/{self.samples} networks: {c['done']} trained{running}, "
+                f"{c['failed']} failed; {len(trials)} draws: {c['invalid']} invalid, {c['repaired']} repaired, "
+                f"{c['over_budget']} over budget, {c['redrawn']} drawn again")
+        if done:
+            best = max(done, key=lambda t: t.value)
+            text += f"; best so far {best.user_attrs['network']} top-1 {best.value:.2f}"
+        return text
 
 
 def counts(trials) -> dict:
@@ -274,21 +286,6 @@ def counts(trials) -> dict:
             state = {TrialState.COMPLETE: "done", TrialState.RUNNING: "running"}.get(t.state, "failed")
             out[state] += 1
     return out
-
-
-def progress_line(name: str, trials, samples: int) -> str:
-    c = counts(trials)
-    workers = len({t.user_attrs.get("worker") for t in trials
-                   if t.state == TrialState.RUNNING and t.user_attrs.get("outcome") == "trained"})
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("outcome") == "trained"]
-    running = f", {c['running']} training now ({workers} worker{'s' * (workers > 1)})" if c["running"] else ""
-    text = (f"[explore {name}] {c['trained']}/{samples} networks: {c['done']} trained{running}, {c['failed']} failed; "
-            f"{len(trials)} draws: {c['invalid']} invalid, {c['repaired']} repaired, {c['over_budget']} over budget, "
-            f"{c['redrawn']} drawn again")
-    if done:
-        best = max(done, key=lambda t: t.value)
-        text += f"; best so far {best.user_attrs['network']} top-1 {best.value:.2f}"
-    return text
 
 
 def trained(study: optuna.Study) -> optuna.Study:

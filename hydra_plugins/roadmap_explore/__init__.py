@@ -33,20 +33,16 @@ class ExploreSweeper(Sweeper):
 
         parsed = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(arguments)
         swept = [o.input_line for o in parsed if o.is_sweep_override()]
+        returns, job, exploration = [], 0, None
         try:
             if swept:
                 raise ConfigError(f"{swept[0]}: an exploration trains every network once, with one seed; more seeds "
                                   f"of a network: python run.py -m +explore=net <its switches> seed=0,1,2")
             exploration = Exploration.from_config(self.config)
-        except ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        print(exploration.progress(), flush=True)
-        returns, job = [], 0
-        try:
+            sweep_dir = Path(self.config.hydra.sweep.dir)
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+            print(exploration.progress(), flush=True)
             while True:
                 draws = []
                 while len(draws) < self.n_jobs and (draw := exploration.next()) is not None:
@@ -63,5 +59,6 @@ class ExploreSweeper(Sweeper):
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         finally:
-            exploration.close()
+            if exploration is not None:
+                exploration.close()
         return returns
