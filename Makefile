@@ -42,7 +42,7 @@ roadmap: setup data
 # Regenerate the README's figures and tables (docs/) from the runs of `make roadmap` (and of explorations, if any).
 figure: setup
 	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) $(REPORT_ARGS)
-	mkdir -p docs && for f in roadmap.png transfer.png speed.png results.md agreement.json explore.png; do \
+	mkdir -p docs && for f in roadmap.png transfer.png speed.png robustness.png results.md agreement.json explore.png; do \
 	  if [ -f $(REPORT)/$$f ]; then cp $(REPORT)/$$f docs/$(if $(filter convnext_t,$(ROADMAP)),,$(ROADMAP)_)$$f; fi; done
 
 # The tests in parallel, one worker per core (pytest-xdist); `$(PY) -m pytest -q` runs them in one process.

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError
 from .model import ModelConfig
+from .reference import ReferenceConfig
 from .steps import Roadmap, Step
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -24,13 +25,14 @@ def _times(value, factor):
 
 
 def _step_list(steps, which="all", *, _root_=None):
-    """${step_list:${roadmap.steps}[,trunk]}: the roadmap's step names as a sweep list; trunk = `baseline` and every
-    adopted step after it, each network once (ablation.sweep_steps)."""
+    """${step_list:${roadmap.steps}[,trunk]}: the roadmap's step names as a sweep list, then its reference networks
+    (conf/step/<reference>.yaml includes conf/reference/<reference>.yaml); trunk = `baseline` and every adopted step
+    after it, each network once (ablation.sweep_steps)."""
     if which == "trunk":
         from .ablation import sweep_steps
 
         return sweep_steps(with_parents(OmegaConf.to_container(steps, resolve=True)), _root_.roadmap.baseline)
-    return ",".join(steps.keys())
+    return ",".join([*steps.keys(), *(_root_.roadmap.get("references") or {}).keys()])
 
 
 def _explore_id(model):
@@ -149,6 +151,9 @@ def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> 
     roadmap = roadmap or roadmap_of(cfg)
     if cfg.get("explore") is not None:  # a network drawn from the design space, named by its switches
         return Step(cfg.step, label=cfg.step, section="explore")
+    if cfg.get("reference") is not None:  # a network the roadmap is compared with (roadmap.reference)
+        return roadmap.reference(cfg.step) or Step(cfg.step, label=cfg.step, section="reference",
+                                                   parent=roadmap.endpoint.name)
     if OmegaConf.is_missing(cfg, "step"):
         raise ConfigError(f"no step given: add +step=<name>, one of {', '.join(roadmap.names())}")
     name = cfg.step
@@ -167,12 +172,17 @@ def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> 
     return Step.from_dict(name, info)
 
 
-def model_config(cfg: DictConfig) -> ModelConfig:
+def model_config(cfg: DictConfig) -> ModelConfig | ReferenceConfig:
     """The network a run trains: its step's, the step's ablation (`kind=isolated|leave_one_out`, set by
-    conf/sweep), or the switches of a network drawn from the design space (`+explore=...`; roadmap.explore checks
-    them before training)."""
-    model = ModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+    conf/sweep), the switches of a network drawn from the design space (`+explore=...`; roadmap.explore checks
+    them before training), or a reference network (`+reference=...`)."""
     kind = cfg.get("kind", "roadmap")
+    if cfg.get("reference") is not None:
+        if kind != "roadmap":
+            raise ConfigError(f"+reference={cfg.step} trains a reference network beside a roadmap's steps, not in a "
+                              f"kind={kind} sweep")
+        return ReferenceConfig.from_dict(OmegaConf.to_container(cfg.reference, resolve=True))
+    model = ModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
     if kind in ("roadmap", "explore"):
         return model
     from .ablation import ablated

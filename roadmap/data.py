@@ -355,6 +355,28 @@ class FolderLoader:
                 yield images, labels
 
 
+def eval_view(data_cfg) -> v2.Transform:
+    """What evaluation sees of a folder dataset's image: resized to resolution / eval_crop, center-cropped (uint8)."""
+    r = data_cfg.resolution
+    return v2.Compose([v2.Resize(int(r / data_cfg.eval_crop), antialias=True,
+                                 interpolation=v2.InterpolationMode.BICUBIC), v2.CenterCrop(r)])
+
+
+def eval_subset(data_cfg, val: TensorSplit | None, count: int, device) -> TensorSplit:
+    """`count` validation images spread evenly over the split (folder datasets list theirs class by class), as uint8
+    on `device`: from `val` for tensor datasets, decoded from root/val for folder ones (unreadable files left out)."""
+    total = len(val.labels) if val is not None else len(ImageFiles(Path(str(data_cfg.root)) / "val"))
+    index = torch.linspace(0, total - 1, min(count, total)).round().long().unique()
+    if val is not None:
+        return TensorSplit(val.images[index.to(val.images.device)], val.labels[index.to(val.labels.device)])
+    files = ImageFiles(Path(str(data_cfg.root)) / "val", eval_view(data_cfg))
+    read = [files[i] for i in index.tolist()]
+    good = [(image, label) for image, label, _, problem in read if not problem]
+    if not good:
+        raise ConfigError(f"data.root={data_cfg.root}: no readable image in val/ to evaluate robustness on")
+    return TensorSplit(torch.stack([g[0] for g in good]).to(device), torch.tensor([g[1] for g in good]).to(device))
+
+
 def folder_loaders(data_cfg, recipe, batch_size, *, rank, world, seed, workers, device):
     """Loaders over root/train and root/val class folders, sharded with DistributedSampler: decoded and augmented by
     DataLoader workers (data.decode=cpu), or read by the workers and decoded and augmented on the training device
@@ -367,12 +389,10 @@ def folder_loaders(data_cfg, recipe, batch_size, *, rank, world, seed, workers, 
             raise ConfigError(f"data.root={root}: no {part}/ folder; an image-folder dataset needs "
                               f"{root}/train/<class>/*.jpg and {root}/val/<class>/*.jpg")
     decode_on, bad = getattr(data_cfg, "decode", "cpu"), getattr(data_cfg, "bad_images", "warn")
-    r = data_cfg.resolution
     raw = decode_on == "gpu"
     train_tf = v2.Compose([train_augment(data_cfg, recipe), normalize(data_cfg),
                            *([erase(recipe)] if recipe.erasing > 0 else [])])
-    val_tf = v2.Compose([v2.Resize(int(r / data_cfg.eval_crop), antialias=True,
-                                   interpolation=v2.InterpolationMode.BICUBIC), v2.CenterCrop(r), normalize(data_cfg)])
+    val_tf = v2.Compose([eval_view(data_cfg), normalize(data_cfg)])
     train_set = ImageFiles(root / "train", train_tf, raw)
     val_set = ImageFiles(root / "val", val_tf, raw)
     if len(train_set.classes) != data_cfg.num_classes:

@@ -163,6 +163,7 @@ def _study_figures(found: dict, out: Path, suffix: str, title: str) -> list[Path
     model-based searches (random's for comparison)."""
     import warnings
 
+    import matplotlib
     import matplotlib.pyplot as plt
     import optuna
     from optuna.visualization import matplotlib as ovm
@@ -172,8 +173,8 @@ def _study_figures(found: dict, out: Path, suffix: str, title: str) -> list[Path
     if not nets:
         return []
     written = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with warnings.catch_warnings(), matplotlib.rc_context():  # optuna's plots set the ggplot style for good: not
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # for the report's other figures
         for kind, draw in (("edf", lambda: ovm.plot_edf(list(nets.values()), target_name="top-1 (%)")),
                            ("history", lambda: ovm.plot_optimization_history(list(nets.values()),
                                                                              target_name="top-1 (%)"))):

@@ -12,6 +12,8 @@ to them) with pandas and writes
     transfer.png/pdf our paired change of every step against the published change
     speed.png/pdf    every step's top-1 against its measured img/s (its runs'; with --bench, its published network's
                      on the benchmark's device), GMACs as the marker's area, the Pareto front marked
+    robustness.png/pdf  every step's top-1 on corrupted images (paired change, verdict, mCE vs the baseline) and
+                     under each corruption, where the runs measured it (eval.robustness)
 Ablation sweeps (isolated, leave_one_out) get their own table and figure, with a row for every step of the sweep; a
 step whose ablated network is not valid is listed with the reason (found by building the ablation from conf/, the
 only use of Hydra here). Runs whose epochs train.max_steps_per_epoch cut short are marked `capped`.
@@ -297,13 +299,15 @@ FOOTNOTE_CHANGE = {
 
 
 def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, roadmap: Roadmap,
-           kind: str = "roadmap") -> list[Path]:
-    """The published roadmap figure, twice: ours (left: mean, 95% interval, every seed as a dot, verdict by each bar)
-    and the published one (right), written as .png and .pdf. `kind` says what the changes are measured against."""
-    return save_figure(draw_figure(table, title, dataset, roadmap, kind), path_stem)
+           kind: str = "roadmap", references: pd.DataFrame | None = None) -> list[Path]:
+    """The published roadmap figure, twice: ours (left: mean, 95% interval, every seed as a dot, verdict by each bar;
+    the reference networks trained alike as lines with their 95% interval) and the published one (right, with the
+    references' published lines), written as .png and .pdf. `kind` says what the changes are measured against."""
+    return save_figure(draw_figure(table, title, dataset, roadmap, kind, references), path_stem)
 
 
-def draw_figure(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, kind: str = "roadmap"):
+def draw_figure(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, kind: str = "roadmap",
+                references: pd.DataFrame | None = None):
     """The matplotlib Figure of `figure`: one bar per step grouped by section, GMACs by each bar, branches hatched,
     capped runs dotted and labelled. Every bar's numbers and change sit in room the x axis leaves for them, measured
     with the renderer, so no two texts overlap."""
@@ -319,9 +323,13 @@ def draw_figure(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap,
     verdicts = [None if not r.verdict else (f"{VERDICT_MARK[r.verdict][0]} {r.change:+.2f}".strip()
                                             if r.change == r.change else r.verdict, VERDICT_MARK[r.verdict][1])
                 for r in table.itertuples()]
+    trained = references[references["top1_mean"].notna()] if references is not None else None
+    also = [] if trained is None else [v for c in ("top1_mean", "ci_low", "ci_high") for v in trained[c] if v == v]
     ours, clipped = _bars(axes[0], table, y, colors, list(table["top1_mean"]), list(table["ci_low"]),
                           list(table["ci_high"]), [list(d.values()) for d in table["seed_top1"]],
-                          list(table["gmacs"]), verdicts, f"top-1 (%) on {dataset}", capped)
+                          list(table["gmacs"]), verdicts, f"top-1 (%) on {dataset}", capped, also)
+    for r in () if trained is None else trained.itertuples():
+        _reference_line(axes[0], r, n)
     layouts = [ours]
     axes[0].set_title(f"This reproduction: {dataset}, {int(table['seeds'].max() or 0)} seed(s)", fontsize=11)
     if paper:
@@ -347,14 +355,15 @@ def _figure_axes(n: int, paper: bool):
 
 
 def _bars(axis, table: pd.DataFrame, y: list[int], colors: dict, values, low, high, dots, gmacs, marks, xlabel: str,
-          capped) -> tuple[tuple, int]:
+          capped, also=()) -> tuple[tuple, int]:
     """Draw one axis' bars, a row of `table` at each y; return what fitting the x axis needs, (axis, left, right,
-    [(end, texts right of it)]), and how many whisker ends were clipped to BOUNDS."""
+    [(end, texts right of it)]), and how many whisker ends were clipped to BOUNDS. `also`: values the x axis must
+    show besides the bars' (reference lines)."""
     ends = [*low, *high]
     clip = [(x if x != x else min(max(x, BOUNDS[0]), BOUNDS[1])) for x in ends]
     clipped = sum(a != b for a, b in zip(clip, ends) if a == a)
     low, high = clip[:len(low)], clip[len(low):]
-    points = [v for v in [*values, *low, *high] if v == v] + [d for ds in dots for d in ds]
+    points = [v for v in [*values, *low, *high, *also] if v == v] + [d for ds in dots for d in ds]
     lo, hi = (min(points), max(points)) if points else (0, 1)
     pad = max(0.5, (hi - lo) * 0.25)
     left = max(BOUNDS[0], lo - pad)
@@ -403,11 +412,19 @@ def _published_bars(axis, table: pd.DataFrame, y: list[int], colors: dict, roadm
     drawn = _bars(axis, table, y, colors, top1, [v - s if s else math.nan for v, s in zip(top1, std)],
                   [v + s if s else math.nan for v, s in zip(top1, std)], [[]] * n, list(table["paper_gmacs"]),
                   [None] * n, f"top-1 (%) on {roadmap.dataset or 'the published dataset'}", [False] * n)
-    for ref in roadmap.marks:
+    for ref in roadmap.published_lines:
         axis.axvline(ref["top1"], color="gray", ls="--", lw=1)
         axis.text(ref["top1"], n - 0.4, f" {ref['label']} {ref['top1']}", color="gray", fontsize=8)
     axis.set_title(f"Published: {roadmap.source or roadmap.name}", fontsize=9)
     return drawn
+
+
+def _reference_line(axis, r, n: int) -> None:
+    """A reference network trained alike across our bars: its mean top-1, its 95% interval as a band."""
+    axis.axvline(r.top1_mean, color="purple", ls="--", lw=1)
+    if r.ci_low == r.ci_low:
+        axis.axvspan(r.ci_low, r.ci_high, color="purple", alpha=0.12, lw=0)
+    axis.text(r.top1_mean, n - 0.4, f" {r.label} trained alike {r.top1_mean:.2f}", color="purple", fontsize=8)
 
 
 def _label_rows(axes: tuple, table: pd.DataFrame, y: list[int], colors: dict, capped: list[bool]) -> None:
@@ -573,19 +590,37 @@ def _strict(value):
 
 def roadmap_group(group: pd.DataFrame, roadmap: Roadmap, out: Path, suffix: str, title: str, dataset: str,
                   bench: Path | None) -> tuple[pd.DataFrame, list[str], list[Path]]:
-    """A roadmap's own runs: the step table, agreement.json, the roadmap, transfer and speed figures; the table, the
-    Markdown and the paths written."""
+    """A roadmap's own runs: the step table, the reference networks trained beside it, agreement.json, the roadmap,
+    transfer, speed and robustness figures; the table (references last), the Markdown and the paths written."""
+    from . import reference_report
+    from .robustness_report import robustness_section
     from .speed_report import read_bench, speed_section
 
+    refs_runs = group[reference_report.is_reference(group)]
+    group = group[~reference_report.is_reference(group)]
     table = step_table(group, ordered_steps(roadmap, group))
+    refs = reference_report.reference_table(refs_runs, table, roadmap) if len(refs_runs) else None
     agree = agreement(table)
+    both = table if refs is None else pd.concat([table, refs.assign(order=len(table) + np.arange(len(refs)))],
+                                                ignore_index=True)
+    robust_text, robust_files, robust = robustness_section(both, pd.concat([group, refs_runs]), roadmap.baseline,
+                                                           out, suffix, title, dataset)
+    if not robust.empty:
+        both = both.merge(robust.drop(columns=["order", "label", "adopted", "section", "clean_top1"]), on="step",
+                          how="left")
+        agree["robustness"] = {v: list(robust.loc[robust["corrupted_verdict"] == v, "step"])
+                               for v in ("helps", "hurts")}
+    md = [markdown(table, title, dataset, roadmap, agree, runs=group)]
+    if refs is not None:
+        agree["references"] = reference_report.agreement(refs)
+        md.append(reference_report.markdown(refs, title, dataset))
     path = out / f"agreement{suffix}.json"
     path.write_text(json.dumps(_strict(agree), indent=1, allow_nan=False) + "\n")
-    written = [path, *figure(table, out / f"roadmap{suffix}", title, dataset, roadmap),
+    written = [path, *figure(table, out / f"roadmap{suffix}", title, dataset, roadmap, references=refs),
                *transfer_figure(table, out / f"transfer{suffix}", title, dataset, roadmap, agree)]
-    text, files = speed_section(table, None if bench is None else read_bench(bench),
+    text, files = speed_section(both, None if bench is None else read_bench(bench),
                                 None if bench is None else Path(bench).name, out, suffix, title, dataset)
-    return table, [markdown(table, title, dataset, roadmap, agree, runs=group), text], written + files
+    return both, [*md, text, robust_text], written + files + robust_files
 
 
 def report(runs_dir: Path, out: Path, bench: Path | None = None) -> list[Path]:

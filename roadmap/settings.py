@@ -1,4 +1,4 @@
-"""Typed, self-validating settings of a run (train, data, recipe, scale, logger, explore, seed), as `ModelConfig`
+"""Typed, self-validating settings of a run (train, eval, data, recipe, scale, logger, explore, seed), as `ModelConfig`
 is for the network: every value a user can set is checked when the run's config is built, and a bad one is
 refused in one line naming the key and what is allowed, before anything is written.
 
@@ -161,6 +161,13 @@ class TrainConfig(Settings):
 
 
 @dataclass(frozen=True)
+class EvalConfig(Settings):
+    section = "eval"
+    robustness: bool = rule("bool", True)  # after training: top-1 on corrupted validation images (roadmap.robustness)
+    robustness_images: int = rule("int", 1000, low=1)  # how many validation images it corrupts
+
+
+@dataclass(frozen=True)
 class DataConfig(Settings):
     section = "data"
     name: str = rule("str")
@@ -256,6 +263,7 @@ class RunSettings:
     seed: int
     kind: str  # what the run is (roadmap.store.KINDS): a roadmap step, an ablation's network, a drawn network
     train: TrainConfig
+    eval: EvalConfig
     data: DataConfig
     recipe: RecipeConfig
     scale: ScaleConfig
@@ -285,7 +293,8 @@ def validate(cfg) -> RunSettings:
     scale = ScaleConfig.from_dict(section("scale"))  # first: train's epochs and batch come from it
     explore = section("explore")
     kind = _kind(section("kind"), explore)
-    return RunSettings(seed, kind, TrainConfig.from_dict(section("train")), DataConfig.from_dict(section("data")),
+    return RunSettings(seed, kind, TrainConfig.from_dict(section("train")), EvalConfig.from_dict(section("eval") or {}),
+                       DataConfig.from_dict(section("data")),
                        RecipeConfig.from_dict(section("recipe")), scale, LoggerConfig.from_dict(section("logger")),
                        None if explore is None else ExploreConfig.from_dict(explore))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .report import ReportError, save_figure
+from .report import ReportError, _fmt, save_figure
 
 BENCH_COLUMNS = ("step", "model", "gmacs", "train_img_s", "infer_img_s")
 
@@ -106,8 +106,8 @@ def speed_section(table: pd.DataFrame, bench: pd.DataFrame | None, device: str |
     for r in rows.itertuples():
         text = (f"| {r.label} | {r.top1_mean:.2f} | {r.gmacs:.4f} | {r.run_train_img_s:.0f} | "
                 f"{'**front**' if r.run_front else ''} |")
-        if bench is not None:
-            text += (f" {r.bench_infer_img_s:.1f} | {r.bench_train_img_s:.1f} | "
+        if bench is not None:  # a reference network has no row in the benchmark
+            text += (f" {_fmt(r.bench_infer_img_s, 1)} | {_fmt(r.bench_train_img_s, 1)} | "
                      f"{'**front**' if r.bench_front else ''} |")
         lines.append(text)
     return "\n".join(lines) + "\n", written

@@ -116,3 +116,13 @@ def sign_agreement(changes: list[tuple[float, float, str]]) -> dict:
     return {"sign_agree": int(sum(np.sign(o) == np.sign(p) for o, p, _ in both)), "sign_total": len(both),
             "resolved_agree": int(sum((v == "helps") == (p > 0) for _, p, v in resolved)),
             "resolved_total": len(resolved)}
+
+
+def mean_corruption_error(errors: dict, baseline: dict) -> float:
+    """mCE as Hendrycks & Dietterich define it, in %: for every corruption c, the network's top-1 errors summed over
+    the severities divided by the baseline network's (CE_c), then the mean over the corruptions. `errors` and
+    `baseline` map each corruption to its errors (%) at severities 1, 2, ...; a corruption one of them lacks does not
+    count; nan when none is shared."""
+    ratios = [sum(errors[c]) / sum(baseline[c]) for c in errors
+              if c in baseline and len(errors[c]) == len(baseline[c]) and sum(baseline[c]) > 0]
+    return 100 * float(np.mean(ratios)) if ratios else math.nan

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
-ROADMAP_FIELDS = ("name", "title", "source", "dataset", "notes", "baseline", "sections", "marks", "steps")
+ROADMAP_FIELDS = ("name", "title", "source", "dataset", "notes", "baseline", "sections", "marks", "references",
+                  "steps")
 STEP_FIELDS = ("parent", "label", "section", "branch", "top1", "top1_std", "top5", "gmacs")
 
 
@@ -54,7 +55,9 @@ class Roadmap:
     source: str = ""  # the publication its numbers come from
     dataset: str = ""  # the dataset of those numbers
     sections: tuple[str, ...] = ()
-    marks: tuple[dict, ...] = ()  # reference lines in the figure: {label, top1, gmacs}
+    marks: tuple[dict, ...] = ()  # published lines in the figure ({label, top1, gmacs}) of networks it does not train
+    references: tuple[Step, ...] = ()  # networks trained alike to compare with (conf/reference/<name>.yaml): label,
+    #                                    published numbers, parent = the step compared with them (the endpoint)
     notes: str = ""
     extra: dict = field(default_factory=dict, compare=False)  # values its steps read (stage_ratio, ...)
 
@@ -71,18 +74,28 @@ class Roadmap:
             if s.parent is not None and s.parent not in names:
                 raise ConfigError(f"roadmap {node['name']}: step {s.name} has parent {s.parent!r}, which the roadmap "
                                   f"does not list")
+        endpoint = [s.name for s in steps if s.adopted][-1]
+        references = tuple(Step.from_dict(name, {"section": "reference", "parent": endpoint, **dict(values or {})})
+                           for name, values in dict(node.get("references") or {}).items())
+        for r in references:
+            if r.name in names or r.parent not in names:
+                raise ConfigError(f"roadmap {node['name']}: reference {r.name} " + (
+                    "is also one of its steps" if r.name in names else
+                    f"is compared with {r.parent!r}, which the roadmap does not list"))
         text = {k: str(node.get(k) or "") for k in ("title", "source", "dataset", "notes")}
         return cls(name=str(node["name"]), steps=steps, baseline=node.get("baseline") or names[0],
                    sections=tuple(node.get("sections") or ()), marks=tuple(dict(m) for m in node.get("marks") or ()),
-                   extra={k: v for k, v in node.items() if k not in ROADMAP_FIELDS}, **text)
+                   references=references, extra={k: v for k, v in node.items() if k not in ROADMAP_FIELDS}, **text)
 
     def to_dict(self) -> dict:
         """The plain node again (what runs write as roadmap.json)."""
-        steps = {s.name: {k: getattr(s, k) for k in STEP_FIELDS if getattr(s, k) not in (None, False, "")}
-                 for s in self.steps}
+        def plain(steps):
+            return {s.name: {k: getattr(s, k) for k in STEP_FIELDS if getattr(s, k) not in (None, False, "")}
+                    for s in steps}
+
         return {"name": self.name, "title": self.title, "source": self.source, "dataset": self.dataset,
                 "baseline": self.baseline, "sections": list(self.sections), "marks": list(self.marks),
-                "notes": self.notes, **self.extra, "steps": steps}
+                "references": plain(self.references), "notes": self.notes, **self.extra, "steps": plain(self.steps)}
 
     def names(self) -> list[str]:
         return [s.name for s in self.steps]
@@ -97,6 +110,15 @@ class Roadmap:
             raise ConfigError(f"step={name!r} is not a step of roadmap {self.name}; its steps: "
                               f"{', '.join(self.names())}")
         return found
+
+    def reference(self, name: str) -> Step | None:
+        return next((r for r in self.references if r.name == name), None)
+
+    @property
+    def published_lines(self) -> list[dict]:
+        """The published numbers drawn as lines across the published panel: the references', then the marks'."""
+        return [*({"label": r.label, "top1": r.top1, "gmacs": r.gmacs} for r in self.references if r.top1 is not None),
+                *self.marks]
 
     def trunk(self) -> list[Step]:
         """The adopted path: every adopted step, in order."""

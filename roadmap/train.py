@@ -23,10 +23,11 @@ from tqdm import tqdm
 from . import data as data_lib
 from . import graphs as graphs_lib
 from . import recipe as recipe_lib
-from . import store
+from . import reference, store
 from .config import model_config, roadmap_of, step_of
 from .errors import ConfigError
-from .model import ModelConfig, RoadmapNet, gmacs, num_params, upgrade_state_dict
+from .model import ModelConfig, gmacs, num_params, upgrade_state_dict
+from .reference import ReferenceConfig
 from .seeding import derive
 from .settings import RunSettings, validate
 from .steps import Roadmap, Step
@@ -214,7 +215,7 @@ class Run:
     settings: RunSettings  # train, data, recipe, ... as checked values
     step: Step
     roadmap: Roadmap
-    model_cfg: ModelConfig
+    model_cfg: ModelConfig | ReferenceConfig  # a roadmap network, or a reference network (roadmap.reference)
     rt: Runtime
     dir: Path
     kind: str  # roadmap, isolated, leave_one_out or explore (roadmap.store.KINDS)
@@ -228,7 +229,7 @@ class Run:
             print(*args, **kwargs)
 
 
-def network(cfg: DictConfig, kind: str) -> ModelConfig:
+def network(cfg: DictConfig, kind: str) -> ModelConfig | ReferenceConfig:
     """The run's network; a drawn network is checked against its exploration (valid, within the budget), and a step
     an ablation sweep cannot build is recorded next to the sweep's runs (the report lists it with the reason) before
     its error stops the run."""
@@ -333,7 +334,7 @@ def build(run: Run, ckpt: dict | None) -> Job:
     s, tc, rt = run.settings, run.settings.train, run.rt
     torch.set_flush_denormal(True)  # tiny values (layer scale 1e-6, decayed weights) are 10x slower on CPUs
     torch.manual_seed(derive(s.seed, "init"))
-    model = RoadmapNet(run.model_cfg)
+    model = reference.network(run.model_cfg)
     params, macs = num_params(model), gmacs(model, s.data.resolution)
     model = model.to(rt.device, memory_format=torch.channels_last if run.channels_last else torch.contiguous_format)
     device_type = rt.device.type
@@ -437,7 +438,10 @@ def describe(run: Run, job: Job) -> dict:
             "adopted": s.adopted, "roadmap": run.roadmap.name, "scale": cfg.scale.name, "seed": cfg.seed,
             "kind": run.kind,
             "explore": None if explore is None else {"sampler": explore.name, "budget": explore.get("budget")},
-            "switches": switches(run.model_cfg), "dataset": cfg.data.name, "recipe": cfg.recipe.name,
+            "switches": switches(run.model_cfg) if isinstance(run.model_cfg, ModelConfig) else None,
+            "reference": {**dataclasses.asdict(run.model_cfg), "heads": run.model_cfg.heads,
+                          "window": run.model_cfg.window} if isinstance(run.model_cfg, ReferenceConfig) else None,
+            "dataset": cfg.data.name, "recipe": cfg.recipe.name,
             "resolution": cfg.data.resolution, "epochs_planned": cfg.train.epochs,
             "batch_size": cfg.train.batch_size, "precision": run.precision, "channels_last": run.channels_last,
             "compile": run.settings.train.compile, "cuda_graphs": run.cuda_graphs,
@@ -459,6 +463,11 @@ def train(cfg: DictConfig) -> dict:
                       if previous.get("capped") else "")
             run.say(f"[{run.step.name}] already finished ({previous['status']}{capped}) in {run.dir}: top-1 "
                     f"{previous.get('final_top1')}; train.overwrite=true trains it again")
+            if previous["status"] == "done" and "robustness" not in previous and ckpt is not None and \
+                    run.settings.eval.robustness:  # a run finished before robustness was measured: from last.pt
+                previous["robustness"] = robustness(run, build(run, ckpt))
+                if run.rt.main:
+                    store.write_summary(run.dir, previous)
             return previous
         job = build(run, ckpt)
         start_epoch = ckpt["epoch"] if ckpt is not None else 0
@@ -505,6 +514,11 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
 
     summary = {**describe(run, job), "status": status, "message": message, "epochs": len(history),
                "fingerprint": run.fingerprint}
+    if status == "done" and run.settings.eval.robustness:
+        try:
+            summary["robustness"] = robustness(run, job)
+        except KeyboardInterrupt as e:  # every epoch is in last.pt: the same command measures it again
+            interrupted(run, job, tracker, history, e.args[0] if e.args else "SIGINT")
     if history:
         seconds = sum(m["train_seconds"] for m in history)
         summary.update(final_top1=history[-1]["val_top1"], final_top5=history[-1]["val_top5"],
@@ -521,6 +535,15 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
                 f"(best {summary.get('best_top1', float('nan')):.2f}) in {summary.get('train_time', 0):.0f}s "
                 f"-> {run.dir}")
     return summary
+
+
+def robustness(run: Run, job: Job) -> dict:
+    """The final model's top-1 on corrupted validation images (roadmap.robustness), with its one line."""
+    from . import robustness as robustness_lib
+
+    record = robustness_lib.measure(run, job, evaluate)
+    run.say(f"[{run.step.name}] {robustness_lib.describe(record)}")
+    return record
 
 
 def interrupted(run: Run, job: Job, tracker, history: list[dict], signal_name: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["data=synthetic", "model.width_multiplier=0.125", "train.batch_size=64", "train.epochs=2",
-        "data.train_size=256", "data.val_size=64"]
+        "data.train_size=256", "data.val_size=64", "eval.robustness_images=16"]
 
 
 def run(*args, runs_root, check=True, env=None, **kwargs):

@@ -108,6 +108,8 @@ def test_the_report_recovers_a_planted_switch_effect(tmp_path):
     table = section[section.index("### Switch importances (Optuna's PED-ANOVA"):].split("\n\n")[1].splitlines()
     assert table[2].startswith("| block | ") and float(table[2].split("|")[2]) > 0.3 and len(table) == 2 + 6
     assert {"explore_edf.png", "explore_history.png"} <= names
+    # optuna's plots set matplotlib's ggplot style globally: the report's later figures keep the default look
+    assert __import__("matplotlib").rcParams["axes.facecolor"] == "white"
     assert "120 networks trained in all" in section
     row = next(line for line in section.splitlines() if line.startswith("| block |"))
     cells = [c.strip() for c in row.strip("|").split("|")]

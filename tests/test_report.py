@@ -254,7 +254,9 @@ def test_sweep_configs_select_the_roadmap_steps_in_order(name):
         cfg = compose("config", ["+sweep=roadmap", f"roadmap={name}"], return_hydra_config=True)
         trunk = compose("config", ["+sweep=isolated", f"roadmap={name}"], return_hydra_config=True)
     rm = roadmap.load_roadmap(name)
-    assert cfg.hydra.sweeper.params["+step"].split(",") == rm.names()
+    # every step, then the networks trained alike to compare with (none in bag_of_tricks)
+    assert cfg.hydra.sweeper.params["+step"].split(",") == rm.names() + [r.name for r in rm.references]
+    assert [r.name for r in rm.references] == {"convnext_t": ["swin_t"], "convnext_b": ["swin_b"]}.get(name, [])
     # `baseline` is the reference; the baseline's own step is not launched again into the same run directory
     expected = ["baseline"] + [s.name for s in rm.steps if s.parent and s.adopted and s.name != rm.baseline]
     assert trunk.hydra.sweeper.params["+step"].split(",") == expected

@@ -1,0 +1,80 @@
+"""The reference networks a roadmap was trained beside (`+reference=...`, summaries with section `reference`):
+their top-1 over seeds, and the step they are compared with (the endpoint) against each of them seed by seed, the
+paper's Swin-T versus ConvNeXt-T comparison at the proxy."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from . import stats
+from .steps import Roadmap
+
+# the paired change is the compared step minus the reference: helps = the step is more accurate
+VERDICTS = {"helps": "step better", "hurts": "reference better"}
+
+
+def is_reference(runs: pd.DataFrame) -> pd.Series:
+    """Which runs trained a reference network rather than a step."""
+    return runs["section"] == "reference"
+
+
+def reference_table(refs: pd.DataFrame, table: pd.DataFrame, roadmap: Roadmap) -> pd.DataFrame:
+    """One row per reference network the runs `refs` trained: its statistics over seeds, the change of the step it
+    is compared with (the roadmap's `parent` for it, the endpoint by default) versus it, by seed, with its 95% paired
+    interval and verdict, and the published numbers of both."""
+    done = refs[refs["status"] == "done"]
+    step_seeds = dict(zip(table["step"], table["seed_top1"]))
+    published = dict(zip(table["step"], table["paper_top1"]))
+    rows = []
+    for name, g in refs.groupby("step", sort=True):
+        declared = roadmap.reference(name)
+        mine = {int(k): float(v) for k, v in zip(done.loc[done["step"] == name, "seed"],
+                                                 done.loc[done["step"] == name, "final_top1"])}
+        compared = declared.parent if declared else g["parent"].dropna().iloc[0] if g["parent"].notna().any() \
+            else roadmap.endpoint.name
+        summary = stats.mean_interval(list(mine.values()))
+        change = stats.paired_change(step_seeds.get(compared, {}), mine)
+        first = done[done["step"] == name].head(1)
+        paper = declared.top1 if declared and declared.top1 is not None else math.nan
+        rows.append({"step": name, "label": declared.label if declared else str(g["label"].iloc[0]),
+                     "section": "reference", "adopted": True, "status": "done" if mine else g["status"].iloc[0],
+                     "seeds": summary["n"], "top1_mean": summary["mean"], "top1_std": summary["std"],
+                     "ci_low": summary["ci_low"], "ci_high": summary["ci_high"], "seed_top1": mine,
+                     "params": int(first["params"].iloc[0]) if len(first) else None,
+                     "gmacs": float(first["gmacs"].iloc[0]) if len(first) else math.nan,
+                     "img_s": float(done.loc[done["step"] == name, "img_s"].mean()) if mine else math.nan,
+                     "compared_to": compared, **change, "paper_top1": paper,
+                     "paper_gmacs": declared.gmacs if declared and declared.gmacs is not None else math.nan,
+                     "paper_change": published.get(compared, math.nan) - paper})
+    return pd.DataFrame(rows)
+
+
+def agreement(refs: pd.DataFrame) -> dict:
+    """What agreement.json says of each reference (`change` = the compared step minus the reference)."""
+    keys = ("label", "seeds", "top1_mean", "ci_low", "ci_high", "compared_to", "change", "change_ci_low",
+            "change_ci_high", "pairs", "verdict", "paper_top1", "paper_change")
+    return {r["step"]: {k: r[k] for k in keys} for _, r in refs.iterrows()}
+
+
+def markdown(refs: pd.DataFrame, title: str, dataset: str) -> str:
+    """The section of results.md: each reference with the step compared with it."""
+    from .report import _fmt, interval
+
+    lines = [f"### {title}: reference networks trained alike", "",
+             f"Trained with the steps' recipe, data ({dataset}), epochs, batch and seeds, scaled as they are "
+             f"(roadmap/reference.py). Change: the compared step's top-1 minus the reference's, the mean of per-seed "
+             f"differences with its 95% paired t interval; **step better** / **reference better** when that interval "
+             f"excludes 0. Published: the same difference on ImageNet-1K.", "",
+             "| network | top-1 | 95% CI | seeds | params | GMACs | compared with | change | change 95% CI | verdict "
+             "| published top-1 | published change |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in refs.itertuples():
+        ours = f"{r.top1_mean:.2f}" + (f" ± {r.top1_std:.2f}" if r.seeds > 1 else "") if r.seeds else r.status
+        verdict = f"**{VERDICTS[r.verdict]}**" if r.verdict in VERDICTS else r.verdict
+        params = "" if r.params is None or pd.isna(r.params) else f"{int(r.params):,}"
+        lines.append(f"| {r.label} | {ours} | {interval(r.ci_low, r.ci_high)} | {r.seeds} | {params} | "
+                     f"{_fmt(r.gmacs, 4)} | {r.compared_to} | {_fmt(r.change, sign=True)} | "
+                     f"{interval(r.change_ci_low, r.change_ci_high, True)} | {verdict} | {_fmt(r.paper_top1)} | "
+                     f"{_fmt(r.paper_change, sign=True)} |")
+    return "\n".join(lines) + "\n"
