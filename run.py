@@ -58,12 +58,15 @@ def precheck(argv: list[str]) -> None:
 
 
 def step_list(roadmap) -> str:
-    """The roadmap's steps, one a line, with what each changes and its published top-1."""
+    """The roadmap's steps, one a line, with what each changes and its published top-1, then its references."""
     width = max(len(s.name) for s in roadmap.steps)
     lines = [f"{roadmap.title} ({roadmap.name}): python run.py +step=<name> [roadmap=<name>] trains one step"]
     for s in roadmap.steps:
         top1 = f"{s.top1:6.2f}" if s.top1 is not None else "     -"
         lines.append(f"  {s.name:<{width}}  {top1}  {s.label}{'  (branch)' if s.branch else ''}")
+    for r in roadmap.references:
+        top1 = f"{r.top1:6.2f}" if r.top1 is not None else "     -"
+        lines.append(f"  {r.name:<{width}}  {top1}  {r.label}  (reference, trained alike: +reference={r.name})")
     return "\n".join(lines)
 
 

@@ -379,8 +379,9 @@ def test_without_arguments_run_py_lists_the_steps():
     lines = p.stdout.splitlines()
     assert p.returncode == 0 and p.stderr == ""
     assert lines[0].startswith("Modernizing a ConvNet: ResNet-50 → ConvNeXt-T (convnext_t): python run.py +step=")
-    assert [line.split()[0] for line in lines[1:]] == roadmap.load_roadmap("convnext_t").names()
-    assert lines[1].split()[1] == "76.13" and lines[-1].split()[1] == "81.97" and "(branch)" in lines[9]
+    assert [line.split()[0] for line in lines[1:]] == roadmap.load_roadmap("convnext_t").names() + ["swin_t"]
+    assert lines[1].split()[1] == "76.13" and lines[-2].split()[1] == "81.97" and "(branch)" in lines[9]
+    assert lines[-1].split()[1] == "81.30" and lines[-1].endswith("(reference, trained alike: +reference=swin_t)")
 
 
 def _start_and_interrupt(args, run_dir, sig):
