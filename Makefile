@@ -8,9 +8,12 @@ RUNS ?= runs
 ROADMAP ?= convnext_t
 SEEDS ?= 1
 SEED_LIST := $(shell seq -s, 0 $$(($(SEEDS) - 1)))
-# runs side by side: auto = one per core (conf/hydra/launcher/parallel.yaml), N, or 1 (one after the other)
+# runs side by side: auto = one per GPU where torch sees GPUs (each run takes one of its own), else one per core
+# (conf/hydra/launcher/parallel.yaml); N; or 1 (one after the other)
 JOBS ?= auto
-LAUNCH = $(if $(filter 1,$(JOBS)),,hydra/launcher=parallel $(if $(filter auto,$(JOBS)),,hydra.launcher.n_jobs=$(JOBS)))
+GPUS = $(shell $(PY) -c "import torch; print(torch.cuda.device_count())" 2>/dev/null)
+AUTO_JOBS = $(if $(filter-out 0,$(GPUS)),hydra.launcher.n_jobs=$(GPUS))
+LAUNCH = $(if $(filter 1,$(JOBS)),,hydra/launcher=parallel $(if $(filter auto,$(JOBS)),$(AUTO_JOBS),hydra.launcher.n_jobs=$(JOBS)))
 export WANDB_MODE ?= disabled
 
 .PHONY: setup data roadmap figure test bench gpu-check gpu-roadmap wheels clean

@@ -12,6 +12,7 @@ A run directory holds
     summary.json    written when the run ends: done, diverged, failed or interrupted
     last.pt         model, optimizer, schedule, grad scaler and EMA after the last finished epoch
     .lock           held by the process that trains it (.lock.owner says which)
+<runs_root>/.gpus/cuda<i>.lock                         held by the run on GPU i, when runs share a machine's GPUs
 Every write is atomic (a temporary file renamed over the old one) or a single short appended line.
 """
 
@@ -171,6 +172,29 @@ def load_checkpoint(run: Path, device) -> dict | None:
     except Exception as e:
         raise ConfigError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}); move it away or rerun "
                           f"with train.overwrite=true to start over") from None
+
+
+def claim_gpu(root, count: int, say=print, poll: float = 5.0):
+    """(index, lock) of the first of this machine's `count` GPUs that no other run of `root` holds, for runs side by
+    side (the parallel launcher): each takes a GPU of its own, no CUDA_VISIBLE_DEVICES needed. While every GPU is
+    held it says so once and waits. The lock (<root>/.gpus/cuda<i>.lock) dies with its process."""
+    from filelock import FileLock, Timeout
+
+    folder = Path(root) / ".gpus"
+    folder.mkdir(parents=True, exist_ok=True)
+    waiting = False
+    while True:
+        for index in range(count):
+            held = FileLock(folder / f"cuda{index}.lock")
+            try:
+                held.acquire(timeout=0)
+                return index, held
+            except Timeout:
+                continue
+        if not waiting:
+            say(f"all {count} GPUs are held by other runs under {root}: waiting for one", flush=True)
+            waiting = True
+        time.sleep(poll)
 
 
 @contextmanager

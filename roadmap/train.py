@@ -81,15 +81,17 @@ class Runtime:
     device: torch.device
     rank: int = 0
     world: int = 1
+    gpu_lock: object = None  # this run's hold on its GPU, when runs side by side share the machine's GPUs
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
 
-def setup_runtime(train_cfg) -> Runtime:
+def setup_runtime(train_cfg, runs_root=".") -> Runtime:
     """Device from train.device (auto: cuda, mps, cpu); torchrun's environment starts DDP (NCCL on GPU, gloo on
-    CPU)."""
+    CPU). Runs side by side on a machine with several GPUs (the parallel launcher) each take a free GPU of their
+    own (store.claim_gpu)."""
     if "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_NTASKS", 1)) > 1 and \
             "SUBMITIT_EXECUTOR" in os.environ:  # several tasks of one SLURM job: submitit knows the rendezvous
         import submitit
@@ -102,13 +104,16 @@ def setup_runtime(train_cfg) -> Runtime:
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device='cuda' but torch sees no CUDA device")
-    device = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
+    device, held = torch.device(f"cuda:{local_rank}" if name == "cuda" else name), None
+    if name == "cuda" and world == 1 and torch.cuda.device_count() > 1 and runs_at_once() > 1:
+        index, held = store.claim_gpu(runs_root, torch.cuda.device_count())
+        device = torch.device(f"cuda:{index}")
     if name == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if name == "cuda" else "gloo")
     torch.set_num_threads(threads(train_cfg.threads, runs_at_once()))
-    return Runtime(device, rank, world)
+    return Runtime(device, rank, world, held)
 
 
 def threads(setting: int | str, runs_at_once: int = 1) -> int:
@@ -252,7 +257,7 @@ def check(cfg: DictConfig) -> Run:
     step = step_of(cfg, roadmap)
     model_cfg = network(cfg, settings.kind)
     tc = settings.train
-    rt = setup_runtime(tc)
+    rt = setup_runtime(tc, cfg.runs_root)
     if tc.batch_size % rt.world:
         raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the {rt.world} processes")
     cuda = rt.device.type == "cuda"

@@ -64,3 +64,28 @@ def test_records_and_metrics_stop_at_a_line_cut_by_a_kill(tmp_path):
         f.write('{"epoch": 3, "val_')
     assert [m["epoch"] for m in store.read_metrics(run)] == [1, 2]
     assert list(run.iterdir()) == [run / "metrics.jsonl"]  # no temporary file left
+
+
+def test_runs_side_by_side_each_claim_a_gpu_of_their_own(tmp_path):
+    """Three processes on a machine of two GPUs (the claim only counts them): two take one each, the third says it
+    waits and takes the first one given back."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time; from roadmap import store; i, held = store.claim_gpu(sys.argv[1], 2, poll=0.1); "
+            "print('gpu', i, flush=True); time.sleep(float(sys.argv[2]))")
+    first = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), hold], stdout=subprocess.PIPE, text=True)
+             for hold in ("3", "60")]
+    gpus = [p.stdout.readline().split()[1] for p in first]
+    assert sorted(gpus) == ["0", "1"] and sorted(f.name for f in (tmp_path / ".gpus").iterdir()) == ["cuda0.lock",
+                                                                                             "cuda1.lock"]
+    start = time.time()
+    third = subprocess.run([sys.executable, "-c", code, str(tmp_path), "0"], capture_output=True, text=True,
+                           timeout=60)
+    lines = third.stdout.splitlines()
+    assert lines == [f"all 2 GPUs are held by other runs under {tmp_path}: waiting for one", f"gpu {gpus[0]}"]
+    assert time.time() - start > 1  # it waited for it
+    assert first[0].wait(timeout=10) == 0 and first[1].poll() is None  # it took the GPU the first gave back
+    first[1].kill()
+    first[1].wait()
