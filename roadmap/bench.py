@@ -244,7 +244,8 @@ def trainer_overhead(step: str, scale: str, steps_per_epoch: int = 60) -> dict:
         cfg = compose([f"+step={step}", f"scale={scale}", "data=synthetic", f"data.resolution={shape.data.resolution}",
                        f"data.num_classes={shape.data.num_classes}", f"runs_root={tmp}", "train.epochs=1",
                        f"data.train_size={steps_per_epoch * shape.train.batch_size}",
-                       f"train.max_steps_per_epoch={steps_per_epoch}", "train.progress=false"])
+                       f"train.max_steps_per_epoch={steps_per_epoch}", "train.progress=false",
+                       "eval.robustness=false"])
         summary = train(cfg)
     device = torch.device(summary["device"])
     torch.manual_seed(0)
@@ -252,14 +253,14 @@ def trainer_overhead(step: str, scale: str, steps_per_epoch: int = 60) -> dict:
     model_only = measure(model, batch=cfg.train.batch_size, resolution=cfg.data.resolution,
                          num_classes=cfg.data.num_classes, device=device, precision=summary["precision"],
                          channels_last=device.type == "cuda" or bool(cfg.train.channels_last), compile_model=False,
-                         warmup=3, iters=steps_per_epoch // 2)
-    return {"step": step, "scale": scale, "trainer_img_s": summary["img_s"], "model_img_s": model_only["train_img_s"],
-            "ratio": summary["img_s"] / model_only["train_img_s"]}
+                         warmup=min(3, steps_per_epoch), iters=max(1, steps_per_epoch // 2))
+    return {"step": step, "scale": scale, "steps": steps_per_epoch, "trainer_img_s": summary["img_s"],
+            "model_img_s": model_only["train_img_s"], "ratio": summary["img_s"] / model_only["train_img_s"]}
 
 
 def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channels_last=False, compile_modes=(False,),
         warmup=2, iters=5, cifar_batch=64, cifar_epochs=100, device=None, only=None, trainer=True,
-        rounds=3, peak=None) -> dict:
+        rounds=3, peak=None, trainer_steps=60) -> dict:
     """Every step of the roadmap (or those in `only`) and torchvision's models measured on this device:
     {"meta": the settings and the summary numbers, "rows": a row per step and reference model}."""
     from .config import load_roadmap
@@ -279,7 +280,7 @@ def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channel
     sweep_hours = sum(cifar_epochs * 50_000 / r["cifar_img_s"] for r in roadmap_rows) / 3600
     overhead = None
     if trainer:
-        overhead = trainer_overhead(steps[-1].name, "cifar" if device.type == "cuda" else "embedded")
+        overhead = trainer_overhead(steps[-1].name, "cifar" if device.type == "cuda" else "embedded", trainer_steps)
     meta = {"device": device_name(device), "torch": torch.__version__, "torchvision": torchvision.__version__,
             "date": datetime.date.today().isoformat(), "roadmap": roadmap, "steps": len(steps), "batch": batch,
             "resolution": resolution, "precision": precision, "channels_last": channels_last,
@@ -391,7 +392,8 @@ def write(result: dict, out: Path) -> list[Path]:
                                            "torchvision resnet50"))]
     if meta["trainer_overhead"]:
         o = meta["trainer_overhead"]
-        lines += ["", f"Trainer end-to-end on the {o['scale']} scale ({o['step']}, random data of that shape): "
+        lines += ["", f"Trainer end-to-end on the {o['scale']} scale ({o['step']}, random data of that shape, "
+                      f"{o.get('steps', 60)} steps): "
                       f"{o['trainer_img_s']:.0f} img/s vs {o['model_img_s']:.0f} img/s model-only: "
                       f"**{o['ratio']:.2f}x** (target >= 0.9)."]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -441,6 +443,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="only these steps (default: all; --profile: the roadmap's baseline and endpoint; --variants: "
                         "those and kernel_7, kernel_9, kernel_11)")
     p.add_argument("--no-trainer", action="store_true", help="skip the embedded-scale trainer overhead check")
+    p.add_argument("--trainer-steps", type=int, default=60, help="optimizer steps of the trainer overhead check")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours vs torchvision")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="dense bf16 peak of the GPU for the FLOP utilisation (known: H100, H200, A100, L40S, ...)")
@@ -507,7 +510,8 @@ def _run(a: argparse.Namespace, gpu: bool) -> dict:
                warmup=a.warmup if a.warmup is not None else (5 if gpu else 1),
                iters=a.iters if a.iters is not None else (20 if gpu else 3),
                cifar_batch=a.cifar_batch or (512 if gpu else 64),
-               device=a.device, only=a.steps, trainer=not a.no_trainer, rounds=a.rounds, peak=a.peak_tflops)
+               device=a.device, only=a.steps, trainer=not a.no_trainer, rounds=a.rounds, peak=a.peak_tflops,
+               trainer_steps=a.trainer_steps)
 
 
 if __name__ == "__main__":

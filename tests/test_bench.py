@@ -13,6 +13,7 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path):
     steps = ["resnet50", "widen", "separate_downsampling"]
     p = subprocess.run([sys.executable, "-m", "roadmap.bench", "--batch", "2", "--resolution", "64", "--iters", "1",
                         "--warmup", "1", "--cifar-batch", "2", "--rounds", "1", "--peak-tflops", "1", "--steps", *steps,
+                        "--trainer-steps", "4",
                         "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert p.returncode == 0, p.stderr
     df = pd.read_csv(tmp_path / "bench_cpu_convnext_t.csv")
@@ -30,7 +31,7 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path):
     assert f"torch {__import__('torch').__version__}" in md
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(steps) + 2
-    assert "Trainer end-to-end on the embedded scale (separate_downsampling, random data of that shape)" in md
+    assert "Trainer end-to-end on the embedded scale (separate_downsampling, random data of that shape, 4 steps)" in md
     assert "cifar-scale sweep of the 3 measured steps (of 17) (3 steps, 100 epochs" in md
     # with a given peak (1 TFLOP/s) the utilisation is 6 x GMACs at 64px x img/s / peak
     r = rows.loc["separate_downsampling"]
