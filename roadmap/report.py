@@ -662,6 +662,10 @@ def report(runs_dir: Path, out: Path, bench: Path | None = None) -> list[Path]:
             written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap, kind=kind)
             md.append(markdown(table, title, dataset, roadmap, None, kind=kind, runs=group))
         per_step.append(table.assign(scale=scale, roadmap=name, kind=kind))
+    if "robustness" in runs:  # one number per run in the CSV; the corruptions' table is in the summaries
+        runs = runs.assign(corrupted_top1=runs["robustness"].map(
+            lambda r: r["mean_top1"] if isinstance(r, dict) else math.nan)).drop(columns=["robustness"])
+    runs = runs.drop(columns=["reference"], errors="ignore")  # a reference network's settings
     if not per_step:  # only explorations
         runs.drop(columns=["switches"], errors="ignore").to_csv(out / "results.csv", index=False)
         (out / "results.md").write_text("\n".join(md))

@@ -128,6 +128,10 @@ def test_report_gives_paired_robustness_verdicts_and_mce(tmp_path):
     assert steps.loc["resnet50", "mce"] == pytest.approx(100.0)
     agree = json.loads((tmp_path / "out" / "agreement.json").read_text())
     assert agree["robustness"] == {"helps": ["gelu"], "hurts": []}
+    runs = pd.read_csv(tmp_path / "out" / "results.csv")
+    gelu = runs[runs["step"] == "gelu"].set_index("seed")["corrupted_top1"]
+    assert "robustness" not in runs and [gelu[k] for k in range(3)] == pytest.approx([value[("gelu", k)]
+                                                                                      for k in range(3)])
     md = (tmp_path / "out" / "results.md").read_text()
     row = next(line for line in md[md.index("robustness to corruptions"):].splitlines() if "| gelu |" in line)
     assert "| **helps** |" in row and f"| {steps.loc['gelu', 'mce']:.1f} |" in row
