@@ -81,7 +81,7 @@ def test_torchrun_on_a_fresh_checkout_prepares_the_data_once(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            str(ROOT / "run.py"), "+step=separate_downsampling", f"data.root={data_root}", "data.download=false",
            "model.width_multiplier=0.125", "train.batch_size=64", "train.epochs=1", "train.max_steps_per_epoch=3",
-           f"runs_root={tmp_path}"]
+           "eval.robustness_images=64", f"runs_root={tmp_path}"]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env={**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr
@@ -94,6 +94,9 @@ def test_torchrun_on_a_fresh_checkout_prepares_the_data_once(tmp_path):
     assert (raw / "train-images-idx3-ubyte").stat().st_size == 47_040_016
     # 10000 test images, split over the two processes and summed: top-1 is a multiple of 1/10000
     assert s["final_top1"] * 100 == pytest.approx(round(s["final_top1"] * 100), abs=1e-6)
+    # robustness: the 64 images shared out over the ranks and summed, as the clean evaluation is
+    r = s["robustness"]
+    assert r["images"] == 64 and all(v * 64 / 100 == pytest.approx(round(v * 64 / 100)) for v in r["top1"]["jpeg"])
 
 
 def test_two_processes_on_one_run_directory(tmp_path, capsys):
@@ -312,6 +315,7 @@ def test_image_folder_dataset_on_a_generated_tree(tmp_path, capsys):
     folder_run = tmp_path / "runs" / "imagenette/convnext_t/separate_downsampling/seed0"
     assert code == 0 and summary(folder_run)["status"] == "done", (out, err)
     assert "1 epoch x 2 steps (capped) of 6" in out  # 3 batches in the folder, capped at 2
+    assert summary(folder_run)["robustness"]["images"] == 6  # its val/ images, decoded as evaluation sees them
     assert torch.load(folder_run / "last.pt", weights_only=True)["scheduler"]["last_epoch"] == 2
 
 
