@@ -9,7 +9,7 @@ import math
 import pandas as pd
 
 from . import stats
-from .steps import Roadmap
+from .steps import Roadmap, Step
 
 # the paired change is the compared step minus the reference: helps = the step is more accurate
 VERDICTS = {"helps": "step better", "hurts": "reference better"}
@@ -21,34 +21,25 @@ def is_reference(runs: pd.DataFrame) -> pd.Series:
 
 
 def reference_table(refs: pd.DataFrame, table: pd.DataFrame, roadmap: Roadmap) -> pd.DataFrame:
-    """One row per reference network the runs `refs` trained: its statistics over seeds, the change of the step it
-    is compared with (the roadmap's `parent` for it, the endpoint by default) versus it, by seed, with its 95% paired
-    interval and verdict, and the published numbers of both."""
-    done = refs[refs["status"] == "done"]
+    """One row per reference network the runs `refs` trained: its statistics over seeds as the step table has them
+    (`report.step_table`), then the change of the step it is compared with (the roadmap's `parent` for it, the
+    endpoint by default) versus it, by seed, with its 95% paired interval and verdict, and the published difference
+    (`table`: the steps' table)."""
+    from .report import step_table
+
+    steps = []
+    for name, g in refs.groupby("step", sort=True):
+        parent = g["parent"].dropna().iloc[0] if g["parent"].notna().any() else roadmap.endpoint.name
+        steps.append(roadmap.reference(name) or Step(name, parent=parent, label=str(g["label"].iloc[0]),
+                                                     section="reference"))
+    out = step_table(refs, steps)
     step_seeds = dict(zip(table["step"], table["seed_top1"]))
     published = dict(zip(table["step"], table["paper_top1"]))
-    rows = []
-    for name, g in refs.groupby("step", sort=True):
-        declared = roadmap.reference(name)
-        mine = {int(k): float(v) for k, v in zip(done.loc[done["step"] == name, "seed"],
-                                                 done.loc[done["step"] == name, "final_top1"])}
-        compared = declared.parent if declared else g["parent"].dropna().iloc[0] if g["parent"].notna().any() \
-            else roadmap.endpoint.name
-        summary = stats.mean_interval(list(mine.values()))
-        change = stats.paired_change(step_seeds.get(compared, {}), mine)
-        first = done[done["step"] == name].head(1)
-        paper = declared.top1 if declared and declared.top1 is not None else math.nan
-        rows.append({"step": name, "label": declared.label if declared else str(g["label"].iloc[0]),
-                     "section": "reference", "adopted": True, "status": "done" if mine else g["status"].iloc[0],
-                     "seeds": summary["n"], "top1_mean": summary["mean"], "top1_std": summary["std"],
-                     "ci_low": summary["ci_low"], "ci_high": summary["ci_high"], "seed_top1": mine,
-                     "params": int(first["params"].iloc[0]) if len(first) else None,
-                     "gmacs": float(first["gmacs"].iloc[0]) if len(first) else math.nan,
-                     "img_s": float(done.loc[done["step"] == name, "img_s"].mean()) if mine else math.nan,
-                     "compared_to": compared, **change, "paper_top1": paper,
-                     "paper_gmacs": declared.gmacs if declared and declared.gmacs is not None else math.nan,
-                     "paper_change": published.get(compared, math.nan) - paper})
-    return pd.DataFrame(rows)
+    for i, r in out.iterrows():  # step_table measures a row against its parent; here the parent against the row
+        for key, value in stats.paired_change(step_seeds.get(r["compared_to"], {}), r["seed_top1"]).items():
+            out.at[i, key] = value
+        out.at[i, "paper_change"] = published.get(r["compared_to"], math.nan) - r["paper_top1"]
+    return out
 
 
 def agreement(refs: pd.DataFrame) -> dict:
