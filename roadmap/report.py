@@ -693,10 +693,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = args.out or args.runs_dir / "report"
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:  # each a line of its own, after the report
             warnings.simplefilter("always")
-            warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"
-            written = report(args.runs_dir, out, args.bench)
+            try:
+                written = report(args.runs_dir, out, args.bench)
+            finally:
+                for w in caught:
+                    print(f"warning: {w.message}", file=sys.stderr)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -54,3 +54,29 @@ def run_here(*args, runs_root, capsys):
         code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def multirun_here(*args, runs_root, capsys):
+    """What `python run.py -m <args>` does with the basic launcher (its jobs one after another), in this process:
+    Hydra's own command line, sweep and job loop, without an interpreter start-up per call. Returns (exit code,
+    stdout, stderr). Sweeps through other launchers (processes of their own) are run with `run`."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import hydra
+    import run as entry
+    from hydra.core.global_hydra import GlobalHydra
+
+    main = hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="config")(entry.main.__wrapped__)
+    argv, code = ["run.py", "-m", *args, f"runs_root={runs_root}"], 0
+    saved = sys.argv
+    try:
+        sys.argv = argv
+        entry.precheck(argv[1:])
+        main()
+    except SystemExit as e:
+        code = e.code
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -11,7 +11,7 @@ import scipy.stats
 import roadmap
 from roadmap import report
 
-from helpers import ROOT, TINY, run, summary
+from helpers import ROOT, TINY, multirun_here, summary
 
 
 def fake_runs(root, name="convnext_t", scale="embedded", ablation=None, seeds=3, effect=None, write_roadmap=True,
@@ -168,15 +168,13 @@ def test_report_tables_and_figures(tmp_path):
     assert "kernel_5 (branch)" in md and "Fashion-MNIST" in md
 
 
-def test_report_cli_and_ablation_groups(tmp_path):
+def test_report_cli_and_ablation_groups(tmp_path, capsys):
     fake_runs(tmp_path / "runs", seeds=1)  # one seed: no seed bootstrap (test_paired_changes_... has it), same files
     fake_ablation(tmp_path / "runs", "isolated")
-    import subprocess
-    import sys
-    p = subprocess.run([sys.executable, "-m", "roadmap.report", str(tmp_path / "runs"), "--out", str(tmp_path / "o")],
-                       capture_output=True, text=True, cwd=ROOT)
-    assert p.returncode == 0, p.stderr
-    assert "warning: skipping" in p.stderr
+    code = report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "o")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "warning: skipping" in out.err and str(tmp_path / "o" / "results.md") in out.out.splitlines()
     assert {p.name for p in (tmp_path / "o").iterdir()} == {
         "results.csv", "results.md", "steps.csv", "agreement.json", "roadmap.png", "roadmap.pdf", "transfer.png",
         "transfer.pdf", "roadmap_isolated.png", "roadmap_isolated.pdf"}
@@ -218,29 +216,30 @@ def test_a_tree_of_only_a_failed_run_is_reported(tmp_path, capsys):
     assert agree["spearman"] is None and agree["sign_total"] == 0
 
 
-def test_three_step_multirun_end_to_end_and_skip(tmp_path):
-    args = ["-m", "+step=resnet50,stage_ratio,separate_downsampling", *TINY, "train.epochs=1"]
-    p = run(*args, runs_root=tmp_path)
+def test_three_step_multirun_end_to_end_and_skip(tmp_path, capsys):
+    args = ["+step=resnet50,stage_ratio,separate_downsampling", *TINY, "train.epochs=1"]
+    code, out, err = multirun_here(*args, runs_root=tmp_path, capsys=capsys)
+    assert code == 0, err
     for step in ("resnet50", "stage_ratio", "separate_downsampling"):
         assert summary(tmp_path / f"embedded/convnext_t/{step}/seed0")["status"] == "done"
-        assert f"[{step}] done: top-1" in p.stdout
-    again = run(*args, runs_root=tmp_path)
-    assert again.stdout.count("already finished (done)") == 3 and "epoch 1/1" not in again.stdout
+        assert f"[{step}] done: top-1" in out
+    code, again, _ = multirun_here(*args, runs_root=tmp_path, capsys=capsys)
+    assert code == 0 and again.count("already finished (done)") == 3 and "epoch 1/1" not in again
     written = report.report(tmp_path / "embedded" / "convnext_t", tmp_path / "report")
     md = written[1].read_text()
     assert "| 16 | separate_downsampling |" in md and "not run" in md  # the 14 other steps are missing
-    glob = run("-m", "+step=glob(resnet*)", *TINY, "train.epochs=1", runs_root=tmp_path)
-    assert "already finished (done)" in glob.stdout  # resnet50
-    assert "step='resnet200' is not a step of roadmap convnext_t" in glob.stderr  # another roadmap's: skipped
+    code, out, err = multirun_here("+step=glob(resnet*)", *TINY, "train.epochs=1", runs_root=tmp_path, capsys=capsys)
+    assert code == 0 and "already finished (done)" in out  # resnet50
+    assert "step='resnet200' is not a step of roadmap convnext_t" in err  # another roadmap's: skipped
     assert summary(tmp_path / "embedded/convnext_t/resnet50_classic/seed0")["recipe"] == "classic"
 
 
-def test_failed_step_does_not_stop_the_sweep(tmp_path):
-    p = run("-m", "+step=gelu,layer_norm", *TINY, "train.epochs=1", "recipe.lr=1e12", "recipe.warmup=0",
-            runs_root=tmp_path)
+def test_failed_step_does_not_stop_the_sweep(tmp_path, capsys):
+    code, _, err = multirun_here("+step=gelu,layer_norm", *TINY, "train.epochs=1", "recipe.lr=1e12", "recipe.warmup=0",
+                                 runs_root=tmp_path, capsys=capsys)
     assert summary(tmp_path / "embedded/convnext_t/gelu/seed0")["status"] == "diverged"
     assert summary(tmp_path / "embedded/convnext_t/layer_norm/seed0")["status"] == "diverged"
-    assert p.returncode == 0
+    assert code == 0, err
 
 
 @pytest.mark.parametrize("name", ["convnext_t", "convnext_b", "bag_of_tricks"])
@@ -455,24 +454,25 @@ def test_population_members_are_not_flagged_as_capped(tmp_path):
                                                                                    "capped"].any()
 
 
-def test_isolated_sweep_runs_through_run_py(tmp_path):
-    p = run("-m", "+sweep=isolated", "+step=kernel_7", *TINY, "train.epochs=1", runs_root=tmp_path)
+def test_isolated_sweep_runs_through_run_py(tmp_path, capsys):
+    _, _, err = multirun_here("+sweep=isolated", "+step=kernel_7", *TINY, "train.epochs=1", runs_root=tmp_path,
+                              capsys=capsys)
     s = summary(tmp_path / "embedded/convnext_t/isolated/kernel_7/seed0")
-    assert s["kind"] == "isolated" and s["status"] == "done", p.stderr
+    assert s["kind"] == "isolated" and s["status"] == "done", err
     cfg = (tmp_path / "embedded/convnext_t/isolated/kernel_7/seed0/config.yaml").read_text()
     assert "kind: isolated" in cfg
 
 
-def test_a_users_roadmap_sweeps(tmp_path):
+def test_a_users_roadmap_sweeps(tmp_path, capsys):
     """A 3-step roadmap of one's own (two built-in steps and one's own step) sweeps like the paper's."""
     from test_model import write_user_roadmap
 
     write_user_roadmap(tmp_path / "conf")
-    p = run("--config-dir", str(tmp_path / "conf"), "-m", "+sweep=roadmap", "roadmap=mine", *TINY,
-            "train.epochs=1", runs_root=tmp_path / "runs")
+    _, _, err = multirun_here("--config-dir", str(tmp_path / "conf"), "+sweep=roadmap", "roadmap=mine", *TINY,
+                              "train.epochs=1", runs_root=tmp_path / "runs", capsys=capsys)
     out = tmp_path / "runs" / "embedded" / "mine"
     assert sorted(d.name for d in out.iterdir() if d.is_dir()) == ["dw_kernel_3", "resnet50", "separate_downsampling"]
-    assert all(summary(out / n / "seed0")["status"] == "done" for n in ("resnet50", "dw_kernel_3")), p.stderr
+    assert all(summary(out / n / "seed0")["status"] == "done" for n in ("resnet50", "dw_kernel_3")), err
     assert json.loads((out / "roadmap.json").read_text())["title"] == "ConvNeXt-T and a smaller kernel"
     written = report.report(out, tmp_path / "report")
     md = written[1].read_text()
@@ -483,14 +483,14 @@ def test_a_users_roadmap_sweeps(tmp_path):
     assert math.isnan(table.loc["dw_kernel_3", "paper_top1"]) and table.loc["resnet50", "paper_top1"] == 78.82
 
 
-def test_bag_of_tricks_sweeps_through_run_py(tmp_path):
+def test_bag_of_tricks_sweeps_through_run_py(tmp_path, capsys):
     """The second published roadmap trains like the first: recipe and network steps, relative batch and epochs."""
-    p = run("-m", "roadmap=bag_of_tricks", "+step=resnet50_original,batch_1024,resnet_d,mixup", "data=synthetic",
-            "model.width_multiplier=0.125", "scale.batch_size=32", "scale.epochs=1", "data.train_size=256",
-            "data.val_size=64", runs_root=tmp_path)
+    _, _, err = multirun_here("roadmap=bag_of_tricks", "+step=resnet50_original,batch_1024,resnet_d,mixup",
+                              "data=synthetic", "model.width_multiplier=0.125", "scale.batch_size=32", "scale.epochs=1",
+                              "data.train_size=256", "data.val_size=64", runs_root=tmp_path, capsys=capsys)
     out = tmp_path / "embedded" / "bag_of_tricks"
     s = {n: summary(out / n / "seed0") for n in ("resnet50_original", "batch_1024", "resnet_d", "mixup")}
-    assert all(v["status"] == "done" for v in s.values()), p.stderr
+    assert all(v["status"] == "done" for v in s.values()), err
     assert s["resnet50_original"]["batch_size"] == 32 and s["batch_1024"]["batch_size"] == 128
     assert s["mixup"]["epochs"] == 2 and s["resnet_d"]["precision"] == "bf16"  # mixed precision on a CPU
     assert s["resnet50_original"]["recipe"] == "classic" and s["resnet50_original"]["precision"] == "fp32"

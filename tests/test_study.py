@@ -21,7 +21,7 @@ from roadmap.explore import SWITCHES, network_id, repair
 from roadmap.model import ModelConfig
 from roadmap.study import Exploration, counts
 
-from helpers import ROOT, TINY, metrics, run
+from helpers import ROOT, TINY, metrics, multirun_here
 
 SPACE = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "explore_space.yaml").explore.space)
 BASE = {**dataclasses.asdict(ModelConfig(num_classes=10, in_channels=1, width_multiplier=0.125)),
@@ -171,7 +171,7 @@ def test_a_study_refuses_another_budget_in_one_line(tmp_path):
         exploration(tmp_path, budget=0.003)
 
 
-def test_two_processes_share_one_study_and_train_disjoint_networks(tmp_path):
+def test_two_processes_share_one_study_and_train_disjoint_networks(tmp_path, capsys):
     cmd = ["-m", "+explore=random", "explore.samples=6", *TINY, "train.epochs=1"]
     env = {"OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, str(ROOT / "run.py"), *cmd, f"runs_root={tmp_path}"], cwd=ROOT,
@@ -194,9 +194,9 @@ def test_two_processes_share_one_study_and_train_disjoint_networks(tmp_path):
         assert net == network_id(json.loads((folder / net / "seed0" / "summary.json").read_text())["switches"])
     c = counts(study.trials)
     assert all("/6 networks" in o for o in outs) and c["invalid"] + c["over_budget"] == len(study.trials) - 6
-    rerun = run(*cmd, runs_root=tmp_path)  # finished: nothing more is drawn or trained
-    assert rerun.stdout.startswith("[explore random] 6/6 networks: 6 trained, 0 failed; ") and "Launching" not in \
-        rerun.stdout
+    code, rerun, _ = multirun_here(*cmd[1:], runs_root=tmp_path, capsys=capsys)  # finished: nothing more to draw
+    assert code == 0 and rerun.startswith("[explore random] 6/6 networks: 6 trained, 0 failed; ") and \
+        "Launching" not in rerun
     for t in trained:  # the summaries say which exploration drew them
         s = json.loads((folder / t.user_attrs["network"] / "seed0" / "summary.json").read_text())
         assert (s["kind"], s["explore"]["sampler"], set(s["switches"])) == ("explore", "random", set(SWITCHES))
