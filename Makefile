@@ -8,12 +8,9 @@ RUNS ?= runs
 ROADMAP ?= convnext_t
 SEEDS ?= 1
 SEED_LIST := $(shell seq -s, 0 $$(($(SEEDS) - 1)))
-# runs side by side: auto = one per GPU where torch sees GPUs (each run takes one of its own), else one per core
-# (conf/hydra/launcher/parallel.yaml); N; or 1 (one after the other)
+# runs side by side: auto = one per GPU where torch sees GPUs (each run takes one of its own), else one per core;
+# N; or 1 (one after the other). Through Ray where it is installed, else joblib (python -m roadmap.launch).
 JOBS ?= auto
-GPUS = $(shell $(PY) -c "import torch; print(torch.cuda.device_count())" 2>/dev/null)
-AUTO_JOBS = $(if $(filter-out 0,$(GPUS)),hydra.launcher.n_jobs=$(GPUS))
-LAUNCH = $(if $(filter 1,$(JOBS)),,hydra/launcher=parallel $(if $(filter auto,$(JOBS)),$(AUTO_JOBS),hydra.launcher.n_jobs=$(JOBS)))
 export WANDB_MODE ?= disabled
 
 .PHONY: setup data roadmap figure test bench gpu-check gpu-roadmap wheels clean
@@ -38,7 +35,8 @@ REPORT_ARGS = --out $(REPORT) $(if $(BENCH),--bench $(BENCH))
 # A whole roadmap on the embedded scale (seeds 0..SEEDS-1, JOBS runs at once; finished runs are skipped), then its
 # tables and figures.
 roadmap: setup data
-	@start=$$(date +%s); $(PY) run.py -m +sweep=roadmap roadmap=$(ROADMAP) seed=$(SEED_LIST) runs_root=$(RUNS) $(LAUNCH) && \
+	@launch=$$($(PY) -m roadmap.launch $(JOBS)) && start=$$(date +%s) && \
+	  $(PY) run.py -m +sweep=roadmap roadmap=$(ROADMAP) seed=$(SEED_LIST) runs_root=$(RUNS) $$launch && \
 	  echo "sweep wall time: $$(( $$(date +%s) - start )) s"
 	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) $(REPORT_ARGS)
 

@@ -16,6 +16,7 @@ import roadmap
 from roadmap import data as data_lib
 from roadmap.config import compose
 from roadmap.model import ConfigError
+from roadmap.report import main as report_main
 from roadmap.train import Runtime, build_loaders
 
 from helpers import ROOT, TINY, free_port, metrics, run, run_here, summary
@@ -468,9 +469,7 @@ def test_two_runs_side_by_side_share_the_cores_and_report(tmp_path):
         s = summary(tmp_path / RUN.format(step=step))
         assert s["status"] == "done" and s["epochs"] == 2 and s["threads"] == share, p.stderr
     assert "Joblib.Parallel(n_jobs=2" in p.stdout + p.stderr
-    r = subprocess.run([sys.executable, "-m", "roadmap.report", str(tmp_path / "embedded" / "convnext_t")],
-                       cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    assert report_main([str(tmp_path / "embedded" / "convnext_t")]) == 0
     import pandas as pd
 
     steps = pd.read_csv(tmp_path / "embedded" / "convnext_t" / "report" / "steps.csv").set_index("step")
@@ -499,3 +498,26 @@ def test_a_killed_parallel_sweep_reruns_only_what_is_missing(tmp_path):
         assert summary(tmp_path / RUN.format(step=step))["status"] == "done"
     again = run(*args, runs_root=tmp_path, env={"OMP_NUM_THREADS": "1"})
     assert again.stdout.count("already finished") == 2
+
+
+def test_make_roadmaps_launcher_follows_jobs_the_gpus_and_whether_ray_is_there(monkeypatch, capsys):
+    from roadmap import launch
+
+    assert launch.overrides("1", gpus=0, cores=16, ray=True) == []
+    joblib = ["hydra/launcher=parallel", "hydra.launcher.n_jobs="]
+    assert launch.overrides("auto", gpus=0, cores=16, ray=False) == [joblib[0], joblib[1] + "16"]
+    assert launch.overrides("auto", gpus=4, cores=16, ray=False) == [joblib[0], joblib[1] + "4"]
+    assert launch.overrides("auto", gpus=0, cores=16, ray=True) == ["hydra/launcher=ray_parallel",
+                                                                    "hydra.launcher.ray.remote.num_cpus=1"]
+    assert launch.overrides("auto", gpus=4, cores=16, ray=True) == [
+        "hydra/launcher=ray_parallel", "hydra.launcher.ray.remote.num_cpus=4", "hydra.launcher.ray.remote.num_gpus=1"]
+    assert launch.overrides("3", gpus=0, cores=16, ray=True)[1] == "hydra.launcher.ray.remote.num_cpus=5"
+    assert launch.overrides("auto", gpus=0, cores=1, ray=False) == []  # one core: one run at a time
+    monkeypatch.setattr(launch, "ray_installed", lambda: False)
+    assert launch.main(["2"]) == 0
+    out = capsys.readouterr()
+    assert out.out.split() == ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]
+    assert out.err == launch.RAY_MISSING + "\n" and "pip install -e '.[ray]'" in out.err
+    assert launch.main(["1"]) == 0 and capsys.readouterr() == ("\n", "")  # one after the other: nothing to say
+    assert launch.main(["0"]) == 2
+    assert capsys.readouterr().err == "error: JOBS='0': auto, 1 (one run after the other) or how many runs at once\n"
