@@ -9,7 +9,7 @@ import pytest
 from roadmap import settings as S
 from roadmap.errors import ConfigError
 
-from helpers import ROOT, TINY, run
+from helpers import ROOT, TINY, run_here
 
 sys.path.insert(0, str(ROOT))  # run.py
 
@@ -89,12 +89,13 @@ def test_every_bad_value_is_one_line_and_writes_nothing(section, key, value, bas
     assert list(tmp_path.iterdir()) == []
 
 
-def test_values_from_the_issue_through_the_command_line(tmp_path):
+def test_values_from_the_issue_through_the_command_line(tmp_path, capsys):
+    """What `python run.py` does with them (test_train's test_bad_input_from_a_fresh_interpreter runs the script)."""
     for arg, message in (("seed=abc", "error: seed='abc': must be an integer >= 0"),
                          ("scale.epochs=x", "error: scale.epochs='x': must be an integer >= 1")):
-        p = run("+step=gelu", *TINY, arg, runs_root=tmp_path, check=False)
-        assert p.returncode == 2 and p.stderr.strip() == message, p.stderr
-        assert "Traceback" not in p.stderr and list(tmp_path.iterdir()) == []
+        code, _, err = run_here("+step=gelu", *TINY, arg, runs_root=tmp_path, capsys=capsys)
+        assert code == 2 and err.strip() == message, err
+        assert "Traceback" not in err and list(tmp_path.iterdir()) == []
 
 
 def test_good_configs_of_every_roadmap_and_scale_validate():
