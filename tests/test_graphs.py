@@ -62,7 +62,7 @@ def test_eager_step_is_the_trainers_optimizer_step():
     assert torch.equal(net[0].weight, twin[0].weight)
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)` before")
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)` before")
 def test_optimizer_state_moves_between_eager_and_capturable_optimizers():
     """A checkpoint of an eager run resumed by a graphed one keeps the graph's lr tensor (updated in place by the
     schedule) and its capturable flag; the reverse gives a float lr again."""
