@@ -393,7 +393,7 @@ def write(result: dict, out: Path) -> list[Path]:
     if meta["trainer_overhead"]:
         o = meta["trainer_overhead"]
         lines += ["", f"Trainer end-to-end on the {o['scale']} scale ({o['step']}, random data of that shape, "
-                      f"{o.get('steps', 60)} steps): "
+                      f"{o['steps']} steps): "
                       f"{o['trainer_img_s']:.0f} img/s vs {o['model_img_s']:.0f} img/s model-only: "
                       f"**{o['ratio']:.2f}x** (target >= 0.9)."]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
