@@ -481,20 +481,29 @@ def test_a_killed_parallel_sweep_reruns_only_what_is_missing(tmp_path, capsys):
     args = ["-m", "+step=resnet50,stage_ratio", *TINY, "train.epochs=20", *PARALLEL]
     cmd = [sys.executable, str(ROOT / "run.py"), *args, f"runs_root={tmp_path}"]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    sweep = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sweep = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
     ckpts = [tmp_path / RUN.format(step=step) / "last.pt" for step in ("resnet50", "stage_ratio")]
     deadline = time.time() + 120
     while not all(c.exists() for c in ckpts) and time.time() < deadline and sweep.poll() is None:
         time.sleep(0.2)
-    sweep.send_signal(signal.SIGTERM)
+    os.killpg(sweep.pid, signal.SIGTERM)  # the sweep and its workers, as a scheduler or Ctrl-C in a terminal stop it
     sweep.wait(timeout=60)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # every worker gone before the rerun
+        try:
+            os.killpg(sweep.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
     assert all(c.exists() for c in ckpts)
     before = {c.parent.parent.name: len(metrics(c.parent)) for c in ckpts}
     assert all(0 < n < 20 for n in before.values()), before  # both stopped part-way
     p = run(*args, runs_root=tmp_path, env={"OMP_NUM_THREADS": "1"})
     for step, n in before.items():
         assert f"[{step}] resumed after epoch" in p.stdout
-        assert [m["epoch"] for m in metrics(tmp_path / RUN.format(step=step))] == list(range(1, 21))
+        epochs = [m["epoch"] for m in metrics(tmp_path / RUN.format(step=step))]
+        assert epochs == list(range(1, 21)), p.stdout + p.stderr
         assert summary(tmp_path / RUN.format(step=step))["status"] == "done"
     code, again, _ = multirun_here(*args[1:-len(PARALLEL)], runs_root=tmp_path, capsys=capsys)  # any launcher
     assert code == 0 and again.count("already finished") == 2
