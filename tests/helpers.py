@@ -36,47 +36,57 @@ def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def run_here(*args, runs_root, capsys):
-    """What `python run.py <args>` does for a single run (its precheck, then the same `execute` on the composed
-    config), in this process: no interpreter start-up. Returns (exit code, stdout, stderr)."""
+def _entry():
+    """run.py as a module (it sits at the repository root, outside the package)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import run as entry
 
-    from roadmap.config import compose
+    return entry
 
-    argv = [*args, f"runs_root={runs_root}"]
+
+def _exit_code_and_output(call, capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of call(): 0 unless it exits."""
     code = 0
     try:
-        entry.precheck(argv)
-        entry.execute(compose(argv), multirun=False)
+        call()
     except SystemExit as e:
         code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def run_here(*args, runs_root, capsys):
+    """What `python run.py <args>` does for a single run (its precheck, then the same `execute` on the composed
+    config), in this process: no interpreter start-up. Returns (exit code, stdout, stderr)."""
+    from roadmap.config import compose
+
+    entry, argv = _entry(), [*args, f"runs_root={runs_root}"]
+
+    def call():
+        entry.precheck(argv)
+        entry.execute(compose(argv), multirun=False)
+
+    return _exit_code_and_output(call, capsys)
 
 
 def multirun_here(*args, runs_root, capsys):
     """What `python run.py -m <args>` does with the basic launcher (its jobs one after another), in this process:
     Hydra's own command line, sweep and job loop, without an interpreter start-up per call. Returns (exit code,
     stdout, stderr). Sweeps through other launchers (processes of their own) are run with `run`."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     import hydra
-    import run as entry
     from hydra.core.global_hydra import GlobalHydra
 
+    entry, argv = _entry(), ["run.py", "-m", *args, f"runs_root={runs_root}"]
     main = hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="config")(entry.main.__wrapped__)
-    argv, code = ["run.py", "-m", *args, f"runs_root={runs_root}"], 0
-    saved = sys.argv
-    try:
-        sys.argv = argv
-        entry.precheck(argv[1:])
-        main()
-    except SystemExit as e:
-        code = e.code
-    finally:
-        sys.argv = saved
-        GlobalHydra.instance().clear()
-    out = capsys.readouterr()
-    return code, out.out, out.err
+
+    def call():
+        saved, sys.argv = sys.argv, argv
+        try:
+            entry.precheck(argv[1:])
+            main()
+        finally:
+            sys.argv = saved
+            GlobalHydra.instance().clear()
+
+    return _exit_code_and_output(call, capsys)
