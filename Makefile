@@ -46,9 +46,10 @@ figure: setup
 	mkdir -p docs && for f in roadmap.png transfer.png speed.png robustness.png results.md agreement.json explore.png; do \
 	  if [ -f $(REPORT)/$$f ]; then cp $(REPORT)/$$f docs/$(if $(filter convnext_t,$(ROADMAP)),,$(ROADMAP)_)$$f; fi; done
 
-# The tests in parallel, one worker per core (pytest-xdist); `$(PY) -m pytest -q` runs them in one process.
+# The tests in parallel, one worker per core (pytest-xdist; an idle worker takes queued tests from a busy one, so a
+# slow test near the end does not leave the other core idle); `$(PY) -m pytest -q` runs them in one process.
 test: setup data
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 bench: setup
 	$(PY) -m roadmap.bench

@@ -1,7 +1,6 @@
 """The benchmark on a tiny setting: a well-formed CSV and Markdown table, a row per step and the references."""
 
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -9,13 +8,15 @@ import pytest
 from helpers import ROOT
 
 
-def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path):
+def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path, capsys):
+    from roadmap import bench
+
     steps = ["resnet50", "widen", "separate_downsampling"]
-    p = subprocess.run([sys.executable, "-m", "roadmap.bench", "--batch", "2", "--resolution", "64", "--iters", "1",
-                        "--warmup", "1", "--cifar-batch", "2", "--rounds", "1", "--peak-tflops", "1", "--steps", *steps,
-                        "--trainer-steps", "4",
-                        "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert p.returncode == 0, p.stderr
+    assert bench.main(["--batch", "2", "--resolution", "64", "--iters", "1", "--warmup", "1", "--cifar-batch", "2",
+                       "--rounds", "1", "--peak-tflops", "1", "--steps", *steps, "--trainer-steps", "4",
+                       "--out", str(tmp_path)]) == 0  # `python -m roadmap.bench ...`, in this process
+    assert capsys.readouterr().out.splitlines()[-2:] == [str(tmp_path / "bench_cpu_convnext_t.csv"),
+                                                         str(tmp_path / "bench_cpu_convnext_t.md")]  # what it wrote
     df = pd.read_csv(tmp_path / "bench_cpu_convnext_t.csv")
     assert list(df["step"]) == steps + ["torchvision resnet50", "torchvision convnext_tiny"]
     assert (df["train_img_s"] > 0).all() and (df["infer_img_s"] > 0).all() and (df["peak_mem_mb"] > 0).all()
@@ -49,14 +50,17 @@ def test_activation_memory_counts_saved_tensors():
     assert activation_bytes(lin, x) == 8 * 100 * 4 * 2
 
 
-def test_gpu_check_stops_at_once_without_a_gpu(tmp_path):
+def test_gpu_check_stops_at_once_without_a_gpu(tmp_path, capsys):
     """`make gpu-check` (and the module behind it) on a machine without CUDA: one line, exit 2, nothing written."""
-    for cmd in (["make", "-s", "gpu-check", f"GPU_OUT={tmp_path / 'out'}"],
-                [sys.executable, "-m", "roadmap.gpu_check", "--out", str(tmp_path / "out")]):
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
-        lines = p.stderr.strip().splitlines()
-        assert p.returncode == 2 and len(lines) == 1, p.stderr
-        assert "gpu-check needs a CUDA GPU" in lines[0]
+    from roadmap import gpu_check
+
+    p = subprocess.run(["make", "-s", "gpu-check", f"GPU_OUT={tmp_path / 'out'}"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert gpu_check.main(["--out", str(tmp_path / "out")]) == 2  # `python -m roadmap.gpu_check`, in this process
+    for err in (p.stderr, capsys.readouterr().err):
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "gpu-check needs a CUDA GPU" in lines[0], err
     assert not (tmp_path / "out").exists()
 
 

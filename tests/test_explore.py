@@ -15,7 +15,7 @@ from roadmap import report
 from roadmap.config import CONF_DIR
 from roadmap.explore import SWITCHES, network_id, switches
 
-from helpers import ROOT, TINY, run
+from helpers import ROOT, TINY, multirun_here
 
 
 def test_network_ids_are_stable_across_processes_and_ignore_the_scale():
@@ -155,9 +155,9 @@ def test_search_is_tpe_within_the_endpoints_budget_and_gp_its_twin():
     assert budget == pytest.approx(gmacs(RoadmapNet(end), 32))
 
 
-def test_an_exploration_refuses_a_swept_seed_in_one_line(tmp_path):
-    p = run("-m", "+explore=random", "seed=0,1", *TINY, runs_root=tmp_path, check=False)
-    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+def test_an_exploration_refuses_a_swept_seed_in_one_line(tmp_path, capsys):
+    code, _, err = multirun_here("+explore=random", "seed=0,1", *TINY, runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
         "error: seed=0,1: an exploration trains every network once, with one seed; more seeds of a network: "
         "python run.py -m +explore=net <its switches> seed=0,1,2")
     assert not (tmp_path / "embedded").exists()

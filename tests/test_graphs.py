@@ -173,14 +173,15 @@ def test_gpu_roadmap_plans_as_many_epochs_as_fit():
     assert "34 runs x 2 epochs" in p.describe()
 
 
-def test_gpu_roadmap_without_a_gpu_stops_at_once_in_one_line():
+def test_gpu_roadmap_without_a_gpu_stops_at_once_in_one_line(capsys):
     import subprocess
     import sys
 
     from helpers import ROOT
+    from roadmap import gpu_roadmap
 
-    p = subprocess.run([sys.executable, "-m", "roadmap.gpu_roadmap"], cwd=ROOT, capture_output=True, text=True)
-    assert p.returncode == 2 and p.stderr == "error: make gpu-roadmap needs a CUDA GPU, and torch sees none\n"
+    assert gpu_roadmap.main([]) == 2  # `python -m roadmap.gpu_roadmap`, in this process
+    assert capsys.readouterr() == ("", "error: make gpu-roadmap needs a CUDA GPU, and torch sees none\n")
     m = subprocess.run(["make", "-s", "gpu-roadmap", f"GPU_PY={sys.executable}"], cwd=ROOT, capture_output=True,
                        text=True)
     assert m.returncode == 2 and "make gpu-roadmap needs a CUDA GPU" in m.stderr and m.stdout == ""
