@@ -56,15 +56,17 @@ def _exit_code_and_output(call, capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def run_here(*args, runs_root, capsys):
+def run_here(*args, runs_root, capsys, precheck=True):
     """What `python run.py <args>` does for a single run (its precheck, then the same `execute` on the composed
-    config), in this process: no interpreter start-up. Returns (exit code, stdout, stderr)."""
+    config), in this process: no interpreter start-up. precheck=False: `execute` alone (the precheck composes the
+    same config once more first). Returns (exit code, stdout, stderr)."""
     from roadmap.config import compose
 
     entry, argv = _entry(), [*args, f"runs_root={runs_root}"]
 
     def call():
-        entry.precheck(argv)
+        if precheck:
+            entry.precheck(argv)
         entry.execute(compose(argv), multirun=False)
 
     return _exit_code_and_output(call, capsys)

@@ -2,16 +2,13 @@
 run directory written. The table is made from the typed settings themselves, so a new field is covered too."""
 
 import dataclasses
-import sys
 
 import pytest
 
 from roadmap import settings as S
 from roadmap.errors import ConfigError
 
-from helpers import ROOT, TINY, run_here
-
-sys.path.insert(0, str(ROOT))  # run.py
+from helpers import TINY, run_here
 
 SECTIONS = {  # section -> (its class, the overrides that give it every optional key)
     "train": (S.TrainConfig, []),
@@ -60,28 +57,12 @@ def cases():
         yield pytest.param(None, "seed", value, [], id=f"seed={value}")
 
 
-def execute_here(*args, runs_root, capsys):
-    """run.py's `execute` for a single run on the composed config (the command line's precheck composes the
-    same config again first: tested below through the real command)."""
-    import run as entry
-
-    from roadmap.config import compose
-
-    try:
-        entry.execute(compose([*args, f"runs_root={runs_root}"]), multirun=False)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.mark.parametrize("section, key, value, base", list(cases()))
 def test_every_bad_value_is_one_line_and_writes_nothing(section, key, value, base, tmp_path, capsys):
     name = f"{section}.{key}" if section else key
     tiny = [a for a in TINY if not a.startswith("data")] if any(a.startswith("data=") for a in base) else TINY
     args = ["+step=gelu", *tiny, *base, f"{name}={value}"]
-    code, out, err = execute_here(*args, runs_root=tmp_path, capsys=capsys)
+    code, out, err = run_here(*args, runs_root=tmp_path, capsys=capsys, precheck=False)  # (tested below with it)
     lines = err.strip().splitlines()
     assert code == 2, (out, err)
     assert len(lines) == 1 and lines[0].startswith(f"error: {name}="), lines
@@ -120,7 +101,7 @@ def test_good_configs_of_every_roadmap_and_scale_validate():
     ("kind=ablated", "error: kind='ablated': must be one of roadmap, isolated, leave_one_out, explore"),
     ("kind=explore", "error: kind=explore: needs +explore=... (the exploration's settings)")])
 def test_values_from_the_issue_in_process(arg, message, tmp_path, capsys):
-    code, _, err = execute_here("+step=gelu", *TINY, arg, runs_root=tmp_path, capsys=capsys)
+    code, _, err = run_here("+step=gelu", *TINY, arg, runs_root=tmp_path, capsys=capsys, precheck=False)
     assert code == 2 and err.strip() == message and list(tmp_path.iterdir()) == []
 
 
