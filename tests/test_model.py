@@ -361,6 +361,24 @@ def write_user_step(folder):
         "  - separate_downsampling\n  - _self_\nstep: dw_kernel_3\nmodel:\n  kernel_size: 3\n")
 
 
+def test_a_composed_config_is_kept_until_a_file_it_reads_changes(tmp_path):
+    """compose keeps what it composed per process: each call gets its own copy, and an edited step file is read
+    again (the files' modification times and sizes are the key)."""
+    write_user_step(tmp_path)
+    args = (["+step=dw_kernel_3"], [tmp_path])
+    first = compose(*args)
+    first.model.kernel_size = 99  # a caller's change stays in its copy
+    assert compose(*args).model.kernel_size == 3
+    assert step_model_config("dw_kernel_3", config_dirs=[tmp_path]).kernel_size == 3
+    step = tmp_path / "step" / "dw_kernel_3.yaml"
+    step.write_text(step.read_text().replace("kernel_size: 3", "kernel_size: 11"))
+    assert compose(*args).model.kernel_size == 11
+    assert step_model_config("dw_kernel_3", config_dirs=[tmp_path]).kernel_size == 11
+    step.unlink()
+    with pytest.raises(ConfigError, match="step='dw_kernel_3'"):
+        step_model_config("dw_kernel_3", config_dirs=[tmp_path])
+
+
 @pytest.mark.parametrize("name", ["resnet50d", "resnet50"])
 def test_timm_resnets_are_roadmap_networks(name):
     """timm's resnet50d is ResNet-C + D (deep stem, average-pooled shortcut) on torchvision's ResNet-B: the same
