@@ -461,27 +461,13 @@ def test_threads_follow_the_setting_the_environment_and_the_local_ranks(monkeypa
 PARALLEL = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]
 
 
-def test_two_runs_side_by_side_share_the_cores_and_report(tmp_path):
-    """JOBS=2: both runs train at once in their own processes, each with its share of the cores."""
-    p = run("-m", "+step=resnet50,stage_ratio", *TINY, *PARALLEL, runs_root=tmp_path, env={"OMP_NUM_THREADS": ""})
-    share = max(1, len(os.sched_getaffinity(0)) // 2)
-    for step in ("resnet50", "stage_ratio"):
-        s = summary(tmp_path / RUN.format(step=step))
-        assert s["status"] == "done" and s["epochs"] == 2 and s["threads"] == share, p.stderr
-    assert "Joblib.Parallel(n_jobs=2" in p.stdout + p.stderr
-    assert report_main([str(tmp_path / "embedded" / "convnext_t")]) == 0
-    import pandas as pd
-
-    steps = pd.read_csv(tmp_path / "embedded" / "convnext_t" / "report" / "steps.csv").set_index("step")
-    assert list(steps.loc[["resnet50", "stage_ratio"], "status"]) == ["done", "done"]
-    assert (steps.loc[["resnet50", "stage_ratio"], "seeds"] == 1).all()
-
-
 def test_a_killed_parallel_sweep_reruns_only_what_is_missing(tmp_path, capsys):
+    """JOBS=2: both runs train at once in their own processes, each with its share of the cores; killed part-way,
+    the same command finishes only what was missing, and the report reads both."""
     sweep_args = ["+step=resnet50,stage_ratio", *TINY, "train.epochs=20"]
     args = ["-m", *sweep_args, *PARALLEL]
     cmd = [sys.executable, str(ROOT / "run.py"), *args, f"runs_root={tmp_path}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": ""}  # the trainer sets each run's threads
     sweep = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
     ckpts = [tmp_path / RUN.format(step=step) / "last.pt" for step in ("resnet50", "stage_ratio")]
@@ -500,14 +486,23 @@ def test_a_killed_parallel_sweep_reruns_only_what_is_missing(tmp_path, capsys):
     assert all(c.exists() for c in ckpts)
     before = {c.parent.parent.name: len(metrics(c.parent)) for c in ckpts}
     assert all(0 < n < 20 for n in before.values()), before  # both stopped part-way
-    p = run(*args, runs_root=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    p = run(*args, runs_root=tmp_path, env={"OMP_NUM_THREADS": ""})
+    assert "Joblib.Parallel(n_jobs=2" in p.stdout + p.stderr
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
     for step, n in before.items():
         assert f"[{step}] resumed after epoch" in p.stdout
         epochs = [m["epoch"] for m in metrics(tmp_path / RUN.format(step=step))]
         assert epochs == list(range(1, 21)), p.stdout + p.stderr
-        assert summary(tmp_path / RUN.format(step=step))["status"] == "done"
+        s = summary(tmp_path / RUN.format(step=step))
+        assert (s["status"], s["threads"]) == ("done", share), p.stderr
     code, again, _ = multirun_here(*sweep_args, runs_root=tmp_path, capsys=capsys)  # taken as finished by any launcher
     assert code == 0 and again.count("already finished") == 2
+    assert report_main([str(tmp_path / "embedded" / "convnext_t")]) == 0
+    import pandas as pd
+
+    steps = pd.read_csv(tmp_path / "embedded" / "convnext_t" / "report" / "steps.csv").set_index("step")
+    assert list(steps.loc[["resnet50", "stage_ratio"], "status"]) == ["done", "done"]
+    assert (steps.loc[["resnet50", "stage_ratio"], "seeds"] == 1).all()
 
 
 def test_make_roadmaps_launcher_follows_jobs_the_gpus_and_whether_ray_is_there(monkeypatch, capsys):
