@@ -36,25 +36,37 @@ def precheck(argv: list[str]) -> None:
         return
     values = dict(a.lstrip("+").split("=", 1) for a in argv if "=" in a)
     try:
-        roadmap = load_roadmap(values.get("roadmap", "convnext_t"), dirs)
         if not argv or list(values) == ["roadmap"]:  # `python run.py [roadmap=NAME]`: the list of steps
-            print(step_list(roadmap))
+            print(step_list(load_roadmap(values.get("roadmap", "convnext_t"), dirs)))
             sys.exit(0)
-        step = values.get("step")
-        if step is not None:
-            try:
-                compose([f"+step={step}", f"roadmap={roadmap.name}"], dirs)
-            except ConfigError:
-                raise
-            except Exception:
-                roadmap.step(step)  # names the roadmap's steps when it does not list this one
-                raise ConfigError(f"step={step!r} has no step/{step}.yaml in conf/ or the config dirs") from None
-        compose([a for a in argv if not a.startswith("hydra")], dirs)
+        try:
+            compose([a for a in argv if not a.startswith("hydra")], dirs)
+        except ConfigError:
+            raise
+        except Exception:
+            unknown_roadmap_or_step(values, dirs)
+            raise
     except ConfigError as e:
         fail(str(e))
     except Exception as e:  # Hydra's own: unknown key, group option or value type
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         fail(" ".join(lines[:1] + [line for line in lines[1:] if line.startswith(("Key", "Value"))][:1]))
+
+
+def unknown_roadmap_or_step(values: dict, dirs: list[str]) -> None:
+    """A ConfigError that names what is missing where a config did not compose for want of its roadmap or step
+    file (the roadmaps there, the roadmap's steps); nothing otherwise."""
+    roadmap = load_roadmap(values.get("roadmap", "convnext_t"), dirs)
+    step = values.get("step")
+    if step is None:
+        return
+    try:
+        compose([f"+step={step}", f"roadmap={roadmap.name}"], dirs)
+    except ConfigError:
+        raise
+    except Exception:
+        roadmap.step(step)  # names the roadmap's steps when it does not list this one
+        raise ConfigError(f"step={step!r} has no step/{step}.yaml in conf/ or the config dirs") from None
 
 
 def step_list(roadmap) -> str:
