@@ -91,20 +91,23 @@ def rank_agreement(seeds: dict, paper: dict, confidence: float = CONFIDENCE, res
     drawn_from = np.array(sorted({k for s in names for k in seeds[s]}))
     if math.isnan(rho) or len(drawn_from) < 2:
         return out
+    ran = np.array([[k in seeds[s] for k in drawn_from] for s in names])  # steps x seed numbers
+    top1 = np.array([[seeds[s].get(k, 0.0) for k in drawn_from] for s in names])
+    published_ranks = stats.rankdata(published)
 
-    def statistic(drawn, which):
-        m = np.array([np.mean([seeds[s][k] for k in drawn if k in seeds[s]] or list(seeds[s].values()))
-                      for s in names])
-        value = _correlations(m, published)[which]
-        return 0.0 if math.isnan(value) else value  # all steps tied in a resample: no rank order
+    def statistic(drawn, axis=-1):  # drawn: resamples x seed numbers, the bootstrap's batch at once
+        times = (drawn[..., None] == drawn_from).sum(axis=-2)  # how often each seed number was drawn
+        runs = times @ ran.T
+        m = np.where(runs > 0, (times @ top1.T) / np.maximum(runs, 1), means)  # no run of the drawn seeds: its mean
+        rho = stats.pearsonr(stats.rankdata(m, axis=-1), published_ranks, axis=-1).statistic  # Spearman: Pearson of ranks
+        tau = stats.kendalltau(m, np.broadcast_to(published, m.shape), axis=-1).statistic
+        return np.nan_to_num(np.stack([rho, tau]))  # all steps tied in a resample: no rank order (0)
 
-    for which, key in ((0, "spearman_ci"), (1, "kendall_ci")):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # scipy warns about degenerate resamples; the percentiles stand
-            ci = stats.bootstrap((drawn_from,), lambda d: statistic(d, which), n_resamples=resamples,
-                                 vectorized=False, method="percentile", confidence_level=confidence,
-                                 rng=np.random.default_rng(seed)).confidence_interval
-        out[key] = [float(ci.low), float(ci.high)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns about degenerate resamples; the percentiles stand
+        ci = stats.bootstrap((drawn_from,), statistic, n_resamples=resamples, vectorized=True, method="percentile",
+                             confidence_level=confidence, rng=np.random.default_rng(seed)).confidence_interval
+    out["spearman_ci"], out["kendall_ci"] = ([float(ci.low[i]), float(ci.high[i])] for i in (0, 1))
     return out
 
 

@@ -622,6 +622,30 @@ def test_paired_changes_verdicts_and_agreement_on_known_values(tmp_path):
     assert len(widen) == 3 and set(widen["verdict"]) == {"helps"} and widen["change"].iloc[0] == pytest.approx(3.0)
 
 
+def test_rank_agreement_intervals_run_over_the_rankings_of_the_drawn_seeds():
+    """With two seeds, a bootstrap over seed numbers draws seed 0 twice, seed 1 twice or both (each at least a
+    quarter of the time), so its 95% percentile interval runs from the lowest to the highest correlation of those
+    three; a step without seed 1 keeps its mean where only seed 1 is drawn."""
+    from roadmap.stats import rank_agreement
+
+    paper = {"a": 70.0, "b": 72.0, "c": 74.0, "d": 76.0, "e": 78.0}
+    seeds = {"a": {0: 71.0, 1: 69.0}, "b": {0: 70.0, 1: 73.5}, "c": {0: 75.0, 1: 72.0}, "d": {0: 74.0, 1: 77.0},
+             "e": {0: 79.0}}
+
+    def correlations(drawn):
+        means = [sum(v[k] for k in drawn if k in v) / sum(k in v for k in drawn) if any(k in v for k in drawn)
+                 else sum(v.values()) / len(v) for v in seeds.values()]
+        return (scipy.stats.spearmanr(means, list(paper.values())).statistic,
+                scipy.stats.kendalltau(means, list(paper.values())).statistic)
+
+    (rho0, tau0), (rho1, tau1), (rho, tau) = correlations([0]), correlations([1]), correlations([0, 1])
+    assert (rho0, rho1, rho) == pytest.approx((0.8, 0.9, 1.0)) and (tau0, tau1, tau) == pytest.approx((0.6, 0.8, 1.0))
+    out = rank_agreement(seeds, paper)
+    assert (out["spearman"], out["kendall"]) == pytest.approx((rho, tau))
+    assert out["spearman_ci"] == pytest.approx([0.8, 1.0]) and out["kendall_ci"] == pytest.approx([0.6, 1.0])
+    assert out["seeds_min"] == 1 and out["steps"] == list(paper)
+
+
 def test_one_seed_and_mixed_trees_give_a_full_table(tmp_path):
     fake_runs(tmp_path / "one", seeds=1)
     report.report(tmp_path / "one", tmp_path / "o1")
