@@ -99,7 +99,8 @@ def rank_agreement(seeds: dict, paper: dict, confidence: float = CONFIDENCE, res
         times = (drawn[..., None] == drawn_from).sum(axis=-2)  # how often each seed number was drawn
         runs = times @ ran.T
         m = np.where(runs > 0, (times @ top1.T) / np.maximum(runs, 1), means)  # no run of the drawn seeds: its mean
-        rho = stats.pearsonr(stats.rankdata(m, axis=-1), published_ranks, axis=-1).statistic  # Spearman: Pearson of ranks
+        # Spearman's rho is Pearson's r of the ranks
+        rho = stats.pearsonr(stats.rankdata(m, axis=-1), published_ranks, axis=-1).statistic
         tau = stats.kendalltau(m, np.broadcast_to(published, m.shape), axis=-1).statistic
         return np.nan_to_num(np.stack([rho, tau]))  # all steps tied in a resample: no rank order (0)
 
