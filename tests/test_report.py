@@ -340,7 +340,7 @@ def test_ablation_reports_every_step_and_figures_without_overlaps(tmp_path, kind
     gelu = next(r for r in rows if "| gelu |" in r)
     diffs = [39.5 + k * 0.1 - 10.83 for k in range(3)]
     ci = scipy.stats.ttest_1samp(diffs, 0).confidence_interval()
-    assert f"| 39.60 ± 0.10 | " in gelu and f"| +28.77 | [{ci.low:+.2f}, {ci.high:+.2f}] | **helps** |" in gelu
+    assert "| 39.60 ± 0.10 | " in gelu and f"| +28.77 | [{ci.low:+.2f}, {ci.high:+.2f}] | **helps** |" in gelu
     steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
     assert steps.loc[NOT_BUILT[kind], "status"] == "invalid" and "not a valid network" in steps.loc[
         NOT_BUILT[kind], "note"] and steps.loc["gelu", "compared_to"] == "resnet50"
