@@ -58,8 +58,8 @@ def _exit_code_and_output(call, capsys) -> tuple[int, str, str]:
 
 def run_here(*args, runs_root, capsys, precheck=True):
     """What `python run.py <args>` does for a single run (its precheck, then the same `execute` on the composed
-    config), in this process: no interpreter start-up. precheck=False: `execute` alone (the precheck composes the
-    same config once more first). Returns (exit code, stdout, stderr)."""
+    config), in this process: no interpreter start-up. precheck=False: `execute` alone, as a sweep's job meets
+    the config (sweeps have no precheck). Returns (exit code, stdout, stderr)."""
     from roadmap.config import compose
 
     entry, argv = _entry(), [*args, f"runs_root={runs_root}"]
