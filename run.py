@@ -97,6 +97,7 @@ def execute(cfg, multirun: bool):
     except ConfigError as e:
         if not multirun:
             fail(str(e))
+        write_failure(cfg, e, create=True)  # the sweep's report lists it as failed, with the reason
         print(f"error: {e}", file=sys.stderr)
         return None
     except Exception as e:

@@ -151,7 +151,7 @@ class TrainConfig(Settings):
     precision: str = choice(*PRECISIONS, default="auto")
     channels_last: str | bool = choice("auto", True, False, default="auto")
     compile: bool = rule("bool", False)
-    cuda_graphs: str | bool = choice("auto", True, False, default="auto")  # the training step as one CUDA graph
+    cuda_graphs: str | bool = choice("auto", "prefer", True, False, default="auto")  # the step as one CUDA graph
     overwrite: bool = rule("bool", False)
     workers: int = rule("int", 8, low=0)
     threads: int | str = rule("int", "auto", low=1, auto=True)  # intra-op CPU threads; auto: OMP_NUM_THREADS, else

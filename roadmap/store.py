@@ -234,10 +234,17 @@ def lock(run: Path, main: bool = True):
         held.release()
 
 
-def write_failure(run: Path, summary: dict) -> None:
-    """Record a run that stopped with an error (status failed) where its directory exists, so sweeps and reports
-    show it."""
-    if Path(run).exists():
+def write_failure(run: Path, summary: dict, create: bool = False) -> None:
+    """Record a run that stopped with an error (status failed), so sweeps and reports show it: where its directory
+    exists (or is made, `create`), and never over the summary of a run that finished, was interrupted or is
+    training (its summary says so and its last.pt is kept): only an earlier failure is replaced."""
+    run = Path(run)
+    previous = read_summary(run)
+    if previous is not None and previous.get("status") != "failed":
+        return
+    if create:
+        run.mkdir(parents=True, exist_ok=True)
+    if run.exists():
         write_summary(run, {**summary, "status": "failed"})
 
 

@@ -272,17 +272,23 @@ GRAPHS_BY_DEFAULT = False  # train.cuda_graphs=auto: set from the trainer's eage
 
 
 def cuda_graphs(s: RunSettings, rt: Runtime, precision: str) -> bool:
-    """train.cuda_graphs: true where the step cannot be captured is a one-line error saying why; auto is
-    GRAPHS_BY_DEFAULT where it can."""
-    why = ("the device is not CUDA" if rt.device.type != "cuda" else
+    """train.cuda_graphs: true where the step cannot be captured is a one-line error saying why; prefer trains such
+    a step eagerly and says why in one line (a sweep asks every step for graphs: the SGD step trains eager); auto is
+    GRAPHS_BY_DEFAULT where it can. What the step itself rules out is named before the device."""
+    why = ("only AdamW is captured, not recipe.optimizer=sgd" if s.recipe.optimizer != "adamw" else
            "data.kind=folder batches are made by workers (tensor datasets only)" if s.data.kind != "tensor" else
+           "train.compile=true compiles the step instead" if s.train.compile else
+           "the device is not CUDA" if rt.device.type != "cuda" else
            "DDP runs are not captured" if rt.world > 1 else
-           "fp16 loss scaling syncs with the host (use bf16)" if precision == "fp16" else
-           "only AdamW is captured, not recipe.optimizer=sgd" if s.recipe.optimizer != "adamw" else
-           "train.compile=true compiles the step instead" if s.train.compile else None)
+           "fp16 loss scaling syncs with the host (use bf16)" if precision == "fp16" else None)
     if s.train.cuda_graphs is True and why:
         raise ConfigError(f"train.cuda_graphs=true: {why}")
-    return why is None and (s.train.cuda_graphs is True or (s.train.cuda_graphs == "auto" and GRAPHS_BY_DEFAULT))
+    if s.train.cuda_graphs == "prefer" and why:
+        if rt.main:
+            print(f"train.cuda_graphs=prefer: {why}; this run trains eager")
+        return False
+    return why is None and (s.train.cuda_graphs in (True, "prefer") or
+                            (s.train.cuda_graphs == "auto" and GRAPHS_BY_DEFAULT))
 
 
 def previous_state(run: Run) -> tuple[dict | None, dict | None]:
@@ -571,9 +577,10 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def write_failure(cfg: DictConfig, error: BaseException) -> None:
-    """Record a run that stopped with an error, so sweeps and reports show it."""
+def write_failure(cfg: DictConfig, error: BaseException, create: bool = False) -> None:
+    """Record a run that stopped with an error, so sweeps and reports show it (store.write_failure: never over a
+    finished or resumable run)."""
     if int(os.environ.get("RANK", 0)) == 0:
         store.write_failure(Path(cfg.run_dir), {
             "step": str(cfg.get("step")), "roadmap": cfg.roadmap.name, "scale": cfg.scale.name, "seed": cfg.seed,
-            "kind": cfg.kind, "dataset": cfg.data.name, "message": f"{type(error).__name__}: {error}"})
+            "kind": cfg.kind, "dataset": cfg.data.name, "message": f"{type(error).__name__}: {error}"}, create)

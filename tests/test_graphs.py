@@ -41,6 +41,19 @@ def test_cuda_graphs_true_where_the_step_cannot_be_captured_says_why():
     assert cuda_graphs(auto, cpu, "fp32") is False and cuda_graphs(auto, gpu, "bf16") is False  # the default, off
 
 
+def test_cuda_graphs_prefer_trains_a_step_that_cannot_be_captured_eager_with_one_line(capsys):
+    """What a GPU sweep asks of every step: the SGD step of the roadmap's start trains eager, and says why."""
+    gpu = Runtime(torch.device("cuda", 0))
+    sgd = validate(compose(["+step=resnet50_classic", *TINY, "train.cuda_graphs=prefer"]))
+    assert cuda_graphs(sgd, gpu, "bf16") is False
+    assert capsys.readouterr().out == ("train.cuda_graphs=prefer: only AdamW is captured, not recipe.optimizer=sgd; "
+                                       "this run trains eager\n")
+    adamw = validate(compose(["+step=gelu", *TINY, "train.cuda_graphs=prefer"]))
+    assert cuda_graphs(adamw, gpu, "bf16") is True and capsys.readouterr().out == ""
+    assert cuda_graphs(sgd, Runtime(torch.device("cpu")), "fp32") is False  # the step's reason comes first
+    assert "not recipe.optimizer=sgd" in capsys.readouterr().out
+
+
 def test_eager_step_is_the_trainers_optimizer_step():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(6, 4))

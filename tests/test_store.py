@@ -89,3 +89,23 @@ def test_runs_side_by_side_each_claim_a_gpu_of_their_own(tmp_path):
     assert first[0].wait(timeout=10) == 0 and first[1].poll() is None  # it took the GPU the first gave back
     first[1].kill()
     first[1].wait()
+
+
+def test_a_failure_record_never_replaces_a_finished_or_resumable_run(tmp_path):
+    """A sweep's job that fails (a bad setting, another configuration in the run's folder) is recorded as failed,
+    but never over a run that finished or can resume: that summary and its last.pt are what the user has."""
+    for status in ("done", "diverged", "interrupted"):
+        run = tmp_path / status
+        run.mkdir()
+        store.write_summary(run, {"step": "gelu", "status": status, "final_top1": 80.0})
+        store.write_failure(run, {"step": "gelu", "message": "ConfigError: another configuration"})
+        assert store.read_summary(run)["status"] == status and store.read_summary(run)["final_top1"] == 80.0
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    store.write_summary(failed, {"step": "gelu", "status": "failed", "message": "old"})
+    store.write_failure(failed, {"step": "gelu", "message": "new"})
+    assert store.read_summary(failed)["message"] == "new"
+    store.write_failure(tmp_path / "absent", {"step": "gelu", "message": "x"})
+    assert not (tmp_path / "absent").exists()  # only where the run's folder exists, unless asked to make it
+    store.write_failure(tmp_path / "made", {"step": "gelu", "message": "x"}, create=True)
+    assert store.read_summary(tmp_path / "made")["status"] == "failed"
