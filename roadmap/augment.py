@@ -111,10 +111,10 @@ def _degenerate(xf: Tensor, kind: Tensor) -> Tensor:
 
 @functools.lru_cache(maxsize=32)
 def _tables(channels: int, height: int, width: int, magnitude: int, num_magnitude_bins: int, device: torch.device):
-    """What a RandAugment round looks up per (op, sign) code, made once per image shape, magnitude and device: the
-    signed magnitude, torchvision's sampling grid, the colour blend's kind (-1: none) and factor (1.0, i.e.
-    unchanged, for the other ops and for Color on one channel) and 1 - factor (in double first, as torchvision's
-    alpha), and whether the op is one of _GROUPED."""
+    """What a RandAugment round looks up per (op, sign) code, made once per image shape, magnitude and device (no
+    copy to the device per batch): the signed magnitude, torchvision's sampling grid, the colour blend's kind (-1:
+    none) and factor (1.0, i.e. unchanged, for the other ops and for Color on one channel) and 1 - factor (in double
+    first, as torchvision's alpha), whether the op is one of _GROUPED, and whether each op takes a sign."""
     codes = [(_OPS[i // 2], i % 2 == 1) for i in range(2 * len(_OPS))]
     values = [op_magnitude(op, magnitude, negative, height, width, num_magnitude_bins) for op, negative in codes]
     kinds = [_BLENDS.index(op) if op in _BLENDS else -1 for op, _ in codes]
@@ -122,7 +122,7 @@ def _tables(channels: int, height: int, width: int, magnitude: int, num_magnitud
               for (op, _), kind, v in zip(codes, kinds, values)]
     return (values, _grids(values, height, width, device), torch.tensor(kinds, device=device),
             torch.tensor(ratios, device=device), torch.tensor([1.0 - r for r in ratios], device=device),
-            torch.tensor([op in _GROUPED for op, _ in codes], device=device))
+            torch.tensor([op in _GROUPED for op, _ in codes], device=device), _SIGNED.to(device))
 
 
 def rand_augment(x: Tensor, num_ops: int, magnitude: int, generator, num_magnitude_bins: int = 31, *,
@@ -130,8 +130,8 @@ def rand_augment(x: Tensor, num_ops: int, magnitude: int, generator, num_magnitu
     """RandAugment with `num_ops` ops and a sign drawn per image (params: [(op index, negative)] per round)."""
     n, c, h, w = x.shape
     k, params = len(_OPS), []
-    signed = _SIGNED.to(x.device)
-    values, grids, kind, factor, complement, grouped = _tables(c, h, w, magnitude, num_magnitude_bins, x.device)
+    values, grids, kind, factor, complement, grouped, signed = _tables(c, h, w, magnitude, num_magnitude_bins,
+                                                                       x.device)
     for _ in range(num_ops):
         ops = torch.randint(0, k, (n,), generator=generator, device=x.device)
         negative = (torch.rand(n, generator=generator, device=x.device) <= 0.5) & signed[ops]
@@ -145,15 +145,27 @@ def rand_augment(x: Tensor, num_ops: int, magnitude: int, generator, num_magnitu
         r, q = factor[code][:, None, None, None], complement[code][:, None, None, None]
         blend = (xf * r).double() + _degenerate(xf, kind[code]).double() * q.double()
         x = blend.float().clamp_(0, 255).to(x.dtype)
-        # the other ops: one torchvision call per op on its images (everyone else waits in the identity group)
-        code = torch.where(grouped[code], code, 0)
-        order = torch.sort(code, stable=True).indices
-        counts = torch.bincount(code, minlength=2 * k).tolist()  # the one host sync of a round
-        groups = x.index_select(0, order).split(counts)
-        out = torch.cat([g if i == 0 else apply_op(g, _OPS[i // 2], values[i]) for i, g in enumerate(groups)
-                         if counts[i]])
-        x = out.index_select(0, torch.argsort(order))  # back to the batch order
+        x = _grouped_ops(x, torch.where(grouped[code], code, 0), values, masked=x.device.type == "cuda")
     return (x, params) if return_params else x
+
+
+def _grouped_ops(x: Tensor, code: Tensor, values: list[float], masked: bool) -> Tensor:
+    """The _GROUPED ops (per-image ops: each image's result depends on that image alone), each image with the op of
+    its (op, sign) code (0: unchanged). Grouped: one torchvision call per code on its images, which needs the codes'
+    counts on the host (a sync, free on a CPU). Masked (on CUDA): every code's op on the whole batch, each image
+    taking its own op's result: more arithmetic, no host sync, so the batch can be made ahead on a side stream. The
+    same pixels either way."""
+    codes = [i for i in range(len(values)) if _OPS[i // 2] in _GROUPED and (i % 2 == 0 or _SIGNED[i // 2])]
+    if masked:
+        for i in codes:
+            x = torch.where((code == i)[:, None, None, None], apply_op(x, _OPS[i // 2], values[i]), x)
+        return x
+    order = torch.sort(code, stable=True).indices
+    counts = torch.bincount(code, minlength=len(values)).tolist()
+    groups = x.index_select(0, order).split(counts)
+    out = torch.cat([g if i == 0 else apply_op(g, _OPS[i // 2], values[i]) for i, g in enumerate(groups)
+                     if counts[i]])
+    return out.index_select(0, torch.argsort(order))  # back to the batch order
 
 
 def random_erasing(x: Tensor, p: float, generator, scale=(0.02, 0.33), ratio=(0.3, 3.3), value: float = 0.0, *,
@@ -178,13 +190,29 @@ def random_erasing(x: Tensor, p: float, generator, scale=(0.02, 0.33), ratio=(0.
     return (out, (top, left, eh, ew)) if return_params else out
 
 
+class Normalize:
+    """uint8 image or batch -> float32 in [0, 1] -> (x - mean) / std per channel: v2.ToDtype(scale=True) and
+    v2.Normalize's arithmetic, with mean and std made once per device (v2.Normalize copies them to the device and
+    checks std on the host every call: a host sync per batch on CUDA)."""
+
+    def __init__(self, mean, std):
+        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+        self._on: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.device not in self._on:
+            self._on[x.device] = tuple(torch.tensor(v, device=x.device).view(-1, 1, 1) for v in (self.mean, self.std))
+        mean, std = self._on[x.device]
+        return F.to_dtype(x, torch.float32, scale=True).sub_(mean).div_(std)
+
+
 class BatchAugment:
     """uint8 batch -> normalized float batch, every image with its own random draws."""
 
     def __init__(self, *, crop_padding: int = 0, flip: bool = True, randaugment: tuple[int, int] | None = None,
                  erasing: float = 0.0, mean, std):
         self.crop_padding, self.flip, self.randaugment, self.erasing = crop_padding, flip, randaugment, erasing
-        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+        self.normalize = Normalize(mean, std)
 
     def __call__(self, x: Tensor, generator) -> Tensor:
         """Crop, flip, RandAugment, to float [0, 1], normalize, erase: each step only when configured."""
@@ -194,7 +222,7 @@ class BatchAugment:
             x = random_flip(x, generator)
         if self.randaugment:
             x = rand_augment(x, *self.randaugment, generator)
-        x = F.normalize(F.to_dtype(x, torch.float32, scale=True), mean=self.mean, std=self.std)
+        x = self.normalize(x)
         if self.erasing > 0:
             x = random_erasing(x, self.erasing, generator)
         return x

@@ -21,7 +21,7 @@ from torchvision import datasets
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 from torchvision.transforms import v2
 
-from .augment import BatchAugment
+from .augment import BatchAugment, Normalize
 from .errors import ConfigError
 from .seeding import derive
 
@@ -125,8 +125,9 @@ def batch_augment(data_cfg, recipe) -> BatchAugment:
                         mean=data_cfg.mean, std=data_cfg.std)
 
 
-def normalize(data_cfg) -> v2.Transform:
-    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(data_cfg.mean), list(data_cfg.std))])
+def normalize(data_cfg) -> Normalize:
+    """uint8 image or batch -> the normalized float32 the network takes (constants made once per device)."""
+    return Normalize(data_cfg.mean, data_cfg.std)
 
 
 def erase(recipe) -> v2.Transform | None:
@@ -182,10 +183,12 @@ class TensorLoader:
 class Prefetched:
     """A loader of device batches whose batch k+1 is made (indexed, augmented) on a side CUDA stream while step k
     trains, so the augmentation is off the step's critical path. The same batches in the same order; off CUDA it
-    is the loader itself."""
+    is the loader itself. The side stream waits for the main one once an epoch (what the main stream did before,
+    e.g. the last evaluation, comes first); after that it reads only the dataset and the generator, so it never
+    waits for a step, and each step waits only for its own batch."""
 
     def __init__(self, loader, device):
-        self.loader, self.device = loader, torch.device(device)
+        self.loader, self.device, self.side = loader, torch.device(device), None
 
     def __len__(self):
         return len(self.loader)
@@ -198,10 +201,11 @@ class Prefetched:
         if self.device.type != "cuda":
             yield from batches
             return
-        side, main = torch.cuda.Stream(self.device), torch.cuda.current_stream(self.device)
+        self.side = self.side or torch.cuda.Stream(self.device)
+        side, main = self.side, torch.cuda.current_stream(self.device)
+        side.wait_stream(main)
 
         def ahead():
-            side.wait_stream(main)  # the previous step's reads of shared buffers come first
             with torch.cuda.stream(side):
                 return next(batches, None)
 

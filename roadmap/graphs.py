@@ -49,11 +49,11 @@ class GraphedStep:
 
     def __init__(self, step: Callable, opt: torch.optim.Optimizer, warmup: int = WARMUP_STEPS):
         self.step, self.opt, self.warmup, self.done = step, opt, warmup, 0
-        self.graph = self.x = self.y = self.loss = None
+        self.graph = self.x = self.y = self.loss = self.side = None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.graph is None and self.done < self.warmup:
-            side = torch.cuda.Stream()
+            side = self.side = self.side or torch.cuda.Stream()  # one warm-up stream for all warm-up steps
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 loss = self.step(x, y)

@@ -117,6 +117,105 @@ def test_prefetched_is_the_loader_itself_off_cuda():
         assert len(pairs) == 5 and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
 
 
+class _FakeStream:
+    """What Prefetched and GraphedStep ask of a CUDA stream, recorded: which streams each one waited for."""
+    made = []
+
+    def __init__(self, *args):
+        self.waited = []
+        _FakeStream.made.append(self)
+
+    def wait_stream(self, other):
+        self.waited.append(other)
+
+
+class _Batch(tuple):
+    """A batch of CPU tensors that accepts record_stream (the fake main stream)."""
+
+
+def _fake_cuda(monkeypatch):
+    _FakeStream.made = []
+    main = _FakeStream()
+    monkeypatch.setattr(torch.cuda, "Stream", _FakeStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: main)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: nullcontext())
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, s: None)
+    return main
+
+
+def test_prefetch_waits_for_the_main_stream_once_an_epoch_and_each_step_only_for_its_batch(monkeypatch):
+    """The side stream that makes batch k+1 never waits for step k (it would serialise the two); the main stream
+    waits for each batch; one side stream for every epoch; the batches are the loader's."""
+    split = data_lib.TensorSplit(torch.randint(0, 255, (40, 1, 8, 8), dtype=torch.uint8), torch.arange(40) % 4)
+    plain = data_lib.TensorLoader(split, 8, train=True, seed=3, norm=torch.nn.Identity())
+    main = _fake_cuda(monkeypatch)
+    ahead = data_lib.Prefetched(data_lib.TensorLoader(split, 8, train=True, seed=3, norm=torch.nn.Identity()),
+                                "cuda")
+    for epoch in (0, 1):
+        plain.set_epoch(epoch)
+        ahead.set_epoch(epoch)
+        pairs = list(zip(plain, ahead, strict=True))
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
+    side = [s for s in _FakeStream.made if s is not main]
+    assert len(side) == 1 and side[0].waited == [main, main]  # once an epoch
+    assert main.waited == [side[0]] * 10  # 5 batches an epoch
+
+
+def test_graphed_step_warms_up_on_one_side_stream(monkeypatch):
+    main = _fake_cuda(monkeypatch)
+    steps = []
+    graphed = graphs.GraphedStep(lambda x, y: steps.append(x) or x.sum(), opt=None, warmup=3)
+    for i in range(3):
+        graphed(torch.full((2,), float(i)), torch.zeros(2))
+    side = [s for s in _FakeStream.made if s is not main]
+    assert len(steps) == 3 and len(side) == 1 and side[0].waited == [main] * 3 and main.waited == side * 3
+
+
+def test_the_masked_per_image_ops_give_the_grouped_ops_pixels():
+    """On CUDA the per-image RandAugment ops run on the whole batch and each image takes its own op's result (no
+    host sync); on the CPU they run per group. The same pixels, for every (op, sign) code."""
+    from roadmap import augment
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (96, 3, 16, 16), dtype=torch.uint8, generator=g)
+    values = augment._tables(3, 16, 16, 9, 31, torch.device("cpu"))[0]
+    ops = torch.randint(0, len(augment._OPS), (96,), generator=g)
+    code = ops * 2 + ((torch.rand(96, generator=g) < 0.5) & augment._SIGNED[ops]).long()  # as rand_augment draws
+    code = torch.where(torch.tensor([augment._OPS[int(c) // 2] in augment._GROUPED for c in code]), code, 0)
+    assert len(set(code.tolist())) >= 6  # every grouped op and Sharpness's two signs, and unchanged images
+    masked = augment._grouped_ops(x, code, values, masked=True)
+    assert torch.equal(masked, augment._grouped_ops(x, code, values, masked=False))
+    assert torch.equal(masked[code == 0], x[code == 0]) and not torch.equal(masked, x)
+
+
+def test_normalize_is_torchvisions_to_dtype_and_normalize():
+    from torchvision.transforms import v2
+
+    from roadmap.augment import Normalize
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    ours = Normalize(mean, std)
+    assert torch.equal(ours(x), reference(x)) and torch.equal(ours(x[0]), reference(x[0]))
+
+
+@pytest.mark.gpu
+def test_the_batch_augmentation_never_syncs_with_the_host():
+    split = data_lib.TensorSplit(torch.randint(0, 255, (256, 3, 32, 32), dtype=torch.uint8).cuda(),
+                                 (torch.arange(256) % 10).cuda())
+    loader = data_lib.TensorLoader(split, 64, train=True, seed=1, augment=data_lib.BatchAugment(
+        crop_padding=4, flip=True, randaugment=(2, 9), erasing=0.25, mean=[0.5] * 3, std=[0.25] * 3))
+    batches = iter(loader)
+    next(batches)  # the epoch's permutation and the constants, made once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        x, y = next(batches)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert x.shape == (64, 3, 32, 32) and x.dtype == torch.float32
+
+
 @pytest.mark.gpu
 def test_prefetched_batches_equal_the_loaders_on_cuda():
     split = data_lib.TensorSplit(torch.randint(0, 255, (256, 3, 32, 32), dtype=torch.uint8).cuda(),
