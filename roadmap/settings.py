@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 
 PRECISIONS = ("auto", "mixed", "bf16", "fp16", "fp32")
+IMAGE_CHANNELS = 3  # what every loader gives the network (roadmap.data decodes RGB and repeats grayscale channels)
 
 
 def _is_int(v) -> bool:
@@ -172,13 +173,13 @@ class DataConfig(Settings):
     section = "data"
     name: str = rule("str")
     kind: str = choice("tensor", "folder")
-    num_classes: int = rule("int", low=1)
+    num_classes: int = rule("int", low=2)  # one class is no classification (top-1 100% by construction)
     resolution: int = rule("int", low=8)
     mean: tuple = rule("numbers")
     std: tuple = rule("numbers", low=0, low_open=True)
     root: str | None = rule("str", None, null=True)
     download: bool = rule("bool", False)
-    crop_padding: int = rule("int", 0, low=0)
+    crop_padding: int = rule("int", 0, low=0)  # at most resolution / 2: every random crop keeps half the image
     train_size: int | None = rule("int", None, low=1, null=True)  # synthetic data
     val_size: int | None = rule("int", None, low=1, null=True)
     eval_crop: float = rule("num", 0.875, low=0, high=1, low_open=True)  # folder data: resize to resolution/crop
@@ -191,6 +192,15 @@ class DataConfig(Settings):
             raise ConfigError(f"data.root is required for data={self.name}: data.root=/path/to/dataset")
         if len(self.mean) != len(self.std):
             raise ConfigError(f"data.mean has {len(self.mean)} values and data.std {len(self.std)}: one per channel")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) != IMAGE_CHANNELS:
+                raise ConfigError(f"data.{name}={list(values)!r}: must be {IMAGE_CHANNELS} numbers, one per channel of "
+                                  f"the images the network sees (grayscale data is repeated to {IMAGE_CHANNELS})")
+        if self.crop_padding > self.resolution // 2:
+            raise ConfigError(f"data.crop_padding={self.crop_padding}: must be <= {self.resolution // 2} at "
+                              f"data.resolution={self.resolution} (half the image: every random crop keeps at least "
+                              f"half of it)")
 
 
 @dataclass(frozen=True)

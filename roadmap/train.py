@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .model import ModelConfig, gmacs, num_params, upgrade_state_dict
 from .reference import ReferenceConfig
 from .seeding import derive
-from .settings import RunSettings, validate
+from .settings import IMAGE_CHANNELS, RunSettings, validate
 from .steps import Roadmap, Step
 from .tracking import make_tracker
 
@@ -99,11 +99,7 @@ def setup_runtime(train_cfg, runs_root=".") -> Runtime:
         submitit.helpers.TorchDistributedEnvironment().export()
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-    name = train_cfg.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device='cuda' but torch sees no CUDA device")
+    name = device_name(train_cfg.device)
     device, held = torch.device(f"cuda:{local_rank}" if name == "cuda" else name), None
     if name == "cuda" and world == 1 and torch.cuda.device_count() > 1 and runs_at_once() > 1:
         index, held = store.claim_gpu(runs_root, torch.cuda.device_count())
@@ -114,6 +110,18 @@ def setup_runtime(train_cfg, runs_root=".") -> Runtime:
         dist.init_process_group("nccl" if name == "cuda" else "gloo")
     torch.set_num_threads(threads(train_cfg.threads, runs_at_once()))
     return Runtime(device, rank, world, held)
+
+
+def device_name(setting: str) -> str:
+    """train.device as a device torch has here (auto: cuda, else mps, else cpu), or a one-line error naming what is."""
+    available = [name for name, ok in (("cuda", torch.cuda.is_available()), ("mps", torch.backends.mps.is_available()),
+                                       ("cpu", True)) if ok]
+    if setting == "auto":
+        return available[0]
+    if setting not in available:
+        raise ConfigError(f"train.device={setting}: torch sees no {setting.upper()} device here; available: auto, "
+                          f"{', '.join(available)}")
+    return setting
 
 
 def threads(setting: int | str, runs_at_once: int = 1) -> int:
@@ -206,6 +214,11 @@ def build_loaders(s: RunSettings, rt: Runtime, per_rank_batch: int):
         return data_lib.folder_loaders(d, r, per_rank_batch, rank=rt.rank, world=rt.world, seed=s.seed,
                                        workers=s.train.workers, device=rt.device)
     train_split, val_split = data_lib.load_tensor_dataset(d, rt.device)
+    classes = 1 + max((int(split.labels.max()) for split in (train_split, val_split) if len(split.labels)),
+                      default=-1)
+    if classes > d.num_classes:
+        raise ConfigError(f"data.num_classes={d.num_classes}: {d.name} has {classes} classes (labels 0 to "
+                          f"{classes - 1}); must be >= {classes}")
     common = dict(seed=s.seed, rank=rt.rank, world=rt.world, norm=data_lib.normalize(d))
     train = data_lib.TensorLoader(train_split, per_rank_batch, train=True, augment=data_lib.batch_augment(d, r),
                                   **common)
@@ -255,17 +268,46 @@ def check(cfg: DictConfig) -> Run:
     settings = validate(cfg)
     roadmap = roadmap_of(cfg)
     step = step_of(cfg, roadmap)
+    store.check_writable(cfg.runs_root, cfg.run_dir)
     model_cfg = network(cfg, settings.kind)
     tc = settings.train
     rt = setup_runtime(tc, cfg.runs_root)
     if tc.batch_size % rt.world:
         raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the {rt.world} processes")
+    runnable(settings, model_cfg, rt.world)
     cuda = rt.device.type == "cuda"
     precision = {"auto": "bf16" if cuda else "fp32", "mixed": "fp16" if cuda else "bf16"}.get(tc.precision,
                                                                                             tc.precision)
     channels_last = cuda if tc.channels_last == "auto" else tc.channels_last
     return Run(cfg, settings, step, roadmap, model_cfg, rt, Path(cfg.run_dir), settings.kind,
                fingerprint(cfg, model_cfg, precision), precision, channels_last, cuda_graphs(settings, rt, precision))
+
+
+BATCH_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm)
+
+
+def runnable(s: RunSettings, model_cfg: ModelConfig | ReferenceConfig, world: int) -> None:
+    """What the settings imply for the network, refused in one line before anything is written: it takes the data's
+    channels, a BatchNorm network trains on at least 2 images per process (one value per channel is no batch
+    statistic; the training loaders never make a last partial batch), and a batch goes through it at the data's
+    resolution (shapes only, on the meta device)."""
+    channels = getattr(model_cfg, "in_channels", IMAGE_CHANNELS)  # reference networks take RGB
+    if channels != IMAGE_CHANNELS:
+        raise ConfigError(f"model.in_channels={channels}: the data gives the network {IMAGE_CHANNELS}-channel images "
+                          f"(grayscale is repeated); must be {IMAGE_CHANNELS}")
+    with torch.device("meta"):
+        net = reference.network(model_cfg)
+    batch = s.train.batch_size // world
+    if batch < 2 and any(isinstance(m, BATCH_NORMS) for m in net.modules()):
+        per = f" over {world} processes" if world > 1 else ""
+        raise ConfigError(f"train.batch_size={s.train.batch_size}{per}: this network has BatchNorm, which needs at "
+                          f"least 2 images per process in training; must be >= {2 * world}")
+    r = s.data.resolution
+    try:
+        net.train()(torch.zeros(2, channels, r, r, device="meta"))
+    except RuntimeError as e:
+        why = str(e).splitlines()[0]
+        raise ConfigError(f"data.resolution={r}: this network cannot take {r}x{r} images ({why})") from None
 
 
 GRAPHS_BY_DEFAULT = False  # train.cuda_graphs=auto: set from the trainer's eager-vs-graph measurement on a GPU

@@ -526,3 +526,92 @@ def test_make_roadmaps_launcher_follows_jobs_the_gpus_and_whether_ray_is_there(m
     assert launch.main(["1"]) == 0 and capsys.readouterr() == ("\n", "")  # one after the other: nothing to say
     assert launch.main(["0"]) == 2
     assert capsys.readouterr().err == "error: JOBS='0': auto, 1 (one run after the other) or how many runs at once\n"
+
+
+# -- issue 30: settings that cannot run are refused before anything is written -------------------------------------
+
+CANNOT_RUN = [
+    (["data.num_classes=1"], "error: data.num_classes=1: must be an integer >= 2"),
+    (["train.batch_size=1"], "error: train.batch_size=1: this network has BatchNorm, which needs at least 2 images "
+                             "per process in training; must be >= 2"),
+    (["train.device=mps"], "error: train.device=mps: torch sees no MPS device here; available: auto, "),
+    (["model.in_channels=1"], "error: model.in_channels=1: the data gives the network 3-channel images (grayscale is "
+                              "repeated); must be 3"),
+    (["model.in_channels=4"], "error: model.in_channels=4: the data gives the network 3-channel images (grayscale is "
+                              "repeated); must be 3"),
+    (["data.mean=[0.5]", "data.std=[0.5]"], "error: data.mean=[0.5]: must be 3 numbers, one per channel of the images "
+                                            "the network sees (grayscale data is repeated to 3)"),
+    (["data.mean=[0.5,0.5]", "data.std=[0.5,0.5]"], "error: data.mean=[0.5, 0.5]: must be 3 numbers, one per "
+                                                    "channel of the images the network sees (grayscale data is "
+                                                    "repeated to 3)"),
+    (["data.crop_padding=40"], "error: data.crop_padding=40: must be <= 16 at data.resolution=32 (half the image: "
+                               "every random crop keeps at least half of it)"),
+    (["+step=separate_downsampling", "data.resolution=8"],
+     "error: data.resolution=8: this network cannot take 8x8 images (Calculated padded input size per channel: "
+     "(1 x 1). Kernel size: (2 x 2). Kernel size can't be greater than actual input size)"),
+]
+
+
+@pytest.mark.parametrize("args, message", CANNOT_RUN, ids=[" ".join(a) for a, _ in CANNOT_RUN])
+def test_settings_that_cannot_run_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
+    step = [] if any(a.startswith("+step=") for a in args) else ["+step=gelu"]
+    code, _, err = run_here(*step, *TINY, *args, runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err.strip().splitlines() == [err.strip()], err
+    assert err.strip().startswith(message), err
+    assert list(tmp_path.rglob("*")) == []  # no config.yaml, metrics.jsonl or failed summary.json
+
+
+def test_a_device_torch_does_not_have_is_one_line(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = run_here("+step=gelu", *TINY, "train.device=cuda", runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err == "error: train.device=cuda: torch sees no CUDA device here; available: auto, cpu\n"
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_batchnorm_needs_two_images_per_process_and_only_batchnorm(tmp_path):
+    from roadmap.config import model_config
+    from roadmap.settings import validate
+    from roadmap.train import runnable
+
+    def check(step, batch, world):
+        cfg = compose([f"+step={step}", *TINY, f"train.batch_size={batch}"])
+        runnable(validate(cfg), model_config(cfg), world)
+
+    with pytest.raises(ConfigError, match=r"^train.batch_size=2 over 2 processes: this network has BatchNorm, which "
+                                          r"needs at least 2 images per process in training; must be >= 4$"):
+        check("gelu", 2, 2)
+    check("gelu", 4, 2)
+    check("layer_norm", 1, 1)  # LayerNorm and Swin train on one image
+    cfg = compose(["+reference=swin_t", *TINY, "train.batch_size=1"])
+    runnable(validate(cfg), model_config(cfg), 1)
+
+
+@pytest.mark.parametrize("where", ["file", "proc", "read-only"])
+def test_a_runs_root_that_cannot_be_written_is_one_line(tmp_path, capsys, where):
+    root = {"file": tmp_path / "a_file", "proc": "/proc/no/runs", "read-only": tmp_path / "ro" / "runs"}[where]
+    if where == "file":
+        root.write_text("x")
+        message = f"error: runs_root={root}: {root} is not a folder"
+    elif where == "proc":
+        message = "error: runs_root=/proc/no/runs: cannot write in /proc ("
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes in read-only folders")
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+        message = f"error: runs_root={root}: cannot write in {tmp_path / 'ro'} (Permission denied)"
+    code, _, err = run_here("+step=gelu", *TINY, runs_root=root, capsys=capsys)
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and err.startswith(message), err
+    assert not os.path.isdir(root) and [p.name for p in tmp_path.rglob("*")] in ([], ["a_file"], ["ro"])
+
+
+def test_num_classes_below_the_datasets_labels_is_refused(monkeypatch):
+    from roadmap.settings import validate
+
+    cfg = compose(["+step=gelu", *TINY, "data.num_classes=5"])
+    ten = data_lib.TensorSplit(torch.zeros(20, 3, 32, 32, dtype=torch.uint8), torch.arange(20) % 10)
+    monkeypatch.setattr(data_lib, "load_tensor_dataset", lambda d, device: (ten, ten))
+    with pytest.raises(ConfigError, match=r"^data.num_classes=5: synthetic has 10 classes \(labels 0 to 9\); "
+                                          r"must be >= 10$"):
+        build_loaders(validate(cfg), _runtime(), 4)
