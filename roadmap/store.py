@@ -12,6 +12,8 @@ A run directory holds
     summary.json    written when the run ends: done, diverged, failed or interrupted
     last.pt         model, optimizer, schedule, grad scaler and EMA after the last finished epoch
     .lock           held by the process that trains it (.lock.owner says which)
+    .replacing/     a run that replaces this one (train.overwrite=true) until its first checkpoint: its config.yaml,
+                    metrics.jsonl and last.pt, moved in by `replace`; the old run stays whole until then
 <runs_root>/.gpus/cuda<i>.lock                         held by the run on GPU i, when runs share a machine's GPUs
 Every write is atomic (a temporary file renamed over the old one) or a single short appended line.
 """
@@ -189,6 +191,44 @@ def load_checkpoint(run: Path, device) -> dict | None:
     except Exception as e:
         raise ConfigError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}); move it away or rerun "
                           f"with train.overwrite=true to start over") from None
+
+
+RUN_FILES = ("summary.json", "metrics.jsonl", "config.yaml", "last.pt")  # the order `replace` replaces them in
+STAGING = ".replacing"
+
+
+def holds_run(run: Path) -> bool:
+    """Whether the run directory holds (part of) a run: what train.overwrite=true replaces."""
+    return any((Path(run) / name).exists() for name in RUN_FILES)
+
+
+def staging(run: Path) -> Path:
+    """An empty folder in the run directory for the first files of a run that replaces the one there."""
+    discard_staging(run)
+    folder = Path(run) / STAGING
+    folder.mkdir()
+    return folder
+
+
+def discard_staging(run: Path) -> None:
+    """Remove what a replacing run staged (it stopped before its first checkpoint, or was killed)."""
+    import shutil
+
+    shutil.rmtree(Path(run) / STAGING, ignore_errors=True)
+
+
+def replace(run: Path) -> None:
+    """The staged run takes the old one's place: the old summary goes first (a run without one resumes or is refused,
+    never taken as finished), then each file is replaced by its staged version or removed. A kill part-way leaves
+    files of two runs, which the checkpoint's run id and the fingerprint tell apart (the trainer refuses them)."""
+    run = Path(run)
+    folder = run / STAGING
+    for name in RUN_FILES:
+        if (folder / name).exists():
+            os.replace(folder / name, run / name)
+        else:
+            (run / name).unlink(missing_ok=True)
+    discard_staging(run)
 
 
 def claim_gpu(root, count: int, say=print, poll: float = 5.0):

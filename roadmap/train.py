@@ -12,6 +12,7 @@ import os
 import random
 import sys
 import time
+import uuid
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -241,6 +242,8 @@ class Run:
     precision: str  # bf16, fp16 or fp32, as trained
     channels_last: bool
     cuda_graphs: bool  # the training step captured as a CUDA graph
+    id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])  # this run's identity: in its last.pt
+    #   and every metrics line, so the files of two runs (one that replaced another, a kill part-way) are told apart
 
     def say(self, *args, **kwargs):
         if self.rt.main:
@@ -339,6 +342,8 @@ def previous_state(run: Run) -> tuple[dict | None, dict | None]:
         return None, None
     previous = store.read_summary(run.dir)
     ckpt = store.load_checkpoint(run.dir, run.rt.device)
+    if ckpt is not None:
+        _check_checkpoint(run, ckpt)
     for old in (previous, ckpt):
         if old is None or "fingerprint" not in old:
             continue
@@ -348,6 +353,38 @@ def previous_state(run: Run) -> tuple[dict | None, dict | None]:
             raise ConfigError(f"{run.dir} holds a run with a different configuration ({diff}); use another "
                               f"runs_root or seed, or train.overwrite=true to replace it")
     return previous, ckpt
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch")
+
+
+def _check_checkpoint(run: Run, ckpt) -> None:
+    """A last.pt that loads but is not a checkpoint of a run with this many epochs: a one-line error."""
+    path = store.checkpoint_path(run.dir)
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt] if isinstance(ckpt, dict) else ["everything"]
+    epoch = ckpt.get("epoch") if isinstance(ckpt, dict) else None
+    why = (f"it lacks {', '.join(missing)}" if missing else
+           None if isinstance(epoch, int) and 1 <= epoch <= run.settings.train.epochs else f"its epoch is {epoch!r}")
+    if why:
+        raise ConfigError(f"checkpoint {path} is not a checkpoint of this run ({why}); move it away or rerun with "
+                          f"train.overwrite=true to start over")
+
+
+def resumed_history(run: Run, ckpt: dict | None) -> list[dict]:
+    """The metrics of the epochs last.pt holds (lines of the same run, up to its epoch), or a one-line error where
+    metrics.jsonl does not hold each of them once: the files of two runs (a run replaced part-way, a file copied or
+    edited by hand) are never resumed as one."""
+    if ckpt is None:
+        return []
+    epoch = ckpt["epoch"]
+    history = [m for m in store.read_metrics(run.dir) if isinstance(m, dict) and m.get("run") == ckpt.get("run")
+               and isinstance(m.get("epoch"), int) and m["epoch"] <= epoch]
+    if [m["epoch"] for m in history] != list(range(1, epoch + 1)):
+        raise ConfigError(f"{run.dir}: last.pt holds epoch {epoch} but metrics.jsonl has its epochs "
+                          f"{[m['epoch'] for m in history]}: the files are of different runs or damaged; rerun "
+                          f"with train.overwrite=true to start over")
+    run.id = ckpt.get("run") or run.id  # checkpoints from before run ids: the run goes on under a new one
+    return history
 
 
 @dataclasses.dataclass
@@ -404,12 +441,7 @@ def build(run: Run, ckpt: dict | None) -> Job:
     scaler = torch.amp.GradScaler(device_type, enabled=run.precision == "fp16")
     ema = recipe_lib.ema(model, s.recipe)
     if ckpt is not None:
-        model.load_state_dict(upgrade_state_dict(model, ckpt["model"]))  # checkpoints from before named layers too
-        recipe_lib.load_optimizer_state(opt, ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        if ema is not None:
-            ema.load_state_dict(upgrade_state_dict(model, ckpt["ema"], "module."))
+        restore(run, ckpt, model, opt, sched, scaler, ema)
     net = model
     if rt.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rt.device] if device_type == "cuda"
@@ -425,6 +457,23 @@ def build(run: Run, ckpt: dict | None) -> Job:
     return Job(model, net, step, opt, sched, scaler, ema,
                data_lib.batch_mix(s.recipe, s.data.num_classes), train_loader, val_loader, steps_per_epoch,
                autocast, params, macs)
+
+
+def restore(run: Run, ckpt: dict, model, opt, sched, scaler, ema) -> None:
+    """The training state from the run's checkpoint; one line where it does not fit (a last.pt edited or copied
+    from another network)."""
+    try:
+        model.load_state_dict(upgrade_state_dict(model, ckpt["model"]))  # checkpoints from before named layers too
+        recipe_lib.load_optimizer_state(opt, ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None:
+            ema.load_state_dict(upgrade_state_dict(model, ckpt["ema"], "module."))
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"checkpoint {store.checkpoint_path(run.dir)} does not fit this run's network or "
+                          f"optimizer ({why[:200]}); move it away or rerun with train.overwrite=true to start over"
+                          ) from None
 
 
 def train_batch(run: Run, job: Job, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -473,11 +522,11 @@ def train_epoch(run: Run, job: Job, epoch: int, show_bar: bool) -> tuple[dict | 
             "seconds": time.perf_counter() - t0}, None
 
 
-def save_checkpoint(run: Run, job: Job, epoch: int) -> None:
-    store.save_checkpoint(run.dir, {"model": job.model.state_dict(), "optimizer": job.opt.state_dict(),
+def save_checkpoint(run: Run, job: Job, epoch: int, folder: Path) -> None:
+    store.save_checkpoint(folder, {"model": job.model.state_dict(), "optimizer": job.opt.state_dict(),
                                     "scheduler": job.sched.state_dict(), "scaler": job.scaler.state_dict(),
                                     "ema": job.ema.state_dict() if job.ema is not None else None, "epoch": epoch,
-                                    "fingerprint": run.fingerprint})
+                                    "fingerprint": run.fingerprint, "run": run.id})
 
 
 def describe(run: Run, job: Job) -> dict:
@@ -510,6 +559,8 @@ def train(cfg: DictConfig) -> dict:
     """Train the step `cfg` asks for (or print the summary of a finished run) and return its summary."""
     run = check(cfg)
     with store.lock(run.dir, run.rt.main):
+        if run.rt.main:
+            store.discard_staging(run.dir)  # what a replacing run killed before its first checkpoint left
         previous, ckpt = previous_state(run)
         if previous and previous.get("status") in store.FINISHED:
             capped = (f", capped at {previous.get('steps_per_epoch')} steps per epoch (a smoke run)"
@@ -522,23 +573,29 @@ def train(cfg: DictConfig) -> dict:
                 if run.rt.main:
                     store.write_summary(run.dir, previous)
             return previous
+        history = resumed_history(run, ckpt)
         job = build(run, ckpt)
-        start_epoch = ckpt["epoch"] if ckpt is not None else 0
-        history = [m for m in store.read_metrics(run.dir) if m["epoch"] <= start_epoch]
+        start_epoch = len(history)
         if ckpt is not None:
             run.say(f"[{run.step.name}] resumed after epoch {start_epoch}/{run.settings.train.epochs} from "
                     f"{run.dir / 'last.pt'}")
-        return fit(run, job, start_epoch, history)
+        replacing = run.settings.train.overwrite and store.holds_run(run.dir)
+        return fit(run, job, start_epoch, history, replacing)
 
 
-def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
-    """Train from `start_epoch` to the end, writing metrics and a checkpoint after every epoch, then the summary."""
+def fit(run: Run, job: Job, start_epoch: int, history: list[dict], replacing: bool = False) -> dict:
+    """Train from `start_epoch` to the end, writing metrics and a checkpoint after every epoch, then the summary.
+    A run that replaces another (`replacing`) writes its files aside until its first checkpoint, then moves them in
+    (store.replace): stopped before that, it leaves the old run as it was."""
     cfg, tc, rt = run.cfg, run.settings.train, run.rt
+    out = run.dir  # where the run's files go: store.staging(run.dir) until a replacing run's first checkpoint
     if rt.main:
-        store.write_config(run.dir, OmegaConf.to_yaml(cfg, resolve=True))
-        store.write_metrics(run.dir, history)
+        out = store.staging(run.dir) if replacing else run.dir
+        store.write_config(out, OmegaConf.to_yaml(cfg, resolve=True))
+        store.write_metrics(out, [{**m, "run": run.id} for m in history])
         store.write_roadmap(run.dir, run.kind, run.roadmap.to_dict())
-        store.clear_summary(run.dir)
+        if not replacing:
+            store.clear_summary(run.dir)
     tracker = make_tracker(cfg, run.step, rt.main)
     name = run.step.name
     run.say(f"[{name}] {job.params / 1e6:.2f}M params, {job.gmacs:.3f} GMACs at {cfg.data.resolution}px, "
@@ -555,18 +612,27 @@ def fit(run: Run, job: Job, start_epoch: int, history: list[dict]) -> dict:
                 break
             with deferred_interrupts():
                 if rt.main:
-                    store.append_metrics(run.dir, metrics)
-                    save_checkpoint(run, job, epoch + 1)
+                    store.append_metrics(out, {**metrics, "run": run.id})
+                    save_checkpoint(run, job, epoch + 1, out)
+                    if out != run.dir:
+                        store.replace(run.dir)
+                        out = run.dir
                 history.append(metrics)
             tracker.log(metrics)
             run.say(f"[{name}] epoch {epoch + 1}/{tc.epochs}  loss {metrics['train_loss']:.4f}  top-1 "
                     f"{metrics['val_top1']:.2f}  top-5 {metrics['val_top5']:.2f}  lr {metrics['lr']:.2e}  "
                     f"{metrics['img_s']:.0f} img/s  {metrics['seconds']:.1f}s")
     except KeyboardInterrupt as e:
-        interrupted(run, job, tracker, history, e.args[0] if e.args else "SIGINT")
+        interrupted(run, job, tracker, history, e.args[0] if e.args else "SIGINT", replaced=out == run.dir)
+    except BaseException:
+        if out != run.dir:  # the old run stays as it was
+            store.discard_staging(run.dir)
+        raise
+    if out != run.dir:  # diverged in its first epoch: a finished run, which replaces the old one
+        store.replace(run.dir)
 
     summary = {**describe(run, job), "status": status, "message": message, "epochs": len(history),
-               "fingerprint": run.fingerprint}
+               "fingerprint": run.fingerprint, "run": run.id}
     if status == "done" and run.settings.eval.robustness:
         try:
             summary["robustness"] = robustness(run, job)
@@ -599,18 +665,25 @@ def robustness(run: Run, job: Job) -> dict:
     return record
 
 
-def interrupted(run: Run, job: Job, tracker, history: list[dict], signal_name: str):
+def interrupted(run: Run, job: Job, tracker, history: list[dict], signal_name: str, replaced: bool = True):
     """A run stopped by a signal during an epoch: its summary says so (status interrupted, not finished: the same
-    command resumes it from last.pt), and one line says where."""
+    command resumes it from last.pt), and one line says where. A replacing run stopped before its first checkpoint
+    (not `replaced`) writes nothing: the run it was to replace stays as it was."""
     kept = f"last.pt holds epoch {len(history)}" if history else "no epoch had finished"
     epoch = min(len(history) + 1, run.settings.train.epochs)  # the one in training: a signal may come after an
     #                                                         epoch was recorded, before the loop's next one began
     message = (f"{run.step.name} seed {run.settings.seed} stopped by {signal_name} during epoch {epoch}/"
                f"{run.settings.train.epochs} ({kept}); rerun the same command to resume -> {run.dir}")
+    if not replaced:
+        message = (f"{run.step.name} seed {run.settings.seed} stopped by {signal_name} during epoch 1/"
+                   f"{run.settings.train.epochs} of the run replacing the one in {run.dir}, which is kept as it was; "
+                   f"train.overwrite=true replaces it")
     summary = {**describe(run, job), "status": "interrupted", "message": message, "epochs": len(history),
-               "fingerprint": run.fingerprint}
-    if run.rt.main:
+               "fingerprint": run.fingerprint, "run": run.id}
+    if run.rt.main and replaced:
         store.write_summary(run.dir, summary)
+    elif run.rt.main:
+        store.discard_staging(run.dir)
     tracker.finish(summary)
     raise Interrupted(message, signal_name) from None
 

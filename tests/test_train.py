@@ -615,3 +615,122 @@ def test_num_classes_below_the_datasets_labels_is_refused(monkeypatch):
     with pytest.raises(ConfigError, match=r"^data.num_classes=5: synthetic has 10 classes \(labels 0 to 9\); "
                                           r"must be >= 10$"):
         build_loaders(validate(cfg), _runtime(), 4)
+
+
+# -- issue 30: overwriting never loses work -------------------------------------------------------------------------
+
+def _files(run_dir):
+    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".lock")}
+
+
+def test_overwriting_checks_first_and_keeps_the_old_run_until_the_new_ones_first_checkpoint(tmp_path, capsys,
+                                                                                           monkeypatch):
+    """The issue's sequence: a finished run, then train.overwrite=true with settings that cannot run (refused before
+    anything is touched), then one that crashes in its first epoch, then one interrupted there: the old run stays as
+    it was each time, and the original command finds it finished."""
+    from roadmap import train as train_lib
+
+    args = ["+step=gelu", *TINY, "train.epochs=1"]
+    assert run_here(*args, runs_root=tmp_path, capsys=capsys)[0] == 0
+    run_dir = tmp_path / RUN.format(step="gelu")
+    before = _files(run_dir)
+    code, _, err = run_here(*args, "train.overwrite=true", "train.batch_size=1", runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err.startswith("error: train.batch_size=1: this network has BatchNorm") and \
+        _files(run_dir) == before
+
+    def crash(*a, **k):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(train_lib, "train_epoch", crash)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_here(*args, "train.overwrite=true", "train.max_steps_per_epoch=2", runs_root=tmp_path, capsys=capsys)
+    assert _files(run_dir) == before and not (run_dir / ".replacing").exists()
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(train_lib, "train_epoch", interrupt)
+    with pytest.raises(train_lib.Interrupted, match=r"^gelu seed 0 stopped by SIGTERM during epoch 1/1 of the run "
+                                                    r"replacing the one in .*/gelu/seed0, which is kept as it was; "
+                                                    r"train.overwrite=true replaces it$"):
+        run_here(*args, "train.overwrite=true", runs_root=tmp_path, capsys=capsys)
+    assert _files(run_dir) == before and not (run_dir / ".replacing").exists()
+    monkeypatch.undo()
+    code, out, err = run_here(*args, runs_root=tmp_path, capsys=capsys)
+    assert code == 0 and "already finished (done)" in out and _files(run_dir) == before, err
+
+
+def test_a_replacement_killed_before_its_first_checkpoint_leaves_the_old_run(tmp_path, capsys):
+    """What a SIGKILL leaves: the staged files beside the old run, which the next run discards."""
+    args = ["+step=gelu", *TINY, "train.epochs=1"]
+    assert run_here(*args, runs_root=tmp_path, capsys=capsys)[0] == 0
+    run_dir = tmp_path / RUN.format(step="gelu")
+    before = _files(run_dir)
+    staged = run_dir / ".replacing"
+    staged.mkdir()
+    (staged / "config.yaml").write_text("train: {batch_size: 32}\n")
+    (staged / "metrics.jsonl").write_text("")
+    code, out, err = run_here(*args, runs_root=tmp_path, capsys=capsys)
+    assert code == 0 and "already finished (done)" in out and _files(run_dir) == before and not staged.exists()
+
+
+def test_a_replacing_run_takes_the_old_ones_place_at_its_first_checkpoint(tmp_path, capsys):
+    args = ["+step=gelu", *TINY, "train.epochs=1"]
+    assert run_here(*args, runs_root=tmp_path, capsys=capsys)[0] == 0
+    run_dir = tmp_path / RUN.format(step="gelu")
+    old = torch.load(run_dir / "last.pt", weights_only=True)["run"]
+    code, out, err = run_here(*args, "train.overwrite=true", "train.max_steps_per_epoch=2", runs_root=tmp_path,
+                              capsys=capsys)
+    assert code == 0, err
+    new = torch.load(run_dir / "last.pt", weights_only=True)
+    s = summary(run_dir)
+    assert new["run"] != old and s["run"] == new["run"] and [m["run"] for m in metrics(run_dir)] == [new["run"]]
+    assert s["status"] == "done" and s["capped"] and s["epochs"] == 1 and "final_top1" in s
+    assert "max_steps_per_epoch: 2" in (run_dir / "config.yaml").read_text() and not (run_dir / ".replacing").exists()
+
+
+def test_files_of_two_runs_are_never_resumed_as_one(tmp_path, capsys):
+    """The issue's end state before the fix (metrics and summary gone, the old last.pt kept), and a last.pt of one
+    run beside the metrics of another: one line, never `done` with 0 epochs and no top-1."""
+    args = ["+step=gelu", *TINY, "train.epochs=1"]
+    assert run_here(*args, runs_root=tmp_path, capsys=capsys)[0] == 0
+    run_dir = tmp_path / RUN.format(step="gelu")
+    (run_dir / "summary.json").unlink()
+    lines = (run_dir / "metrics.jsonl").read_text()
+    (run_dir / "metrics.jsonl").write_text("")
+    code, _, err = run_here(*args, runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err == (f"error: {run_dir}: last.pt holds epoch 1 but metrics.jsonl has its epochs []: the "
+                                 f"files are of different runs or damaged; rerun with train.overwrite=true to start "
+                                 f"over\n")
+    (run_dir / "metrics.jsonl").write_text(lines.replace('"run": "', '"run": "other'))
+    code, _, err = run_here(*args, runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and "last.pt holds epoch 1 but metrics.jsonl has its epochs []" in err
+    assert not (run_dir / "summary.json").exists()
+    (run_dir / "metrics.jsonl").write_text(lines)  # the run's own lines: it is finished again, with its top-1
+    code, out, err = run_here(*args, runs_root=tmp_path, capsys=capsys)
+    s = summary(run_dir)
+    assert code == 0 and "resumed after epoch 1/1" in out and s["status"] == "done" and s["epochs"] == 1
+    assert s["final_top1"] == json.loads(lines)["val_top1"]
+
+
+def test_damaged_run_files_are_one_line(tmp_path, capsys):
+    """A truncated summary.json: the run is read from last.pt and metrics.jsonl; a last.pt that loads but is no
+    checkpoint of this run, or does not fit its network: one line, nothing written."""
+    args = ["+step=gelu", *TINY, "train.epochs=1"]
+    assert run_here(*args, runs_root=tmp_path, capsys=capsys)[0] == 0
+    run_dir = tmp_path / RUN.format(step="gelu")
+    top1 = summary(run_dir)["final_top1"]
+    (run_dir / "summary.json").write_text((run_dir / "summary.json").read_text()[:50])
+    code, out, err = run_here(*args, runs_root=tmp_path, capsys=capsys)
+    assert code == 0 and summary(run_dir)["status"] == "done" and summary(run_dir)["final_top1"] == top1, err
+    ckpt = torch.load(run_dir / "last.pt", weights_only=True)
+    (run_dir / "summary.json").unlink()
+    for state, why in (({"epoch": 1}, "is not a checkpoint of this run (it lacks model, optimizer, scheduler, scaler)"),
+                       ({**ckpt, "epoch": 7}, "is not a checkpoint of this run (its epoch is 7)"),
+                       ({**ckpt, "model": {"w": torch.zeros(1)}}, "does not fit this run's network or optimizer (")):
+        torch.save(state, run_dir / "last.pt")
+        before = _files(run_dir)
+        code, _, err = run_here(*args, runs_root=tmp_path, capsys=capsys)
+        assert code == 2 and err.startswith(f"error: checkpoint {run_dir}/last.pt {why}"), err
+        assert err.strip().endswith("move it away or rerun with train.overwrite=true to start over")
+        assert err.count("\n") == 1 and _files(run_dir) == before
