@@ -225,7 +225,10 @@ class ImageFiles(torch.utils.data.Dataset):
     unreadable file gives (None, label, path, why) instead of an exception in a worker."""
 
     def __init__(self, root: Path, transform=None, raw: bool = False):
-        folder = datasets.ImageFolder(str(root), loader=str)  # lists the files; decodes nothing
+        try:
+            folder = datasets.ImageFolder(str(root), loader=str)  # lists the files; decodes nothing
+        except (FileNotFoundError, NotADirectoryError) as e:  # no class folder, or a class folder with no image
+            raise ConfigError(f"data.root: {root}: {str(e).splitlines()[0]}") from None
         self.samples, self.classes, self.transform, self.raw = folder.samples, folder.classes, transform, raw
 
     def __len__(self):
@@ -381,6 +384,21 @@ def eval_subset(data_cfg, val: TensorSplit | None, count: int, device) -> Tensor
     return TensorSplit(torch.stack([g[0] for g in good]).to(device), torch.tensor([g[1] for g in good]).to(device))
 
 
+def same_classes(root: Path, train: list[str], val: list[str]) -> None:
+    """A label is its class folder's place in the sorted names of its split: val/ must have train/'s class folders
+    (the same names at the same labels), or a one-line error naming the difference."""
+    if val == train:
+        return
+    def names(xs):
+        return ", ".join(xs[:5]) + (f" and {len(xs) - 5} more" if len(xs) > 5 else "")
+
+    lacks, extra = sorted(set(train) - set(val)), sorted(set(val) - set(train))
+    difference = "; ".join([*([f"val/ lacks {names(lacks)}"] if lacks else []),
+                            *([f"val/ has {names(extra)}, which train/ lacks"] if extra else [])])
+    raise ConfigError(f"data.root={root}: val/ must have the class folders of train/ (labels are their places in "
+                      f"its sorted names): {difference}")
+
+
 def folder_loaders(data_cfg, recipe, batch_size, *, rank, world, seed, workers, device):
     """Loaders over root/train and root/val class folders, sharded with DistributedSampler: decoded and augmented by
     DataLoader workers (data.decode=cpu), or read by the workers and decoded and augmented on the training device
@@ -402,6 +420,7 @@ def folder_loaders(data_cfg, recipe, batch_size, *, rank, world, seed, workers, 
     if len(train_set.classes) != data_cfg.num_classes:
         raise ConfigError(f"data.num_classes={data_cfg.num_classes} but {root}/train has "
                           f"{len(train_set.classes)} class folders")
+    same_classes(root, train_set.classes, val_set.classes)
     common = dict(num_workers=workers, pin_memory=torch.device(device).type == "cuda" and not raw,
                   persistent_workers=workers > 0, collate_fn=_collate)
     train_sampler = DistributedSampler(train_set, world, rank, shuffle=True, seed=derive(seed, "order"),

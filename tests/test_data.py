@@ -111,3 +111,34 @@ def test_bad_data_options_are_one_line_errors(tmp_path):
             assert str(e).startswith(message)
         else:
             raise AssertionError(f"{option} was accepted")
+
+
+FOLDER_RUN = ["+step=separate_downsampling", "scale=imagenette", "data.num_classes=2", "data.resolution=32",
+              "train.workers=0", "scale.batch_size=4", "scale.epochs=1", "model.width_multiplier=0.125",
+              "eval.robustness_images=4"]
+
+
+def test_val_must_have_trains_classes_at_the_same_labels(tmp_path, capsys):
+    """Issue 30: val/ with only class b of train's a, b gave its images label 0 (train's a) and top-1 100.00."""
+    import shutil
+
+    root = image_tree(tmp_path / "data", classes=("a", "b"))
+    shutil.rmtree(root / "val" / "a")
+    code, _, err = run_here(*FOLDER_RUN, f"data.root={root}", runs_root=tmp_path / "runs", capsys=capsys)
+    assert code == 2 and err == (f"error: data.root={root}: val/ must have the class folders of train/ (labels are "
+                                 f"their places in its sorted names): val/ lacks a\n")
+    assert not (tmp_path / "runs").exists()
+    image_tree(root, n=1, classes=("c",), fmt="png")
+    shutil.rmtree(root / "train" / "c")
+    code, _, err = run_here(*FOLDER_RUN, f"data.root={root}", runs_root=tmp_path / "runs", capsys=capsys)
+    assert code == 2 and err.strip().endswith("val/ lacks a; val/ has c, which train/ lacks")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_class_folder_without_images_is_one_line(tmp_path, capsys):
+    root = image_tree(tmp_path / "data", classes=("a", "b"))
+    (root / "train" / "c").mkdir()
+    code, _, err = run_here(*FOLDER_RUN, "data.num_classes=3", f"data.root={root}", runs_root=tmp_path / "runs",
+                            capsys=capsys)
+    assert code == 2 and err.startswith(f"error: data.root: {root / 'train'}: Found no valid file for the classes c.")
+    assert err.count("\n") == 1 and not (tmp_path / "runs").exists()
