@@ -7,7 +7,10 @@ FMNIST := /usr/share/datasets/fashion-mnist
 RUNS ?= runs
 ROADMAP ?= convnext_t
 SEEDS ?= 1
-SEED_LIST := $(shell seq -s, 0 $$(($(SEEDS) - 1)))
+# make roadmap's seeds, 0..SEEDS-1; SEEDS that is not a positive integer stops make in one line before anything runs
+SEED_DIGITLESS = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst 9,,$(SEEDS)))))))))))
+SEED_LIST := $(if $(filter roadmap,$(MAKECMDGOALS)),$(if $(or $(filter-out 1,$(words $(SEEDS))),$(filter 0%,$(SEEDS)),$(SEED_DIGITLESS)),\
+  $(error SEEDS='$(SEEDS)': must be a positive integer (make roadmap trains seeds 0 to SEEDS-1)),$(shell seq -s, 0 $$(($(SEEDS) - 1)))))
 # runs side by side: auto = one per GPU where torch sees GPUs (each run takes one of its own), else one per core;
 # N; or 1 (one after the other). Through Ray where it is installed, else joblib (python -m roadmap.launch).
 JOBS ?= auto
