@@ -281,6 +281,19 @@ class RunSettings:
     explore: ExploreConfig | None
 
 
+def differences(old: dict, new: dict, prefix="") -> list[str]:
+    """What differs between two nested records of settings (a run's fingerprint, a study's settings), one
+    "key.path: old -> new" each, in key order."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a} -> {b}")
+    return out
+
+
 def validate(cfg) -> RunSettings:
     """The run's settings from its resolved config (a DictConfig or a plain dict), or a one-line ConfigError naming
     the first bad key. An interpolation that cannot be resolved is reported as the key that holds it."""

@@ -23,6 +23,7 @@ every network they proposed.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import socket
@@ -39,6 +40,7 @@ from . import seeding
 from .errors import ConfigError
 from .explore import check_space, cost, decode, encode, network_id, overrides, repair, switches
 from .model import ModelConfig
+from .settings import differences
 
 SAMPLERS = ("random", "tpe", "gp")
 OUTCOMES = ("trained", "invalid", "over_budget", "redrawn")
@@ -78,24 +80,58 @@ def journal_storage(path: Path) -> optuna.storages.JournalStorage:
 
 
 def load(path: Path) -> optuna.Study:
-    """A stored study, read only (the report)."""
+    """A stored study, read only (the report); a one-line ConfigError where its journal is damaged."""
+    check_journal(Path(path))
     return optuna.load_study(study_name=Path(path).stem, storage=journal_storage(path))
+
+
+def check_journal(path: Path) -> None:
+    """A one-line ConfigError naming the journal and the line where it is not Optuna's journal (a line that is not
+    one of its JSON entries, binary data, a last line cut short): Optuna would stop with an error naming no file, or
+    append to the cut line and damage the journal further. Read under Optuna's own lock, which its writers hold
+    while they append (no line is half written under it)."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not path.exists():
+        return
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        lines = path.read_bytes().split(b"\n")
+    finally:
+        lock.release()
+    for number, line in enumerate(lines, 1):
+        last = number == len(lines)  # what follows the last end of line: nothing in a whole journal
+        if last and not line:
+            return
+        try:
+            entry = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            entry = None
+        ok = isinstance(entry, dict) and "op_code" in entry
+        if not ok or last:
+            what = "is cut short" if last and (ok or line.startswith(b'{"op_code"')) else \
+                "is not an entry of an Optuna journal"
+            raise ConfigError(f"{path}: line {number} {what} (the file is damaged); move it away to start the "
+                              f"exploration over, or explore.name=<new name> for a new one")
 
 
 class Exploration:
     """One worker's view of an exploration's study."""
 
     def __init__(self, folder: Path, *, name: str, sampler: str, samples: int, space: dict, base: dict,
-                 budget: float | None, resolution: int, seed: int, startup_trials: int):
+                 budget: float | None, resolution: int, seed: int, startup_trials: int, scored: dict | None = None):
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # a line per trial is ours (progress); GP fit notes are not
         make_sampler(sampler, 0)  # a bad name fails here, before anything is written
         self.name, self.sampler, self.samples, self.space = name, sampler, samples, check_space(space)
         self.base, self.budget, self.resolution = dict(base), budget, resolution
         self.seed, self.startup_trials = seed, startup_trials
+        self.scored = scored or {}  # what else changes a network's score (score_settings)
         self._costs = {}  # network id -> GMACs, for redraws
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.journal = self.folder / f"{name}.journal"
+        check_journal(self.journal)
         self.storage = journal_storage(self.journal)
         self.lock = FileLock(str(self.folder / f"{name}.lock"))
         self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -104,8 +140,10 @@ class Exploration:
         self.alive = FileLock(str(self.workers / f"{self.worker}.lock"))
         self.alive.acquire()
         with self.lock:
-            self.study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize",
-                                             load_if_exists=True)
+            try:  # loaded as it is: a rerun that is refused leaves the journal as it was
+                self.study = optuna.load_study(study_name=name, storage=self.storage)
+            except KeyError:
+                self.study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize")
             self._check_settings()
 
     @classmethod
@@ -121,24 +159,31 @@ class Exploration:
         if ex is None or ex.sampler is None:
             raise ConfigError("explore.sampler: an exploration needs one (random, tpe or gp): +explore=random, "
                               "+explore=search or +explore=gp")
+        folder = store.folder_of(Path(cfg.run_dir))
+        store.check_writable(cfg.runs_root, folder)
         model = OmegaConf.to_container(cfg.model, resolve=True)
-        return cls(store.folder_of(Path(cfg.run_dir)), name=ex.name, sampler=ex.sampler, samples=ex.samples,
+        return cls(folder, name=ex.name, sampler=ex.sampler, samples=ex.samples,
                    space=ex.space, base=model, budget=budget_gmacs(cfg), resolution=int(cfg.data.resolution),
-                   seed=ex.sampler_seed, startup_trials=ex.startup_trials)
+                   seed=ex.sampler_seed, startup_trials=ex.startup_trials, scored=score_settings(cfg, ex.space))
 
     def _check_settings(self) -> None:
-        """A study holds draws of one space under one budget: a rerun with others would mix them silently."""
+        """A study holds networks drawn from one space under one budget and trained alike: a rerun with another space,
+        budget or anything that changes a score (score_settings) would rank networks trained differently as one
+        population. A study from before a setting was recorded takes the rerun's."""
         mine = {"space": {k: [encode(v) for v in vals] for k, vals in self.space.items()},
                 "budget_gmacs": None if self.budget is None else round(self.budget, 6),
-                "resolution": self.resolution}
-        stored = self.study.user_attrs.get("settings")
-        if stored is None:
-            self.study.set_user_attr("settings", mine)
-        elif stored != mine:
-            what = [k for k in mine if stored.get(k) != mine[k]]
-            raise ConfigError(f"{self.journal} holds a study drawn with another {' and '.join(what)} "
-                              f"({', '.join(f'{k}={stored.get(k)}' for k in what if k != 'space')}); "
+                "resolution": self.resolution, **self.scored}
+        stored = self.study.user_attrs.get("settings") or {}
+        what = [k for k in mine if k in stored and stored[k] != mine[k]]
+        if what:
+            pairs = {k: named(stored[k], mine[k]) for k in what}
+            changed = differences({k: a for k, (a, _) in pairs.items()}, {k: b for k, (_, b) in pairs.items()})
+            keys = ", ".join(what[:-1]) + (" and " if len(what) > 1 else "") + what[-1]
+            raise ConfigError(f"{self.journal} holds a study drawn with another {keys} "
+                              f"({'; '.join(changed[:4])}{'; ...' if len(changed) > 4 else ''}); "
                               f"explore.name=<new name> starts a new one, deleting the journal starts over")
+        if set(mine) - set(stored):
+            self.study.set_user_attr("settings", {**mine, **stored})
 
     def close(self) -> None:
         self.alive.release()
@@ -274,6 +319,29 @@ class Exploration:
         return text
 
 
+def named(old, new) -> tuple:
+    """Two versions of a config section as they are best told apart: by name where it has one that differs
+    (recipe.name: modern -> classic says more than its ten values), else whole."""
+    if isinstance(old, dict) and isinstance(new, dict) and "name" in old and old.get("name") != new.get("name"):
+        return {"name": old["name"]}, {"name": new.get("name")}
+    return old, new
+
+
+def score_settings(cfg, space: dict) -> dict:
+    """What changes a drawn network's score besides its switches, as the exploration's config has it: the seed, the
+    data (not where it is read from or how it is decoded), the recipe, the epochs, the global batch, the cap on steps
+    per epoch, the precision asked for, and the model's values the draws leave as they are (the scale's width and
+    classes, the switches outside the space)."""
+    from omegaconf import OmegaConf
+
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items()
+            if k not in ("root", "download", "decode", "bad_images")}
+    model = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k not in space}
+    train = {k: cfg.train.get(k) for k in ("epochs", "batch_size", "max_steps_per_epoch", "precision")}
+    return json.loads(json.dumps({"seed": cfg.seed, "data": data, "recipe": OmegaConf.to_container(cfg.recipe,
+                                  resolve=True), "train": train, "model": model}))
+
+
 def counts(trials) -> dict:
     """How the draws of a study ended: outcome -> number, and trained networks by state."""
     out = {k: 0 for k in (*OUTCOMES, "done", "running", "failed", "repaired")}
@@ -298,6 +366,13 @@ def trained(study: optuna.Study) -> optuna.Study:
 
 
 def studies(folder: Path) -> dict[str, optuna.Study]:
-    """The explorations' studies stored in an `explore/` folder, by name."""
+    """The explorations' studies stored in an `explore/` folder, by name; a damaged journal is warned about and
+    skipped."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return {p.stem: load(p) for p in sorted(Path(folder).glob("*.journal"))}
+    out = {}
+    for path in sorted(Path(folder).glob("*.journal")):
+        try:
+            out[path.stem] = load(path)
+        except ConfigError as e:
+            warnings.warn(f"skipping {e}", stacklevel=2)
+    return out

@@ -30,7 +30,7 @@ from .errors import ConfigError
 from .model import ModelConfig, gmacs, num_params, upgrade_state_dict
 from .reference import ReferenceConfig
 from .seeding import derive
-from .settings import IMAGE_CHANNELS, RunSettings, validate
+from .settings import IMAGE_CHANNELS, RunSettings, differences, validate
 from .steps import Roadmap, Step
 from .tracking import make_tracker
 
@@ -170,17 +170,6 @@ def upgraded(old: dict, summary: dict | None, precision: str) -> dict:
     old.setdefault("max_steps_per_epoch", None)
     old.setdefault("precision", (summary or {}).get("precision", precision))
     return old
-
-
-def _differences(old: dict, new: dict, prefix="") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a} -> {b}")
-    return out
 
 
 def _seed_epoch(seed: int, rank: int, epoch: int) -> None:
@@ -349,7 +338,7 @@ def previous_state(run: Run) -> tuple[dict | None, dict | None]:
             continue
         before = upgraded(old["fingerprint"], previous, run.precision)
         if before != run.fingerprint:
-            diff = "; ".join(_differences(before, run.fingerprint)[:3])
+            diff = "; ".join(differences(before, run.fingerprint)[:3])
             raise ConfigError(f"{run.dir} holds a run with a different configuration ({diff}); use another "
                               f"runs_root or seed, or train.overwrite=true to replace it")
     return previous, ckpt

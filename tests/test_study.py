@@ -167,7 +167,8 @@ def test_a_trial_left_by_a_dead_worker_is_resumed_and_nothing_is_trained_twice(t
 def test_a_study_refuses_another_budget_in_one_line(tmp_path):
     exploration(tmp_path, budget=0.002).close()
     with pytest.raises(ConfigError, match=r"random.journal holds a study drawn with another budget_gmacs "
-                                          r"\(budget_gmacs=0.002\); explore.name=<new name> starts a new one"):
+                                          r"\(budget_gmacs: 0.002 -> 0.003\); explore.name=<new name> starts a new "
+                                          r"one, deleting the journal starts over$"):
         exploration(tmp_path, budget=0.003)
 
 
@@ -203,3 +204,94 @@ def test_two_processes_share_one_study_and_train_disjoint_networks(tmp_path, cap
     md = report.report(tmp_path / "embedded" / "convnext_t", tmp_path / "out")[1].read_text()
     assert (f"random: 6 networks from {len(study.trials)} draws ({c['invalid']} invalid, 0 repaired, "
             f"{c['over_budget']} over the complexity budget, 0 drawn again). 6 networks trained in all") in md
+
+
+# -- issue 30: a study refuses what changes a score; a damaged journal is one line ---------------------------------
+
+EXPLORE = ["+explore=random", "explore.samples=1", *TINY, "train.epochs=1"]
+
+
+def test_a_study_names_the_switches_of_another_space(tmp_path):
+    exploration(tmp_path).close()
+    with pytest.raises(ConfigError, match=r"random.journal holds a study drawn with another space "
+                                          r"\(space.kernel_size: \[3, 5, 7, 9, 11\] -> \[3, 5\]\); explore.name="):
+        exploration(tmp_path, space={**SMALL, "kernel_size": [3, 5]})
+
+
+def test_a_study_refuses_anything_that_changes_a_score(tmp_path, capsys):
+    """The issue's case: networks of the modern recipe, then a rerun with the classic recipe and 3 steps per epoch,
+    which trained and ranked both recipes' networks in one study."""
+    from roadmap.config import compose
+
+    assert multirun_here(*EXPLORE, runs_root=tmp_path, capsys=capsys)[0] == 0
+    folder = tmp_path / "embedded" / "convnext_t" / "explore"
+    journal = (folder / "random.journal").read_bytes()
+    code, out, err = multirun_here(*EXPLORE, "explore.samples=2", "recipe=classic", "train.max_steps_per_epoch=3",
+                                   runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"error: {folder}/random.journal holds a study drawn with another recipe and train (recipe.name: modern -> "
+        f"classic; train.max_steps_per_epoch: 60 -> 3); explore.name=<new name> starts a new one, deleting the "
+        f"journal starts over")
+    assert (folder / "random.journal").read_bytes() == journal and len(list(folder.glob("net-*"))) == 1
+
+    def refused(*overrides):
+        cfg = compose([*EXPLORE, f"runs_root={tmp_path}", *overrides])
+        with pytest.raises(ConfigError) as e:
+            Exploration.from_config(cfg)
+        return str(e.value).split("drawn with ")[1].split("; explore.name")[0]
+
+    assert refused("seed=1") == "another seed (seed: 0 -> 1)"
+    assert refused("data.train_size=128") == "another data (data.train_size: 256 -> 128)"
+    assert refused("train.epochs=2") == "another train (train.epochs: 1 -> 2)"
+    assert refused("train.batch_size=32") == "another train (train.batch_size: 64 -> 32)"
+    assert refused("recipe.lr=0.001") == "another recipe (recipe.lr: 0.004 -> 0.001)"
+    assert refused("data.resolution=64").startswith("another budget_gmacs, resolution and data (budget_gmacs: ")
+    assert refused("model.width_multiplier=0.25").endswith("model.width_multiplier: 0.125 -> 0.25)")
+    same = Exploration.from_config(compose([*EXPLORE, f"runs_root={tmp_path}", "data.root=/elsewhere",
+                                            "train.workers=2", "train.device=cpu"]))  # where and how, not what
+    same.close()
+
+
+def test_a_study_from_before_the_score_settings_takes_the_reruns(tmp_path):
+    exploration(tmp_path).close()  # space, budget and resolution only, as studies were stored before
+    ex = exploration(tmp_path, name="random")
+    ex.scored = {"seed": 0}
+    ex._check_settings()
+    assert ex.study.user_attrs["settings"]["seed"] == 0
+    ex.close()
+
+
+@pytest.mark.parametrize("damage, line, what", [
+    ("garbage", 2, "is not an entry of an Optuna journal"),
+    ("truncated", None, "is cut short"),
+    ("binary", 1, "is not an entry of an Optuna journal")])
+def test_a_damaged_journal_is_one_line_naming_it_and_never_appended_to(tmp_path, capsys, damage, line, what):
+    exploration(tmp_path / "explore").close()
+    path = tmp_path / "explore" / "random.journal"
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes({"garbage": lambda: b"\n".join([lines[0], b"garbage", *lines[1:]]),
+                      "truncated": lambda: b"\n".join(lines)[:-15],
+                      "binary": lambda: bytes(range(256)) * 4}[damage]())
+    line = line or len(lines) - 1
+    damaged = path.read_bytes()
+    with pytest.raises(ConfigError) as e:
+        exploration(tmp_path / "explore")
+    assert str(e.value) == (f"{path}: line {line} {what} (the file is damaged); move it away to start the exploration "
+                            f"over, or explore.name=<new name> for a new one")
+    assert path.read_bytes() == damaged
+    with pytest.warns(UserWarning, match=f"skipping {path}: line {line} {what}"):
+        from roadmap.study import studies
+
+        assert studies(tmp_path / "explore") == {}
+
+
+def test_a_damaged_journal_through_the_command_line(tmp_path, capsys):
+    folder = tmp_path / "embedded" / "convnext_t" / "explore"
+    folder.mkdir(parents=True)
+    (folder / "random.journal").write_bytes(b'{"op_code":0,"worker_id":"w","study_name":"random","directions":[1]}\n'
+                                            b'{"op_code":2,"worker_id')
+    code, out, err = multirun_here(*EXPLORE, runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: {folder}/random.journal: line 2 is cut short (the file is damaged); move it away to start the "
+        f"exploration over, or explore.name=<new name> for a new one"], err
+    assert "Traceback" not in out + err and not list(folder.glob("net-*"))
