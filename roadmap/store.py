@@ -326,12 +326,15 @@ def read_roadmap(run: Path, kind: str) -> dict | None:
 
 def summaries(folder: Path):
     """(run directory, summary) for every run under `folder`, in path order; unreadable summaries are warned about
-    and skipped."""
-    for path in sorted(Path(folder).rglob("summary.json")):
+    and skipped, as are the store's own hidden folders (.multirun, .gpus, a run's .replacing)."""
+    folder = Path(folder)
+    for path in sorted(folder.rglob("summary.json")):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
         try:
             s = json.loads(path.read_text())
-            if not isinstance(s, dict) or "step" not in s or "status" not in s:
-                raise ValueError("not a run summary")
+            if not isinstance(s, dict) or not isinstance(s.get("step"), str) or not isinstance(s.get("status"), str):
+                raise ValueError("not a run summary: no step and status as texts")
         except (OSError, ValueError) as e:
             warnings.warn(f"skipping {path}: unreadable summary ({e})", stacklevel=2)
             continue

@@ -109,3 +109,20 @@ def test_a_failure_record_never_replaces_a_finished_or_resumable_run(tmp_path):
     assert not (tmp_path / "absent").exists()  # only where the run's folder exists, unless asked to make it
     store.write_failure(tmp_path / "made", {"step": "gelu", "message": "x"}, create=True)
     assert store.read_summary(tmp_path / "made")["status"] == "failed"
+
+
+def test_summaries_skip_the_stores_hidden_folders_and_what_is_no_run(tmp_path):
+    """A summary under .multirun, .gpus or a run's .replacing (a run staged to replace it) is not a run of its own;
+    nor is one whose step or status is not a text (the report groups and names runs by them)."""
+    run = tmp_path / "embedded" / "convnext_t" / "gelu" / "seed0"
+    for folder in (run, run / ".replacing", tmp_path / ".multirun" / "0"):
+        folder.mkdir(parents=True, exist_ok=True)
+        store.write_summary(folder, {"step": "gelu", "status": "done"})
+    assert [path for path, _ in store.summaries(tmp_path)] == [run]
+    assert [path for path, _ in store.summaries(str(run))] == [run]
+    odd = tmp_path / "embedded" / "convnext_t" / "12" / "seed0"
+    odd.mkdir(parents=True)
+    store.write_summary(odd, {"step": 12, "status": "done"})
+    with pytest.warns(UserWarning, match=r"skipping .*/12/seed0/summary.json: unreadable summary \(not a run summary: "
+                                         r"no step and status as texts\)"):
+        assert [path for path, _ in store.summaries(tmp_path)] == [run]
