@@ -85,3 +85,15 @@ def test_notebook_on_generated_runs(tmp_path, monkeypatch):
     assert any("Spearman" in str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 3  # roadmap, transfer, learning curves
     assert (runs / "report" / "roadmap.png").exists() and (runs / "report" / "transfer.png").exists()
+
+
+def test_notebook_reads_metrics_whose_last_line_a_kill_cut(tmp_path, monkeypatch):
+    """A metrics.jsonl that ends in a cut line (what a kill leaves) gives its whole lines as the learning curve,
+    as roadmap.store reads it."""
+    runs = tmp_path / "runs" / "embedded" / "convnext_t"
+    generated_runs(runs)
+    with open(runs / "gelu" / "seed0" / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 4, "train_lo')
+    outputs = execute(runs, monkeypatch)
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3  # roadmap, transfer, learning curves
+    assert "no metrics.jsonl" not in text(outputs)
