@@ -18,12 +18,13 @@ VERDICTS = ("helps", "hurts", "unresolved", "1 seed", "no pair")
 
 
 def _t_interval(values, confidence: float) -> tuple[float, float]:
-    """Student-t interval of the mean; (nan, nan) under two values, (x, x) when all values are equal."""
+    """Student-t interval of the mean; (nan, nan) under two values, (mean, mean) when all values are equal (the mean
+    as mean_interval computes it, which can differ from the values by a rounding error)."""
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return math.nan, math.nan
     if np.ptp(values) == 0:
-        return float(values[0]), float(values[0])
+        return float(values.mean()), float(values.mean())
     ci = stats.ttest_1samp(values, 0.0).confidence_interval(confidence)
     return float(ci.low), float(ci.high)
 
