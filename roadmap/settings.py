@@ -8,6 +8,7 @@ Each field declares its rule as data (`rule(...)` in the field's metadata); `Set
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -265,6 +266,12 @@ class ExploreConfig(Settings):
     sampler: str | None = choice("random", "tpe", "gp", default=None, null=True)
     startup_trials: int = rule("int", 12, low=0)
     space: dict | None = rule("mapping", None, null=True)  # checked in full by roadmap.explore.check_space
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", self.name):  # its journal's file name
+            raise ConfigError(f"explore.name={self.name!r}: must be a file name (letters, digits, _, - and ., not "
+                              f"starting with .)")
 
 
 @dataclass(frozen=True)

@@ -100,15 +100,16 @@ def read_lines(path: Path) -> list[dict]:
     """The JSON lines of `path` up to the first unreadable one (a line cut by a kill); none when it is missing."""
     out = []
     try:
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                break
+        lines = path.read_bytes().splitlines()
     except OSError:
-        pass
+        return out
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line.decode("utf-8")))
+        except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError)
+            break
     return out
 
 
@@ -214,7 +215,10 @@ def discard_staging(run: Path) -> None:
     """Remove what a replacing run staged (it stopped before its first checkpoint, or was killed)."""
     import shutil
 
-    shutil.rmtree(Path(run) / STAGING, ignore_errors=True)
+    folder = Path(run) / STAGING
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def replace(run: Path) -> None:

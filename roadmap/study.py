@@ -98,6 +98,9 @@ def check_journal(path: Path) -> None:
     lock.acquire()
     try:
         lines = path.read_bytes().split(b"\n")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read as a journal ({e.strerror}); move it away to start the "
+                          f"exploration over, or explore.name=<new name> for a new one") from None
     finally:
         lock.release()
     for number, line in enumerate(lines, 1):

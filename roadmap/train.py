@@ -333,9 +333,12 @@ def previous_state(run: Run) -> tuple[dict | None, dict | None]:
     ckpt = store.load_checkpoint(run.dir, run.rt.device)
     if ckpt is not None:
         _check_checkpoint(run, ckpt)
-    for old in (previous, ckpt):
+    for old, name in ((previous, "summary.json"), (ckpt, "last.pt")):
         if old is None or "fingerprint" not in old:
             continue
+        if not isinstance(old["fingerprint"], dict):
+            raise ConfigError(f"{run.dir / name} is damaged (its fingerprint is {old['fingerprint']!r:.40}); move it "
+                              f"away or rerun with train.overwrite=true to start over")
         before = upgraded(old["fingerprint"], previous, run.precision)
         if before != run.fingerprint:
             diff = "; ".join(differences(before, run.fingerprint)[:3])

@@ -295,3 +295,21 @@ def test_a_damaged_journal_through_the_command_line(tmp_path, capsys):
         f"error: {folder}/random.journal: line 2 is cut short (the file is damaged); move it away to start the "
         f"exploration over, or explore.name=<new name> for a new one"], err
     assert "Traceback" not in out + err and not list(folder.glob("net-*"))
+
+
+def test_an_exploration_name_journal_folder_or_sweeper_setting_that_cannot_work_is_one_line(tmp_path, capsys):
+    """Found as a hostile user: explore.name=a/b (FileNotFoundError), explore.name=.. (a study beside the explore
+    folder), a folder where the journal goes (IsADirectoryError), hydra.sweeper.n_jobs=0 (a ValueError traceback)."""
+    for name in ("a/b", ".."):
+        code, _, err = multirun_here(*EXPLORE, f"explore.name={name}", runs_root=tmp_path, capsys=capsys)
+        assert code == 2 and err.strip().splitlines()[-1] == (
+            f"error: explore.name={name!r}: must be a file name (letters, digits, _, - and ., not starting with .)")
+    code, _, err = multirun_here(*EXPLORE, "hydra.sweeper.n_jobs=0", runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == "error: hydra.sweeper.n_jobs=0: must be an integer >= 1"
+    assert not list(tmp_path.rglob("*.journal"))
+    journal = tmp_path / "embedded" / "convnext_t" / "explore" / "random.journal"
+    journal.mkdir(parents=True)
+    code, _, err = multirun_here(*EXPLORE, runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"error: {journal}: cannot be read as a journal (Is a directory); move it away to start the exploration "
+        f"over, or explore.name=<new name> for a new one")

@@ -734,3 +734,26 @@ def test_damaged_run_files_are_one_line(tmp_path, capsys):
         assert code == 2 and err.startswith(f"error: checkpoint {run_dir}/last.pt {why}"), err
         assert err.strip().endswith("move it away or rerun with train.overwrite=true to start over")
         assert err.count("\n") == 1 and _files(run_dir) == before
+
+
+def test_damaged_metrics_summary_and_staging_are_one_line_or_ignored(tmp_path, capsys):
+    """Found as a hostile user: binary metrics.jsonl beside a last.pt (a UnicodeDecodeError traceback), a summary
+    whose fingerprint is not a record (a TypeError traceback), a file where the staging folder goes."""
+    args = ["+step=gelu", *TINY, "train.epochs=1"]
+    assert run_here(*args, runs_root=tmp_path, capsys=capsys)[0] == 0
+    run_dir = tmp_path / RUN.format(step="gelu")
+    good = _files(run_dir)
+    (run_dir / "summary.json").write_text(json.dumps({**summary(run_dir), "fingerprint": "x"}))
+    code, _, err = run_here(*args, runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err == (f"error: {run_dir}/summary.json is damaged (its fingerprint is 'x'); move it away "
+                                 f"or rerun with train.overwrite=true to start over\n")
+    (run_dir / "summary.json").unlink()
+    (run_dir / "metrics.jsonl").write_bytes(bytes(range(256)))
+    code, _, err = run_here(*args, runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err.startswith(f"error: {run_dir}: last.pt holds epoch 1 but metrics.jsonl has its epochs "
+                                        f"[]: the files are of different runs or damaged")
+    for name, data in good.items():
+        (run_dir / name).write_bytes(data)
+    (run_dir / ".replacing").write_text("not a folder")
+    code, out, err = run_here(*args, "train.overwrite=true", runs_root=tmp_path, capsys=capsys)
+    assert code == 0 and summary(run_dir)["status"] == "done" and not (run_dir / ".replacing").exists(), err

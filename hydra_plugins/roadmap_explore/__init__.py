@@ -17,9 +17,7 @@ from omegaconf import OmegaConf
 
 class ExploreSweeper(Sweeper):
     def __init__(self, n_jobs: int = 1):
-        if not (isinstance(n_jobs, int) and n_jobs >= 1):
-            raise ValueError(f"hydra.sweeper.n_jobs={n_jobs!r}: must be an integer >= 1")
-        self.n_jobs = n_jobs
+        self.n_jobs = n_jobs  # checked by sweep, where a bad value is one line
         self.config = self.launcher = self.hydra_context = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
@@ -35,6 +33,8 @@ class ExploreSweeper(Sweeper):
         swept = [o.input_line for o in parsed if o.is_sweep_override()]
         returns, job, exploration = [], 0, None
         try:
+            if not (isinstance(self.n_jobs, int) and not isinstance(self.n_jobs, bool) and self.n_jobs >= 1):
+                raise ConfigError(f"hydra.sweeper.n_jobs={self.n_jobs!r}: must be an integer >= 1")
             if swept:
                 raise ConfigError(f"{swept[0]}: an exploration trains every network once, with one seed; more seeds "
                                   f"of a network: python run.py -m +explore=net <its switches> seed=0,1,2")
