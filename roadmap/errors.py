@@ -1,5 +1,10 @@
-"""The project's one exception for bad input (torch-free, so every module can raise it)."""
+"""The project's exceptions for bad input (torch-free, so every module can raise them, and defined where no module
+runs as `__main__`: `python -m roadmap.report` and the modules it imports share one class)."""
 
 
 class ConfigError(ValueError):
     """A bad configuration value, reported in one line naming the field and what is allowed."""
+
+
+class ReportError(ValueError):
+    """Bad input for the report: `python -m roadmap.report` prints it in one line and exits 2."""

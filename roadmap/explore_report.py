@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import design_space, stats, store, study
 from .explore import SWITCHES, network_id, overrides
-from .report import interval, roadmap_of
+from .report import drawn, interval, roadmap_of
 
 
 def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: str, title: str,
@@ -62,7 +62,8 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
     if len(all_nets) > len(nets):
         lines += [f"Distributions and effects: the {len(nets)} networks drawn uniformly; top networks: all "
                   f"{len(all_nets)}.", ""]
-    written = design_space.edf_figure(nets, varied, out / f"explore{suffix}", title=f"{title}: EDF of top-1 error")
+    stem = out / f"explore{suffix}"
+    written = drawn(stem, lambda: design_space.edf_figure(nets, varied, stem, title=f"{title}: EDF of top-1 error"))
     try:
         effects = design_space.main_effects(nets, varied)
         inter = design_space.interactions(nets, varied)
@@ -75,7 +76,7 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
     top = design_space.top_networks(all_nets, varied)
     lines.append(design_space.markdown(nets, varied, effects, inter, top, disagree).replace("## Design space\n\n", ""))
     lines += _importances(found.get("random"), varied)
-    written += _study_figures(found, out, suffix, title)
+    written += drawn(out / f"explore_edf{suffix}", lambda: _study_figures(found, out, suffix, title))
     if not choices:
         lines.append("(No finished run of the roadmap's endpoint under this folder: no comparison of choices.)\n")
     lines += ["### The best network against the roadmap's endpoints", "",

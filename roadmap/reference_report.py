@@ -5,10 +5,11 @@ paper's Swin-T versus ConvNeXt-T comparison at the proxy."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import pandas as pd
 
-from . import stats
+from . import comparison, stats
 from .steps import Roadmap, Step
 
 # the paired change is the compared step minus the reference: helps = the step is more accurate
@@ -24,8 +25,9 @@ def reference_table(refs: pd.DataFrame, table: pd.DataFrame, roadmap: Roadmap) -
     """One row per reference network the runs `refs` trained: its statistics over seeds as the step table has them
     (`report.step_table`), then the change of the step it is compared with (the roadmap's `parent` for it, the
     endpoint by default) versus it, by seed, with its 95% paired interval and verdict, and the published difference
-    (`table`: the steps' table)."""
-    from .report import step_table
+    (`table`: the steps' table). A reference is trained alike: where its setting differs from the step's in more
+    than the network, the change is left out (verdict `not comparable`, the reason in `unlike`)."""
+    from .report import NO_CHANGE, step_table
 
     steps = []
     for name, g in refs.groupby("step", sort=True):
@@ -34,9 +36,16 @@ def reference_table(refs: pd.DataFrame, table: pd.DataFrame, roadmap: Roadmap) -
                                                      section="reference"))
     out = step_table(refs, steps)
     step_seeds = dict(zip(table["step"], table["seed_top1"]))
+    step_settings = dict(zip(table["step"], table["setting"]))
     published = dict(zip(table["step"], table["paper_top1"]))
     for i, r in out.iterrows():  # step_table measures a row against its parent; here the parent against the row
-        for key, value in stats.paired_change(step_seeds.get(r["compared_to"], {}), r["seed_top1"]).items():
+        unlike = comparison.unlike(r["step"], r["setting"], r["compared_to"],
+                                   step_settings.get(r["compared_to"], {}), comparison.FIXED_ALIKE)
+        if unlike:
+            warnings.warn(f"the comparison of {r['step']} with {r['compared_to']} is left out: {unlike}", stacklevel=2)
+        change = {**NO_CHANGE, "verdict": comparison.NOT_COMPARABLE} if unlike else \
+            stats.paired_change(step_seeds.get(r["compared_to"], {}), r["seed_top1"])
+        for key, value in {**change, "unlike": unlike}.items():
             out.at[i, key] = value
         out.at[i, "paper_change"] = published.get(r["compared_to"], math.nan) - r["paper_top1"]
     return out
@@ -68,4 +77,5 @@ def markdown(refs: pd.DataFrame, title: str, dataset: str) -> str:
                      f"{_fmt(r.gmacs, 4)} | {r.compared_to} | {_fmt(r.change, sign=True)} | "
                      f"{interval(r.change_ci_low, r.change_ci_high, True)} | {verdict} | {_fmt(r.paper_top1)} | "
                      f"{_fmt(r.paper_change, sign=True)} |")
-    return "\n".join(lines) + "\n"
+    unlike = [f"- {r.label}: change {comparison.NOT_COMPARABLE}: {r.unlike}." for r in refs.itertuples() if r.unlike]
+    return "\n".join(lines + ([""] + unlike if unlike else [])) + "\n"

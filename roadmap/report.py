@@ -15,9 +15,14 @@ to them) with pandas and writes
     robustness.png/pdf  every step's top-1 on corrupted images (paired change, verdict, mCE vs the baseline) and
                      under each corruption, where the runs measured it (eval.robustness)
 Ablation sweeps (isolated, leave_one_out) get their own table and figure, with a row for every step of the sweep; a
-step whose ablated network is not valid is listed with the reason (found by building the ablation from conf/, the
-only use of Hydra here). Runs whose epochs train.max_steps_per_epoch cut short are marked `capped`.
-Bad input (a missing or empty folder) is a one-line error and exit code 2.
+step whose ablated network is not valid is listed with the reason (what the sweep recorded in invalid.jsonl). Runs
+whose epochs train.max_steps_per_epoch cut short are marked `capped`.
+Like with like (roadmap.comparison): runs on other data get tables of their own, a step's seeds are pooled only when
+their summaries agree on everything but the seed, and a change is measured only where a step and the step it is
+compared with differ in no more than a step may change; each mix is a warning line, and the runs and changes left out
+are listed under their table. One figure that fails is a warning line; the rest of the report is written.
+Bad input (a missing or empty folder, an --out that cannot be written, an unreadable --bench, nothing comparable
+left) is a one-line error and exit code 2, before anything is written.
 """
 
 from __future__ import annotations
@@ -25,44 +30,50 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import textwrap
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from . import stats, store
+from . import comparison, stats, store
 from .ablation import read_invalid
+from .errors import ReportError  # report.ReportError: one class, also under `python -m`
 from .steps import Roadmap, Step
 
 STATUS_MARK = {"diverged": "diverged", "failed": "failed", "missing": "not run", "invalid": "not built"}
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "imagefolder": "image folder", "synthetic": "synthetic data"}
+DATA_LABELS = {"dataset": lambda v: DATASET_NAMES.get(v, v), "resolution": lambda v: f"{v}px"}  # in titles
 VERDICT_MARK = {"helps": ("▲", "forestgreen"), "hurts": ("▼", "crimson"), "unresolved": ("●", "gray"),
-                "1 seed": ("", "gray"), "no pair": ("", "gray"), "": ("", "gray")}
+                "1 seed": ("", "gray"), "no pair": ("", "gray"), comparison.NOT_COMPARABLE: ("", "gray"),
+                "": ("", "gray")}
 BOUNDS = (0.0, 100.0)  # top-1 is a percentage: drawn intervals are clipped to it
 # what every summary may lack (a failed run's has only step, roadmap, scale, seed, status and message; summaries
 # written before runs recorded their steps per epoch lack those and count as not capped)
-DEFAULTS = {"order": math.nan, "parent": None, "label": None, "section": None, "adopted": None, "dataset": None,
+DEFAULTS = {"seed": math.nan, "order": math.nan, "parent": None, "label": None, "section": None, "adopted": None, "dataset": None,
             "final_top1": math.nan, "params": math.nan, "gmacs": math.nan, "paper_top1": math.nan,
             "paper_top1_std": math.nan, "paper_gmacs": math.nan, "message": None, "steps_per_epoch": math.nan,
             "full_steps_per_epoch": math.nan, "capped": False}
-
-
-class ReportError(ValueError):
-    """Bad input for the report: `python -m roadmap.report` prints it in one line and exits 2."""
+NUMBERS = ("seed", "order", "final_top1", "params", "gmacs", "img_s", "paper_top1", "paper_top1_std", "paper_gmacs",
+           "steps_per_epoch", "full_steps_per_epoch")  # what a summary gives as numbers: anything else is no number
 
 
 def load_runs(runs_dir: Path) -> pd.DataFrame:
     """One row per run directory with a readable summary.json (the run store warns about unreadable ones). Every
-    column of DEFAULTS is there (missing values filled), `capped` is a bool, `kind` says what the run is."""
+    column of DEFAULTS is there (missing values filled), `capped` is a bool, `kind` says what the run is, `setting`
+    what the summary itself records of the run's data, training and network (comparison.setting)."""
     rows = []
     for run_dir, s in store.summaries(runs_dir):
         s.pop("fingerprint", None)
         s["run_dir"] = str(run_dir)
+        s["setting"] = comparison.setting(s)
         s.setdefault("roadmap", s.get("regime", "unknown"))  # summaries written before roadmaps were configuration
+        s.setdefault("scale", "unknown")
         rows.append(s)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -70,6 +81,8 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
     for key, value in DEFAULTS.items():
         if key not in df:
             df[key] = value
+    for key in [k for k in NUMBERS if k in df]:
+        df[key] = pd.to_numeric(df[key], errors="coerce")
     df["capped"] = df["capped"].map(lambda c: bool(c) if isinstance(c, (bool, np.bool_)) else False)
     return df
 
@@ -94,14 +107,15 @@ def _optional(x) -> float | None:
 
 def roadmap_of(runs: pd.DataFrame) -> Roadmap:
     """The roadmap the runs belong to: the roadmap.json written next to their step folders, else what their
-    summaries say about their steps (in their roadmap order)."""
-    for run_dir, kind in zip(runs["run_dir"], runs["kind"]):
+    summaries say about their steps (in their roadmap order). Each folder's roadmap.json is read once."""
+    folders = runs.assign(folder=[store.folder_of(Path(d)) for d in runs["run_dir"]]).drop_duplicates("folder")
+    for run_dir, kind, folder in zip(folders["run_dir"], folders["kind"], folders["folder"]):
         node = store.read_roadmap(Path(run_dir), kind)
         if node is not None:
             try:
                 return Roadmap.from_dict(node)
             except ValueError as e:
-                warnings.warn(f"ignoring the roadmap.json of {run_dir}: {e}", stacklevel=2)
+                warnings.warn(f"ignoring the roadmap.json of {folder}: {e}", stacklevel=2)
     first = runs.sort_values("order", na_position="last").drop_duplicates("step")
     known = set(first["step"])
     steps = {r.step: {"parent": r.get("parent") if r.get("parent") in known else None,
@@ -138,18 +152,25 @@ def ordered_steps(roadmap: Roadmap, runs: pd.DataFrame) -> list[Step]:
     return order
 
 
+NO_CHANGE = {"change": math.nan, "change_ci_low": math.nan, "change_ci_high": math.nan, "pairs": 0}
+
+
 def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = None,
-               invalid: dict[str, str] | None = None) -> pd.DataFrame:
+               invalid: dict[str, str] | None = None, fixed=comparison.FIXED_IN_ROADMAP) -> pd.DataFrame:
     """One row per step: the statistics of its finished seeds and its paired change versus the step it modifies
     (or versus `reference`, for ablations), with the published numbers. `invalid` ({step: why}) names the steps that
     could not be built (status `invalid`, the reason in `note`); `capped` says whether any run of the step had its
-    epochs cut short by train.max_steps_per_epoch."""
+    epochs cut short by train.max_steps_per_epoch. `setting` is the step's (its runs' most common,
+    comparison.setting); where it differs from the compared step's in a key of `fixed`, the change is left out
+    (verdict `not comparable`, the reason in `unlike`)."""
     invalid = invalid or {}
     if "capped" not in runs:
         runs = runs.assign(capped=False)
     done = runs[runs["status"] == "done"]
     by_seed = {name: dict(zip(g["seed"].astype(int), g["final_top1"].astype(float)))
                for name, g in done.groupby("step")}
+    settings = {name: comparison.common(g["setting"]) for name, g in done.groupby("step")} if "setting" in done \
+        else {}
     rows = []
     for i, s in enumerate(steps):
         mine = by_seed.get(s.name, {})
@@ -160,18 +181,22 @@ def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = No
         compared = reference if reference is not None else s.parent
         if compared == s.name:
             compared = None
-        change = stats.paired_change(mine, by_seed.get(compared, {})) if compared else \
-            {"change": math.nan, "change_ci_low": math.nan, "change_ci_high": math.nan, "pairs": 0, "verdict": ""}
+        unlike = comparison.unlike(s.name, settings.get(s.name, {}), compared, settings.get(compared, {}), fixed) \
+            if compared else ""
+        if unlike:
+            warnings.warn(f"{s.name}'s change is left out: {unlike}", stacklevel=2)
+        change = stats.paired_change(mine, by_seed.get(compared, {})) if compared and not unlike else \
+            {**NO_CHANGE, "verdict": comparison.NOT_COMPARABLE if unlike else ""}
         summary = stats.mean_interval(list(mine.values()))
         rows.append({
             "order": i, "step": s.name, "label": s.label, "section": s.section, "adopted": s.adopted,
             "status": status, "note": invalid.get(s.name, "") if not len(ran) else "",
             "capped": bool(ran["capped"].any()), "seeds": summary["n"], "top1_mean": summary["mean"],
             "top1_std": summary["std"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"], "seed_top1": mine,
-            "params": int(first["params"].iloc[0]) if len(first) else None,
+            "params": int(first["params"].iloc[0]) if len(first) and pd.notna(first["params"].iloc[0]) else None,
             "gmacs": float(first["gmacs"].iloc[0]) if len(first) else math.nan,
             "img_s": float(done.loc[done["step"] == s.name, "img_s"].mean()) if mine and "img_s" in done else math.nan,
-            "compared_to": compared, **change,
+            "compared_to": compared, **change, "unlike": unlike, "setting": settings.get(s.name, {}),
             "paper_top1": _float(s.top1), "paper_top1_std": _float(s.top1_std), "paper_gmacs": _float(s.gmacs)})
     table = pd.DataFrame(rows)
     paper = dict(zip(table["step"], table["paper_top1"]))
@@ -252,14 +277,19 @@ def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, ag
 
 
 def _notes(table: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
-    """One line each under a table: capped runs, intervals beyond [0, 100], runs that did not finish."""
+    """One line each under a table: capped runs, intervals beyond [0, 100], changes left out, runs that did not
+    finish, runs left out (`left_out` in `runs`: why)."""
     lines = []
     outside = int(((table["ci_low"] < BOUNDS[0]) | (table["ci_high"] > BOUNDS[1])).sum())
     if outside:
         lines.append(f"- {outside} step(s) have a 95% t interval reaching beyond [0, 100] (few seeds, large spread): "
                      f"shown here as computed, clipped to [0, 100] in the figure.")
+    lines += [f"- {r.step}: change {comparison.NOT_COMPARABLE}: {r.unlike}." for r in table.itertuples()
+              if getattr(r, "unlike", "")]
     if runs is None or runs.empty:
         return lines
+    left = runs[runs["left_out"] != ""] if "left_out" in runs else runs.iloc[:0]
+    runs = runs.drop(left.index)
     capped = runs[runs["capped"]] if "capped" in runs else runs.iloc[:0]
     if len(capped):
         cut = sorted({(int(a), int(b)) for a, b in zip(capped["steps_per_epoch"], capped["full_steps_per_epoch"])
@@ -268,10 +298,14 @@ def _notes(table: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
         lines.append(f"- **capped**: {len(capped)} of {len(runs)} runs ({capped['step'].nunique()} step(s), marked "
                      f"(capped)) are capped smoke runs: train.max_steps_per_epoch cut their epochs short{of}. They "
                      f"are not full runs.")
-    unfinished = runs[runs["status"].isin(["failed", "diverged"])].assign(why=lambda d: d["message"].map(_text))
+    unfinished = runs[runs["status"].isin(["failed", "diverged", "interrupted"])].assign(
+        why=lambda d: d["message"].map(_text))
     for (step, status, why), g in unfinished.groupby(["step", "status", "why"], sort=True):
-        seeds = ", ".join(str(int(k)) for k in sorted(g["seed"]))
+        seeds = ", ".join(comparison.seed_text(k) for k in sorted(g["seed"]))
         lines.append(f"- {step}, seed{'s' if len(g) > 1 else ''} {seeds}: {status}" + (f": {why}" if why else ""))
+    for (step, why), g in left.groupby(["step", "left_out"], sort=True):
+        seeds = ", ".join(comparison.seed_text(k) for k in g["seed"])
+        lines.append(f"- {step}, seed{'s' if len(g) > 1 else ''} {seeds}: left out: {why}")
     return lines
 
 
@@ -588,13 +622,26 @@ def _strict(value):
     return value
 
 
+def drawn(stem: Path, draw) -> list[Path]:
+    """The files `draw()` writes, or none and a warning line when it fails: one figure never costs the tables or the
+    other figures of the report."""
+    try:
+        return draw()
+    except Exception as e:  # any failure of one figure (matplotlib's, or a bug): the report goes on without it
+        warnings.warn(f"{stem.name}.png/.pdf not written: {type(e).__name__}: {e}", stacklevel=2)
+        return []
+
+
 def roadmap_group(group: pd.DataFrame, roadmap: Roadmap, out: Path, suffix: str, title: str, dataset: str,
-                  bench: Path | None) -> tuple[pd.DataFrame, list[str], list[Path]]:
-    """A roadmap's own runs: the step table, the reference networks trained beside it, agreement.json, the roadmap,
-    transfer, speed and robustness figures; the table (references last), the Markdown and the paths written."""
+                  bench: pd.DataFrame | None, device: str | None, runs: pd.DataFrame | None = None
+                  ) -> tuple[pd.DataFrame, list[str], list[Path]]:
+    """A roadmap's own runs (`group`, the runs that count; `runs`: with those left out, for the notes): the step
+    table, the reference networks trained beside it, agreement.json, the roadmap, transfer, speed and robustness
+    figures; the table (references last), the Markdown and the paths written. `bench`: read_bench's rows of the
+    benchmark of `device`."""
     from . import reference_report
     from .robustness_report import robustness_section
-    from .speed_report import read_bench, speed_section
+    from .speed_report import speed_section
 
     refs_runs = group[reference_report.is_reference(group)]
     group = group[~reference_report.is_reference(group)]
@@ -610,38 +657,101 @@ def roadmap_group(group: pd.DataFrame, roadmap: Roadmap, out: Path, suffix: str,
                           how="left")
         agree["robustness"] = {v: list(robust.loc[robust["corrupted_verdict"] == v, "step"])
                                for v in ("helps", "hurts")}
-    md = [markdown(table, title, dataset, roadmap, agree, runs=group)]
+    md = [markdown(table, title, dataset, roadmap, agree, runs=group if runs is None else
+                   runs[~reference_report.is_reference(runs)])]
     if refs is not None:
         agree["references"] = reference_report.agreement(refs)
         md.append(reference_report.markdown(refs, title, dataset))
     path = out / f"agreement{suffix}.json"
     path.write_text(json.dumps(_strict(agree), indent=1, allow_nan=False) + "\n")
-    written = [path, *figure(table, out / f"roadmap{suffix}", title, dataset, roadmap, references=refs),
-               *transfer_figure(table, out / f"transfer{suffix}", title, dataset, roadmap, agree)]
-    text, files = speed_section(both, None if bench is None else read_bench(bench),
-                                None if bench is None else Path(bench).name, out, suffix, title, dataset)
+    stem = out / f"roadmap{suffix}"
+    written = [path, *drawn(stem, lambda: figure(table, stem, title, dataset, roadmap, references=refs)),
+               *drawn(out / f"transfer{suffix}", lambda: transfer_figure(table, out / f"transfer{suffix}", title,
+                                                                          dataset, roadmap, agree))]
+    text, files = speed_section(both, bench, device, out, suffix, title, dataset)
     return both, [*md, text, robust_text], written + files + robust_files
+
+
+class Group(NamedTuple):
+    """The runs of one table: a roadmap's runs of one kind at one scale whose top-1 is measured on the same data."""
+    scale: str
+    roadmap: str
+    kind: str
+    data: dict  # what of the data (comparison.MEASURED_ON) the runs of scale, roadmap and kind differ in, if any
+    runs: pd.DataFrame  # `left_out`: why a finished run does not count ("" where it does)
+
+    @property
+    def counted(self) -> pd.DataFrame:
+        return self.runs[self.runs["left_out"] == ""]
+
+
+def groups(runs: pd.DataFrame) -> list[Group]:
+    """The runs (load_runs) split into what compares like with like (roadmap.comparison): by scale, roadmap and kind,
+    then by the data their top-1 is measured on, with the runs that do not count left out; a warning line for each
+    mix found."""
+    out = []
+    for (scale, name, kind), group in runs.groupby(["scale", "roadmap", "kind"], sort=True):
+        where = f"{scale}/{name}" + ("" if kind == "roadmap" else f" ({kind})")
+        parts, mix = comparison.by_data(group)
+        if mix:
+            warnings.warn(f"{where}: the runs {mix}", stacklevel=2)
+        for data, part in parts:
+            why, lines = comparison.left_out(part)
+            for line in lines:
+                warnings.warn(f"{where}: {line}", stacklevel=2)
+            out.append(Group(scale, name, kind, data, part.assign(left_out=why)))
+    return out
+
+
+def output_folder(out: Path) -> Path:
+    """`out`, checked before any work: a one-line ReportError when it is a file, lies under a file or cannot be
+    written."""
+    out = Path(out)
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise ReportError(f"--out {out}: " + ("a file, not a folder" if existing == out else
+                                              f"{existing} is a file, not a folder"))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ReportError(f"--out {out}: {existing} is not writable")
+    return out
 
 
 def report(runs_dir: Path, out: Path, bench: Path | None = None) -> list[Path]:
     """Every table and figure of the runs under `runs_dir`, written into `out`; the paths written. `bench`: a
-    `make bench` CSV whose speeds the accuracy-against-speed figure adds. A folder without a run summary is a
-    ReportError."""
+    `make bench` CSV whose speeds the accuracy-against-speed figure adds. Bad input (a folder without a run summary,
+    an `out` that cannot be written, an unreadable `bench`, nothing comparable left) is a ReportError, before
+    anything is written."""
+    from .speed_report import read_bench
+
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ReportError(f"{runs_dir} is not a directory")
+    out = output_folder(out)
+    bench_rows = None if bench is None else read_bench(Path(bench))
     runs = load_runs(runs_dir)
     if runs.empty:
         raise ReportError(f"no summary.json under {runs_dir}; train with `python run.py +step=...` first")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    tables = [g for g in groups(runs) if len(g.counted)]
+    if (runs["status"] == "done").any() and not any((g.counted["status"] == "done").any() for g in tables):
+        raise ReportError(f"nothing comparable under {runs_dir}: every finished run is left out (the warnings say "
+                          f"why)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"--out {out}: cannot make it ({e.strerror})") from None
     written, md, per_step = [], ["# Roadmap results", "", f"From {len(runs)} runs under `{runs_dir}`.", ""], []
     several = len(runs[["scale", "roadmap"]].drop_duplicates()) > 1
-    for (scale, name, kind), group in runs.groupby(["scale", "roadmap", "kind"], sort=True):
-        suffix = (f"_{scale}_{name}" if several else "") + ("" if kind == "roadmap" else f"_{kind}")
+    table_of = pd.Series(-1, index=runs.index)  # which table each run is in
+    for i, g in enumerate(tables):
+        scale, name, kind, group = g.scale, g.roadmap, g.kind, g.counted
+        table_of[g.runs.index] = i
+        data = {k: DATA_LABELS[k](v) for k, v in g.data.items()}
+        suffix = (f"_{scale}_{name}" if several else "") + "".join(
+            f"_{v}" + ("px" if k == "resolution" else "") for k, v in g.data.items()) + (
+            "" if kind == "roadmap" else f"_{kind}")
         dataset = dataset_of(group)
         roadmap = roadmap_of(group)
-        title = f"{roadmap.title or name}: {scale} scale" + (
+        title = f"{roadmap.title or name}: {scale} scale" + "".join(f", {v}" for v in data.values()) + (
             "" if kind == "roadmap" else " — design-space exploration" if kind == "explore" else
             f" — {kind.replace('_', '-')} ablation")
         if kind == "explore":
@@ -652,36 +762,43 @@ def report(runs_dir: Path, out: Path, bench: Path | None = None) -> list[Path]:
             written += files
             continue
         if kind == "roadmap":
-            table, text, files = roadmap_group(group, roadmap, out, suffix, title, dataset, bench)
+            table, text, files = roadmap_group(group, roadmap, out, suffix, title, dataset, bench_rows,
+                                               None if bench is None else Path(bench).name, g.runs)
             md += text
             written += files
         else:
             table = step_table(group, ablation_steps(roadmap, group), reference=roadmap.baseline,
-                               invalid=read_invalid(store.folder_of(Path(group["run_dir"].iloc[0])), kind))
+                               invalid=read_invalid(store.folder_of(Path(group["run_dir"].iloc[0])), kind),
+                               fixed=comparison.FIXED_ALIKE)
             table[["paper_top1", "paper_top1_std", "paper_gmacs", "paper_change"]] = math.nan
-            written += figure(table, out / f"roadmap{suffix}", title, dataset, roadmap, kind=kind)
-            md.append(markdown(table, title, dataset, roadmap, None, kind=kind, runs=group))
-        per_step.append(table.assign(scale=scale, roadmap=name, kind=kind))
+            stem = out / f"roadmap{suffix}"
+            written += drawn(stem, lambda: figure(table, stem, title, dataset, roadmap, kind=kind))
+            md.append(markdown(table, title, dataset, roadmap, None, kind=kind, runs=g.runs))
+        per_step.append(table.assign(scale=scale, roadmap=name, kind=kind, _table=i, **g.data))
+    left = pd.concat([g.runs["left_out"] for g in tables])
+    runs = runs.assign(_table=table_of, **({"left_out": left.reindex(runs.index).fillna("")} if (left != "").any()
+                                           else {}))
     if "robustness" in runs:  # one number per run in the CSV; the corruptions' table is in the summaries
         runs = runs.assign(corrupted_top1=runs["robustness"].map(
             lambda r: r["mean_top1"] if isinstance(r, dict) else math.nan)).drop(columns=["robustness"])
-    runs = runs.drop(columns=["reference"], errors="ignore")  # a reference network's settings
+    runs = runs.drop(columns=["reference", "setting"], errors="ignore")  # a reference network's settings
     if not per_step:  # only explorations
-        runs.drop(columns=["switches"], errors="ignore").to_csv(out / "results.csv", index=False)
+        runs.drop(columns=["switches", "_table"], errors="ignore").to_csv(out / "results.csv", index=False)
         (out / "results.md").write_text("\n".join(md))
         return [out / "results.csv", out / "results.md", *written]
     steps = pd.concat(per_step, ignore_index=True)
-    columns = ["step", "scale", "roadmap", "kind", "ci_low", "ci_high", "compared_to", "change",
+    columns = ["step", "scale", "roadmap", "kind", "_table", "ci_low", "ci_high", "compared_to", "change",
                "change_ci_low", "change_ci_high", "pairs", "verdict"]
-    runs.merge(steps[columns], on=["step", "scale", "roadmap", "kind"], how="left").drop(
-        columns=["seed_top1"], errors="ignore").to_csv(out / "results.csv", index=False)
-    steps.drop(columns=["seed_top1"]).to_csv(out / "steps.csv", index=False)
+    runs.merge(steps[columns], on=["step", "scale", "roadmap", "kind", "_table"], how="left").drop(
+        columns=["seed_top1", "_table"], errors="ignore").to_csv(out / "results.csv", index=False)
+    steps.drop(columns=["seed_top1", "setting", "_table"]).to_csv(out / "steps.csv", index=False)
     (out / "results.md").write_text("\n".join(md))
     return [out / "results.csv", out / "results.md", out / "steps.csv", *written]
 
 
 def main(argv=None) -> int:
-    """The command line: 0 when the report is written, 2 with a one-line `error: ...` on bad input."""
+    """The command line: 0 when the report is written, 2 with a one-line `error: ...` on bad input. Every warning is
+    one line, each said once, after the report."""
     parser = argparse.ArgumentParser(prog="python -m roadmap.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs_dir", type=Path)
@@ -693,13 +810,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = args.out or args.runs_dir / "report"
     try:
-        with warnings.catch_warnings(record=True) as caught:  # each a line of its own, after the report
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 written = report(args.runs_dir, out, args.bench)
             finally:
-                for w in caught:
-                    print(f"warning: {w.message}", file=sys.stderr)
+                for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+                    print(f"warning: {message}", file=sys.stderr)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -729,4 +846,8 @@ def log_to_wandb(paths: list[Path], out: Path | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m roadmap.report` runs this file as __main__, and the report's other modules import roadmap.report, a
+    # second copy of it: the package's copy does the work, so each name (an exception caught, a helper) is one object
+    from roadmap.report import main as package_main
+
+    sys.exit(package_main())

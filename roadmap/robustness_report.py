@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import stats
 from .reference_report import VERDICTS as REFERENCE_VERDICTS
-from .report import VERDICT_MARK, _fmt, interval, save_figure
+from .report import VERDICT_MARK, _fmt, drawn, interval, save_figure
 
 
 def _records(group: pd.DataFrame) -> dict:
@@ -49,7 +49,8 @@ def robustness_table(table: pd.DataFrame, group: pd.DataFrame, baseline: str) ->
         pair = (corrupted[r.step], corrupted.get(r.compared_to, {}))
         if r.section == "reference":  # as the reference table has it: the step compared with it minus it
             pair = pair[::-1]
-        change = stats.paired_change(*pair) if r.compared_to else {}
+        change = {} if not r.compared_to else stats.paired_change(*pair) if not getattr(r, "unlike", "") else \
+            {"verdict": r.verdict}  # not comparable: as the clean change
         mce = stats.mean_interval([stats.mean_corruption_error(_errors(rec), _errors(base[k]))
                                    for k, rec in mine.items() if k in base])
         names = list(next(iter(mine.values()))["top1"])
@@ -79,11 +80,16 @@ def robustness_figure(rows: pd.DataFrame, title: str, dataset: str, baseline: st
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.1, 1]})
     y = np.arange(n)[::-1]
-    low = rows["corrupted_top1"] - rows["corrupted_ci_low"]
-    high = rows["corrupted_ci_high"] - rows["corrupted_top1"]
+    # whiskers where the interval has a width (one seed has none, equal seeds one of 0): never below 0, as a
+    # mean computed apart from its interval can lie a rounding error outside it
+    low = (rows["corrupted_top1"] - rows["corrupted_ci_low"]).clip(lower=0)
+    high = (rows["corrupted_ci_high"] - rows["corrupted_top1"]).clip(lower=0)
+    whisker = ((low + high) > 0).to_numpy()
     left.scatter(rows["clean_top1"], y, marker="o", facecolors="none", edgecolors="black")
-    left.errorbar(rows["corrupted_top1"], y, xerr=[low.fillna(0), high.fillna(0)], fmt="o", color="tab:blue",
-                  capsize=3)
+    left.scatter(rows["corrupted_top1"], y, marker="o", color="tab:blue")
+    if whisker.any():
+        left.errorbar(rows["corrupted_top1"][whisker], y[whisker], xerr=[low[whisker], high[whisker]], fmt="none",
+                      ecolor="tab:blue", capsize=3)
     for yi, r in zip(y, rows.itertuples()):
         symbol, color = VERDICT_MARK.get(r.corrupted_verdict, ("", "gray"))
         text = f"{symbol} {r.corrupted_change:+.2f}".strip() if r.corrupted_change == r.corrupted_change else ""
@@ -97,15 +103,17 @@ def robustness_figure(rows: pd.DataFrame, title: str, dataset: str, baseline: st
     left.set_yticks(y, [r.label + ("" if r.adopted else " (not adopted)") for r in rows.itertuples()])
     left.set_xlabel(f"top-1 (%) on {dataset}")
     left.grid(axis="x", alpha=0.3)
-    left.set_title(f"○ clean, ● corrupted top-1 (mean of every corruption and severity, 95% CI); right: its "
+    bare = "" if whisker.all() else "; no whisker: one seed, or every seed equal"
+    left.set_title(f"○ clean, ● corrupted top-1 (mean of every corruption and severity, 95% CI{bare}); right: its "
                    f"change vs the step modified\n(▲/▼: 95% CI excludes 0; a reference: the step compared minus "
                    f"it) and mCE (vs {baseline} = 100)", fontsize=9)
     grid = rows[[f"top1:{c}" for c in names]].to_numpy(dtype=float)
     image = right.imshow(grid, aspect="auto", cmap="viridis", extent=(-0.5, len(names) - 0.5, -0.5, n - 0.5))
+    middle = np.nanmean(grid) if np.isfinite(grid).any() else 0.0  # dark cells get white numbers
     for i, yi in enumerate(y):
         for j, value in enumerate(grid[i]):
             right.text(j, yi, f"{value:.1f}", ha="center", va="center", fontsize=7,
-                       color="white" if value < np.nanmean(grid) else "black")
+                       color="white" if value < middle else "black")
     right.set_xticks(range(len(names)), [c.replace("_", " ") for c in names], rotation=30, ha="right", fontsize=8)
     right.set_title("top-1 (%) under each corruption, mean of its 3 severities", fontsize=9)
     right.grid(False)
@@ -121,7 +129,8 @@ def robustness_section(table: pd.DataFrame, group: pd.DataFrame, baseline: str, 
     rows = robustness_table(table, group, baseline)
     if rows.empty:
         return "", [], rows
-    written = save_figure(robustness_figure(rows, title, dataset, baseline), out / f"robustness{suffix}")
+    stem = out / f"robustness{suffix}"
+    written = drawn(stem, lambda: save_figure(robustness_figure(rows, title, dataset, baseline), stem))
     images = sorted({int(r["images"]) for seeds in _records(group).values() for r in seeds.values()})
     lines = [f"### {title}: robustness to corruptions", "",
              f"Top-1 on corrupted copies of {', '.join(map(str, images))} validation images: "

@@ -10,20 +10,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .report import ReportError, _fmt, save_figure
+from .errors import ReportError
+from .report import _fmt, drawn, save_figure
 
 BENCH_COLUMNS = ("step", "model", "gmacs", "train_img_s", "infer_img_s")
 
 
 def read_bench(path: Path) -> pd.DataFrame:
     """The roadmap's rows of a `make bench` CSV (benchmarks/bench_<device>_<roadmap>.csv), or a one-line error."""
+    if not Path(path).is_file():
+        raise ReportError(f"--bench {path}: no such file")
     try:
         bench = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ReportError(f"--bench {path}: an empty file; it takes the CSV `make bench` writes") from None
     except (OSError, ValueError) as e:
         raise ReportError(f"--bench {path}: not a readable CSV ({type(e).__name__})") from None
     missing = [c for c in BENCH_COLUMNS if c not in bench]
     if missing:
-        raise ReportError(f"--bench {path}: no column {missing[0]!r}; it takes what `make bench` writes")
+        raise ReportError(f"--bench {path}: no column {missing[0]!r}; it takes the CSV `make bench` writes")
     return bench[bench["model"] == "roadmap"].drop_duplicates("step").set_index("step")
 
 
@@ -93,7 +98,8 @@ def speed_section(table: pd.DataFrame, bench: pd.DataFrame | None, device: str |
     rows = speed_table(table, bench)
     if rows.empty or (bench is None and rows["run_train_img_s"].isna().all()):  # summaries without img/s
         return "", []
-    written = save_figure(speed_figure(rows, title, dataset, device), out / f"speed{suffix}")
+    stem = out / f"speed{suffix}"
+    written = drawn(stem, lambda: save_figure(speed_figure(rows, title, dataset, device), stem))
     head = "| step | top-1 | GMACs | train img/s (runs) | front |"
     line = "|---|---|---|---|---|"
     if bench is not None:

@@ -719,3 +719,243 @@ def test_accuracy_against_speed_from_the_runs_and_a_bench_csv(tmp_path):
             tmp_path / "bad.csv", index=False)
         report.report(runs_dir, tmp_path / "out2", bench=tmp_path / "bad.csv")
 
+
+# -- like with like, whole reports for any tree of valid runs, one-line errors (issue 30) --------------------------
+
+def rewrite(folder, change):
+    """Every readable summary under `folder` replaced by change(summary) (None keeps it as it is)."""
+    for path in folder.rglob("summary.json"):
+        try:
+            body = json.loads(path.read_text())
+        except ValueError:
+            continue  # fake_runs' unreadable one
+        new = change(body)
+        if new is not None:
+            path.write_text(json.dumps(new))
+
+
+def test_runs_on_other_data_are_reported_apart_and_never_compared(tmp_path, capsys):
+    """The issue's two runs: kernel_7 on Fashion-MNIST, then gelu on synthetic data with kernel 3. Each dataset gets
+    its own tables; gelu is not shown as kernel_7's change."""
+    from helpers import run_here
+
+    small = ["model.width_multiplier=0.125", "train.batch_size=64", "train.epochs=1", "train.max_steps_per_epoch=2",
+             "eval.robustness_images=16"]
+    for args in (["+step=kernel_7"], ["+step=gelu", "data=synthetic", "model.kernel_size=3", "data.train_size=256",
+                                      "data.val_size=64"]):
+        code, _, err = run_here(*args, *small, runs_root=tmp_path / "runs", capsys=capsys)
+        assert code == 0, err
+    folder = tmp_path / "runs" / "embedded" / "convnext_t"
+    assert report.main([str(folder), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert err == ("warning: embedded/convnext_t: the runs differ in dataset (synthetic: gelu/seed0; fashion_mnist: "
+                   "kernel_7/seed0); each has tables of its own and no change is measured across them\n")
+    md = (tmp_path / "out" / "results.md").read_text()
+    sections = md.split("\n## ")[1:]
+    assert [s.splitlines()[0] for s in sections] == [
+        "Modernizing a ConvNet: ResNet-50 → ConvNeXt-T: embedded scale, synthetic data",
+        "Modernizing a ConvNet: ResNet-50 → ConvNeXt-T: embedded scale, Fashion-MNIST"]
+    synthetic, fashion = sections
+    assert "Ours: top-1 on synthetic data" in synthetic and "Ours: top-1 on Fashion-MNIST" in fashion
+    gelu = summary(folder / "gelu" / "seed0")["final_top1"]
+    assert f"| 12 | gelu (capped) | micro design | {gelu:.2f} |  | 1 |  |  |  |" in synthetic
+    assert "| 9 | kernel_7 | large kernel | not run |" in synthetic
+    assert "| 12 | gelu | micro design | not run |" in fashion
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv")
+    assert steps["change"].isna().all() and list(steps.dropna(subset="top1_mean")["dataset"]) == ["synthetic",
+                                                                                                  "fashion_mnist"]
+    csv = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert len(csv) == 2 and csv["change"].isna().all() and csv["ci_low"].isna().all()
+    for name in ("synthetic", "fashion_mnist"):
+        assert (tmp_path / "out" / f"roadmap_{name}.png").stat().st_size > 10_000
+        assert json.loads((tmp_path / "out" / f"agreement_{name}.json").read_text())["sign_total"] == 0
+
+
+def test_a_change_beyond_the_step_is_left_out(tmp_path, capsys):
+    """gelu's runs are capped smoke runs and kernel_7's and fewer_activations' full ones: no step caps a run, so
+    neither change is measured (verdict `not comparable`), and the line says which key and which values."""
+    fake_runs(tmp_path / "runs", seeds=2, capped={"gelu": 5})
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[1:] == [
+        "warning: gelu's change is left out: gelu and kernel_7 differ in capped (kernel_7: False; gelu: True), beyond "
+        "what gelu changes",
+        "warning: fewer_activations's change is left out: fewer_activations and gelu differ in capped (gelu: True; "
+        "fewer_activations: False), beyond what fewer_activations changes"]
+    md = (tmp_path / "out" / "results.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| 12 | gelu (capped) |"))
+    assert row.split(" | ")[6:9] == ["", "", "not comparable"]
+    assert "- gelu: change not comparable: gelu and kernel_7 differ in capped (kernel_7: False; gelu: True), beyond " \
+           "what gelu changes." in md
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
+    assert steps.loc[["gelu", "fewer_activations"], "verdict"].tolist() == ["not comparable"] * 2
+    assert steps.loc[["gelu", "fewer_activations"], "change"].isna().all()
+    assert steps.loc["kernel_7", "verdict"] in ("helps", "hurts", "unresolved") and steps["unlike"].notna().sum() == 2
+    agree = json.loads((tmp_path / "out" / "agreement.json").read_text())
+    assert agree["sign_total"] == 9  # 11 changes along the path with a number, less gelu's and fewer_activations'
+
+
+def test_a_steps_seeds_are_pooled_only_when_alike(tmp_path, capsys):
+    """Seed 2 of gelu trained with kernel 3 (a stray override): it is left out of gelu's numbers, said in one line
+    and listed under the table; seeds 0 and 1 are gelu's top-1 and change."""
+    values = planted()
+    fake_runs(tmp_path / "runs", effect=lambda s, k: values[(s.name, k)])
+
+    def switches(body):
+        kernel = 7 if body.get("order", 0) >= 9 else 3
+        odd = body["step"] == "gelu" and body["seed"] == 2
+        return {**body, "switches": {"kernel_size": 3 if odd else kernel, "activation": "gelu" if
+                                     body["order"] >= 12 else "relu"}} if body["status"] == "done" else None
+
+    rewrite(tmp_path / "runs", switches)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[1:] == ["warning: embedded/convnext_t: the runs of gelu differ in kernel_size (7: gelu/seed0, "
+                       "gelu/seed1; 3: gelu/seed2); gelu/seed2 left out of gelu's numbers"]
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
+    mean = (values[("gelu", 0)] + values[("gelu", 1)]) / 2
+    assert steps.loc["gelu", "seeds"] == 2 and steps.loc["gelu", "top1_mean"] == pytest.approx(mean)
+    assert steps.loc["gelu", "pairs"] == 2 and steps.loc["fewer_activations", "pairs"] == 2
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "- gelu, seed 2: left out: its kernel_size 3 differs from the other runs of gelu (7)" in md
+    csv = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False)
+    left = csv[csv["left_out"] != ""]
+    assert list(zip(left["step"], left["seed"])) == [("gelu", 2)]
+
+
+def test_the_same_step_and_seed_twice(tmp_path, capsys):
+    """Two trees under one folder: a run in both with the same result is counted once; with different results
+    both are left out and the line names both; when every run is such a conflict nothing is comparable (exit 2)."""
+    fake_runs(tmp_path / "a", seeds=2)
+    copy = tmp_path / "b" / "embedded" / "convnext_t"
+    for step, top1 in (("gelu", None), ("widen", 12.5)):
+        (copy / step / "seed0").mkdir(parents=True)
+        body = json.loads((tmp_path / "a" / "embedded" / "convnext_t" / step / "seed0" / "summary.json").read_text())
+        (copy / step / "seed0" / "summary.json").write_text(json.dumps({**body, "final_top1": top1 or
+                                                                        body["final_top1"]}))
+    widen = json.loads((tmp_path / "a/embedded/convnext_t/widen/seed0/summary.json").read_text())["final_top1"]
+    gelu = json.loads((tmp_path / "a/embedded/convnext_t/gelu/seed0/summary.json").read_text())["final_top1"]
+    assert report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    a, b = tmp_path / "a/embedded/convnext_t", tmp_path / "b/embedded/convnext_t"
+    assert f"warning: embedded/convnext_t: gelu/seed0 is in the tree twice with the same result ({a}/gelu/seed0: " \
+           f"{gelu:g}; {b}/gelu/seed0: {gelu:g}); counted once" in err
+    assert f"warning: embedded/convnext_t: widen/seed0 is in the tree twice with different results ({a}/widen/seed0: " \
+           f"{widen:g}; {b}/widen/seed0: 12.5); left out" in err
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
+    assert steps.loc["gelu", "seeds"] == 2 and steps.loc["widen", "seeds"] == 1
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "- widen, seeds 0, 0: left out: the same step and seed is in the tree twice, with different results" in md
+
+    fake_runs(tmp_path / "c" / "x", seeds=1)  # every run twice, with other results
+    fake_runs(tmp_path / "c" / "y", seeds=1, effect=lambda s, k: 50.0)
+    assert report.main([str(tmp_path / "c"), "--out", str(tmp_path / "out_c")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"error: nothing comparable under {tmp_path / 'c'}: every finished run is left out (the " \
+                      f"warnings say why)"
+    assert not (tmp_path / "out_c").exists()
+
+
+def test_a_finished_run_without_a_top1_is_left_out_and_said(tmp_path, capsys):
+    fake_runs(tmp_path / "runs", seeds=2)
+    folder = tmp_path / "runs" / "embedded" / "convnext_t"
+    rewrite(folder / "gelu" / "seed1", lambda b: {k: v for k, v in b.items() if k != "final_top1"})
+    rewrite(folder / "widen" / "seed0", lambda b: {**b, "final_top1": math.nan})  # json writes NaN
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert f"warning: embedded/convnext_t: gelu/seed1 ({folder / 'gelu' / 'seed1'}): its summary says done but " \
+           "gives no final_top1 (a number); left out" in err
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
+    assert steps.loc[["gelu", "widen"], "seeds"].tolist() == [1, 1] and steps["top1_mean"].notna().sum() == 15
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "nan" not in md and "- widen, seed 0: left out: its summary says done but gives no final_top1 (a " \
+                               "number)" in md
+
+
+def test_seeds_that_agree_exactly_give_a_whole_report(tmp_path, capsys):
+    """Every seed of a step at the same corrupted top-1 (runs at chance): the interval has no width (its mean is
+    0.7 to a rounding error: 3 x 0.7 / 3 = 0.6999999999999998), so the robustness figure draws no whisker and says
+    so, and the report is whole."""
+    from roadmap.corruptions import CORRUPTIONS
+
+    fake_runs(tmp_path / "runs")
+    rewrite(tmp_path / "runs", lambda b: {**b, "robustness": {
+        "images": 16, "clean_top1": b["final_top1"], "mean_top1": 0.7, "seconds": 1.0,
+        "top1": {c: [0.7] * 3 for c in CORRUPTIONS}}} if b["status"] == "done" else None)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert "not written" not in capsys.readouterr().err
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"agreement.json", "results.md", "robustness.png", "robustness.pdf", "roadmap.png"} <= names
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
+    assert (steps.loc["gelu", "corrupted_ci_low"], steps.loc["gelu", "corrupted_ci_high"]) == (
+        steps.loc["gelu", "corrupted_top1"],) * 2
+    from roadmap.robustness_report import robustness_figure
+
+    with pytest.warns(UserWarning):
+        runs = report.load_runs(tmp_path / "runs")
+    table = report.step_table(runs, report.ordered_steps(report.roadmap_of(runs), runs))
+    from roadmap.robustness_report import robustness_table
+
+    fig = robustness_figure(robustness_table(table, runs, "resnet50"), "t", "Fashion-MNIST", "resnet50")
+    assert "no whisker: one seed, or every seed equal" in fig.axes[0].get_title()
+
+
+def test_a_failing_figure_costs_only_itself(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(report, "transfer_figure", broken)
+    fake_runs(tmp_path / "runs", seeds=2)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert "warning: transfer.png/.pdf not written: RuntimeError: boom" in capsys.readouterr().err.splitlines()
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "agreement.json", "results.csv", "results.md", "roadmap.pdf", "roadmap.png", "steps.csv"}
+
+
+def module_report(*args, cwd):
+    """python -m roadmap.report <args>, as a user runs it (the module is __main__): (exit code, stdout, stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "roadmap.report", *map(str, args)], capture_output=True, text=True,
+                       cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "no such file"), ("", "an empty file; it takes the CSV `make bench` writes"),
+    ("model,gmacs\nroadmap,4.1\n", "no column 'step'; it takes the CSV `make bench` writes")],
+    ids=["missing", "empty", "no-step-column"])
+def test_a_bad_bench_csv_is_one_line_before_anything_is_written(tmp_path, content, message):
+    fake_runs(tmp_path / "runs", seeds=1)
+    bench = tmp_path / "bench.csv"
+    if content is not None:
+        bench.write_text(content)
+    code, out, err = module_report(tmp_path / "runs", "--out", tmp_path / "out", "--bench", bench, cwd=tmp_path)
+    assert (code, out, err) == (2, "", f"error: --bench {bench}: {message}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_cannot_be_is_one_line_before_any_work(tmp_path, capsys):
+    fake_runs(tmp_path / "runs", seeds=1)
+    (tmp_path / "file").write_text("")
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path / 'file'}: a file, not a folder\n"
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "file" / "report")]) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path / 'file' / 'report'}: {tmp_path / 'file'} is a " \
+                                      f"file, not a folder\n"
+    assert (tmp_path / "file").read_text() == ""
+
+
+def test_a_corrupt_roadmap_json_is_said_once(tmp_path, capsys):
+    fake_runs(tmp_path / "runs")
+    fake_ablation(tmp_path / "runs", "isolated")
+    group = tmp_path / "runs" / "embedded" / "convnext_t"
+    (group / "roadmap.json").write_text('{"name": "convnext_t", "ste')
+    (group / "isolated" / "roadmap.json").unlink()
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "roadmap.json" in line] == [
+        f"warning: ignoring {group / 'roadmap.json'}: Unterminated string starting at: line 1 column 24 (char 23)"]
+    assert "| 15 | separate_downsampling |" in (tmp_path / "out" / "results.md").read_text()  # from the summaries
