@@ -303,10 +303,13 @@ def write_failure(run: Path, summary: dict, create: bool = False) -> None:
     previous = read_summary(run)
     if previous is not None and previous.get("status") != "failed":
         return
-    if create:
-        run.mkdir(parents=True, exist_ok=True)
-    if run.exists():
-        write_summary(run, {**summary, "status": "failed"})
+    try:
+        if create:
+            run.mkdir(parents=True, exist_ok=True)
+        if run.exists():
+            write_summary(run, {**summary, "status": "failed"})
+    except OSError:  # nowhere to record it (runs_root cannot be written): the run's error line says why
+        pass
 
 
 # -- a group of runs -----------------------------------------------------------------------------------------------

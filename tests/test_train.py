@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -757,3 +758,12 @@ def test_damaged_metrics_summary_and_staging_are_one_line_or_ignored(tmp_path, c
     (run_dir / ".replacing").write_text("not a folder")
     code, out, err = run_here(*args, "train.overwrite=true", runs_root=tmp_path, capsys=capsys)
     assert code == 0 and summary(run_dir)["status"] == "done" and not (run_dir / ".replacing").exists(), err
+
+
+def test_a_failure_with_nowhere_to_be_recorded_is_not_a_second_error():
+    """A sweep's job refused for its runs_root (a ConfigError) is recorded as failed where it can be: under /proc
+    it cannot, and recording it must not raise over the one line that says why."""
+    from roadmap import store
+
+    store.write_failure(Path("/proc/no/runs/seed0"), {"step": "gelu", "message": "ConfigError: runs_root"}, create=True)
+    assert not Path("/proc/no").exists()
