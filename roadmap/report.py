@@ -183,8 +183,6 @@ def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = No
             compared = None
         unlike = comparison.unlike(s.name, settings.get(s.name, {}), compared, settings.get(compared, {}), fixed) \
             if compared else ""
-        if unlike:
-            warnings.warn(f"{s.name}'s change is left out: {unlike}", stacklevel=2)
         change = stats.paired_change(mine, by_seed.get(compared, {})) if compared and not unlike else \
             {**NO_CHANGE, "verdict": comparison.NOT_COMPARABLE if unlike else ""}
         summary = stats.mean_interval(list(mine.values()))
@@ -199,6 +197,10 @@ def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = No
             "compared_to": compared, **change, "unlike": unlike, "setting": settings.get(s.name, {}),
             "paper_top1": _float(s.top1), "paper_top1_std": _float(s.top1_std), "paper_gmacs": _float(s.gmacs)})
     table = pd.DataFrame(rows)
+    left = table[table["unlike"] != ""]
+    if len(left):
+        warnings.warn(f"the change{'s' if len(left) > 1 else ''} of {', '.join(left['step'])} "
+                      f"{'are' if len(left) > 1 else 'is'} left out: {'; '.join(left['unlike'])}", stacklevel=2)
     paper = dict(zip(table["step"], table["paper_top1"]))
     table["paper_change"] = [paper[r.step] - paper.get(r.compared_to, math.nan) if r.compared_to else math.nan
                              for r in table.itertuples()]

@@ -19,7 +19,7 @@ BENCH_COLUMNS = ("step", "model", "gmacs", "train_img_s", "infer_img_s")
 def read_bench(path: Path) -> pd.DataFrame:
     """The roadmap's rows of a `make bench` CSV (benchmarks/bench_<device>_<roadmap>.csv), or a one-line error."""
     if not Path(path).is_file():
-        raise ReportError(f"--bench {path}: no such file")
+        raise ReportError(f"--bench {path}: " + ("a folder, not a CSV file" if Path(path).is_dir() else "no such file"))
     try:
         bench = pd.read_csv(path)
     except pd.errors.EmptyDataError:

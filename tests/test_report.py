@@ -778,9 +778,8 @@ def test_a_change_beyond_the_step_is_left_out(tmp_path, capsys):
     assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err.splitlines()
     assert err[1:] == [
-        "warning: gelu's change is left out: gelu and kernel_7 differ in capped (kernel_7: False; gelu: True), beyond "
-        "what gelu changes",
-        "warning: fewer_activations's change is left out: fewer_activations and gelu differ in capped (gelu: True; "
+        "warning: the changes of gelu, fewer_activations are left out: gelu and kernel_7 differ in capped (kernel_7: "
+        "False; gelu: True), beyond what gelu changes; fewer_activations and gelu differ in capped (gelu: True; "
         "fewer_activations: False), beyond what fewer_activations changes"]
     md = (tmp_path / "out" / "results.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| 12 | gelu (capped) |"))
