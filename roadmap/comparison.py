@@ -103,6 +103,15 @@ def by_data(group: pd.DataFrame) -> tuple[list[tuple[dict, pd.DataFrame]], str]:
     return split, f"differ in {mix}; each has tables of its own and no change is measured across them"
 
 
+def _odd(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of one step that differ from its most common setting; all that differ from another run where no
+    setting is more common than a different one (then none is the step's)."""
+    counts = Counter(_text(s) for s in runs["setting"]).most_common()
+    usual = json.loads(counts[0][0])
+    tied = any(n == counts[0][1] and differences(json.loads(s), usual) for s, n in counts[1:])
+    return runs[[any(differences(s, o) for o in (runs["setting"] if tied else [usual])) for s in runs["setting"]]]
+
+
 def _mix(runs: pd.DataFrame, keys) -> str:
     """`key (value: runs; value: runs)` for each key, the runs by the value they record."""
     def holding(key, value):
@@ -126,15 +135,17 @@ def left_out(group: pd.DataFrame) -> tuple[pd.Series, list[str]]:
             why[i] = f"its summary says done but gives no {' and no '.join(missing)} (a number)"
             lines.append(f"{name(r)} ({r['run_dir']}): {why[i]}; left out")
     for step, runs in done[why[done.index] == ""].groupby("step", sort=False):
-        usual = common(runs["setting"])
-        odd = runs[[bool(differences(s, usual)) for s in runs["setting"]]]
+        odd = _odd(runs)
         if len(odd):
-            mix = _mix(runs, dict.fromkeys(k for s in odd["setting"] for k in differences(s, usual)))
+            mix = _mix(runs, dict.fromkeys(k for s in odd["setting"] for o in runs["setting"]
+                                           for k in differences(s, o)))
             for i, s in odd["setting"].items():
-                differ = differences(s, usual)
+                others = [o for j, o in runs["setting"].items() if j != i]
+                differ = list(dict.fromkeys(k for o in others for k in differences(s, o)))
+                theirs = ["/".join(dict.fromkeys(_value(o[k]) for o in others if k in differences(s, o)))
+                          for k in differ]
                 why[i] = (f"its {' and '.join(f'{k} {_value(s[k])}' for k in differ)} differ"
-                          f"{'s' if len(differ) == 1 else ''} from the other runs of {step} "
-                          f"({', '.join(_value(usual[k]) for k in differ)})")
+                          f"{'s' if len(differ) == 1 else ''} from the other runs of {step} ({', '.join(theirs)})")
             lines.append(f"the runs of {step} differ in {mix}; {names(odd)} left out of {step}'s numbers")
         for seed, same in runs[why[runs.index] == ""].groupby("seed"):
             if len(same) < 2:

@@ -45,7 +45,8 @@ from .ablation import read_invalid
 from .errors import ReportError  # report.ReportError: one class, also under `python -m`
 from .steps import Roadmap, Step
 
-STATUS_MARK = {"diverged": "diverged", "failed": "failed", "missing": "not run", "invalid": "not built"}
+STATUS_MARK = {"diverged": "diverged", "failed": "failed", "missing": "not run", "invalid": "not built",
+               "left out": "left out"}
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "imagefolder": "image folder", "synthetic": "synthetic data"}
 DATA_LABELS = {"dataset": lambda v: DATASET_NAMES.get(v, v), "resolution": lambda v: f"{v}px"}  # in titles
@@ -162,10 +163,13 @@ def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = No
     could not be built (status `invalid`, the reason in `note`); `capped` says whether any run of the step had its
     epochs cut short by train.max_steps_per_epoch. `setting` is the step's (its runs' most common,
     comparison.setting); where it differs from the compared step's in a key of `fixed`, the change is left out
-    (verdict `not comparable`, the reason in `unlike`)."""
+    (verdict `not comparable`, the reason in `unlike`). Runs with a `left_out` reason do not count (a step with no
+    other run is `left out`)."""
     invalid = invalid or {}
     if "capped" not in runs:
         runs = runs.assign(capped=False)
+    left = set(runs.loc[runs["left_out"] != "", "step"]) if "left_out" in runs else set()
+    runs = runs[runs["left_out"] == ""] if "left_out" in runs else runs
     done = runs[runs["status"] == "done"]
     by_seed = {name: dict(zip(g["seed"].astype(int), g["final_top1"].astype(float)))
                for name, g in done.groupby("step")}
@@ -175,7 +179,7 @@ def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = No
     for i, s in enumerate(steps):
         mine = by_seed.get(s.name, {})
         ran = runs[runs["step"] == s.name]
-        status = "done" if mine else (ran["status"].iloc[0] if len(ran) else
+        status = "done" if mine else (ran["status"].iloc[0] if len(ran) else "left out" if s.name in left else
                                       "invalid" if s.name in invalid else "missing")
         first = done[done["step"] == s.name].head(1)
         compared = reference if reference is not None else s.parent
@@ -305,7 +309,7 @@ def _notes(table: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
     for (step, status, why), g in unfinished.groupby(["step", "status", "why"], sort=True):
         seeds = ", ".join(comparison.seed_text(k) for k in sorted(g["seed"]))
         lines.append(f"- {step}, seed{'s' if len(g) > 1 else ''} {seeds}: {status}" + (f": {why}" if why else ""))
-    for (step, why), g in left.groupby(["step", "left_out"], sort=True):
+    for (step, why), g in left.sort_values(["step", "seed"]).groupby(["step", "left_out"], sort=False):
         seeds = ", ".join(comparison.seed_text(k) for k in g["seed"])
         lines.append(f"- {step}, seed{'s' if len(g) > 1 else ''} {seeds}: left out: {why}")
     return lines
@@ -645,10 +649,11 @@ def roadmap_group(group: pd.DataFrame, roadmap: Roadmap, out: Path, suffix: str,
     from .robustness_report import robustness_section
     from .speed_report import speed_section
 
-    refs_runs = group[reference_report.is_reference(group)]
-    group = group[~reference_report.is_reference(group)]
-    table = step_table(group, ordered_steps(roadmap, group))
-    refs = reference_report.reference_table(refs_runs, table, roadmap) if len(refs_runs) else None
+    runs = group if runs is None else runs
+    refs_runs, all_refs = group[reference_report.is_reference(group)], runs[reference_report.is_reference(runs)]
+    group, runs = group[~reference_report.is_reference(group)], runs[~reference_report.is_reference(runs)]
+    table = step_table(runs, ordered_steps(roadmap, group))
+    refs = reference_report.reference_table(all_refs, table, roadmap) if len(all_refs) else None
     agree = agreement(table)
     both = table if refs is None else pd.concat([table, refs.assign(order=len(table) + np.arange(len(refs)))],
                                                 ignore_index=True)
@@ -659,8 +664,7 @@ def roadmap_group(group: pd.DataFrame, roadmap: Roadmap, out: Path, suffix: str,
                           how="left")
         agree["robustness"] = {v: list(robust.loc[robust["corrupted_verdict"] == v, "step"])
                                for v in ("helps", "hurts")}
-    md = [markdown(table, title, dataset, roadmap, agree, runs=group if runs is None else
-                   runs[~reference_report.is_reference(runs)])]
+    md = [markdown(table, title, dataset, roadmap, agree, runs=runs)]
     if refs is not None:
         agree["references"] = reference_report.agreement(refs)
         md.append(reference_report.markdown(refs, title, dataset))
@@ -769,7 +773,7 @@ def report(runs_dir: Path, out: Path, bench: Path | None = None) -> list[Path]:
             md += text
             written += files
         else:
-            table = step_table(group, ablation_steps(roadmap, group), reference=roadmap.baseline,
+            table = step_table(g.runs, ablation_steps(roadmap, group), reference=roadmap.baseline,
                                invalid=read_invalid(store.folder_of(Path(group["run_dir"].iloc[0])), kind),
                                fixed=comparison.FIXED_ALIKE)
             table[["paper_top1", "paper_top1_std", "paper_gmacs", "paper_change"]] = math.nan

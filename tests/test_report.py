@@ -796,20 +796,24 @@ def test_a_change_beyond_the_step_is_left_out(tmp_path, capsys):
 
 def test_a_steps_seeds_are_pooled_only_when_alike(tmp_path, capsys):
     """Seed 2 of gelu trained with kernel 3 (a stray override): it is left out of gelu's numbers, said in one line
-    and listed under the table; seeds 0 and 1 are gelu's top-1 and change."""
+    and listed under the table; seeds 0 and 1 are gelu's top-1 and change. fewer_norms' three seeds have three
+    kernels: none is the step's, all are left out."""
     values = planted()
     fake_runs(tmp_path / "runs", effect=lambda s, k: values[(s.name, k)])
+    stray = {("gelu", 2): 3, ("fewer_norms", 0): 5, ("fewer_norms", 1): 3}
 
     def switches(body):
-        kernel = 7 if body.get("order", 0) >= 9 else 3
-        odd = body["step"] == "gelu" and body["seed"] == 2
-        return {**body, "switches": {"kernel_size": 3 if odd else kernel, "activation": "gelu" if
-                                     body["order"] >= 12 else "relu"}} if body["status"] == "done" else None
+        kernel = stray.get((body["step"], body["seed"]), 7 if body.get("order", 0) >= 9 else 3)
+        return {**body, "switches": {"kernel_size": kernel, "activation": "gelu" if body["order"] >= 12 else
+                                     "relu"}} if body["status"] == "done" else None
 
     rewrite(tmp_path / "runs", switches)
     assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert err[1:] == ["warning: embedded/convnext_t: the runs of gelu differ in kernel_size (7: gelu/seed0, "
+    assert err[1:] == ["warning: embedded/convnext_t: the runs of fewer_norms differ in kernel_size (5: "
+                       "fewer_norms/seed0; 3: fewer_norms/seed1; 7: fewer_norms/seed2); fewer_norms/seed0, "
+                       "fewer_norms/seed1, fewer_norms/seed2 left out of fewer_norms's numbers",
+                       "warning: embedded/convnext_t: the runs of gelu differ in kernel_size (7: gelu/seed0, "
                        "gelu/seed1; 3: gelu/seed2); gelu/seed2 left out of gelu's numbers"]
     steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
     mean = (values[("gelu", 0)] + values[("gelu", 1)]) / 2
@@ -817,9 +821,13 @@ def test_a_steps_seeds_are_pooled_only_when_alike(tmp_path, capsys):
     assert steps.loc["gelu", "pairs"] == 2 and steps.loc["fewer_activations", "pairs"] == 2
     md = (tmp_path / "out" / "results.md").read_text()
     assert "- gelu, seed 2: left out: its kernel_size 3 differs from the other runs of gelu (7)" in md
+    assert "- fewer_norms, seed 0: left out: its kernel_size 5 differs from the other runs of fewer_norms (3/7)" in md
+    assert "| 14 | fewer_norms | micro design | left out |  | 0 |" in md and steps.loc["fewer_norms", "status"] == \
+        "left out" and math.isnan(steps.loc["fewer_norms", "change"])
     csv = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False)
     left = csv[csv["left_out"] != ""]
-    assert list(zip(left["step"], left["seed"])) == [("gelu", 2)]
+    assert list(zip(left["step"], left["seed"])) == [("fewer_norms", 0), ("fewer_norms", 1), ("fewer_norms", 2),
+                                                     ("gelu", 2)]
 
 
 def test_the_same_step_and_seed_twice(tmp_path, capsys):
