@@ -4,13 +4,15 @@ Sweeps: python run.py -m +sweep=roadmap [seed=0,1,2]   or   python run.py -m '+s
 A user's own steps and roadmaps: python run.py --config-dir my_conf +step=my_step (my_conf/step/my_step.yaml)
 """
 
+import itertools
 import sys
+from contextlib import contextmanager
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from roadmap.config import compose, load_roadmap, register
+from roadmap.config import compose, default_roadmap, load_roadmap, register, roadmap_of, step_file, user_folders
 from roadmap.errors import ConfigError
 
 register()
@@ -30,43 +32,93 @@ def config_dirs(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def precheck(argv: list[str]) -> None:
-    """Reject a bad single run in one line before Hydra prints its multi-line errors (sweeps check per job)."""
+    """Reject a bad command in one line, exit 2, before Hydra prints its multi-line errors or anything is written:
+    the roadmap and step of a run, and of a sweep every value of a comma list of roadmaps or steps (a glob or range
+    is left to Hydra), are composed and checked as their runs will be (roadmap.config: the user's config folders, the
+    roadmap whole and named by its file). `python run.py [roadmap=NAME]` lists the roadmap's steps instead."""
     dirs, argv = config_dirs(argv)
-    if any(a.startswith("-") for a in argv):
-        return
-    values = dict(a.lstrip("+").split("=", 1) for a in argv if "=" in a)
+    flags = {a for a in argv if a.startswith("-")}
+    if flags - {"-m", "--multirun"}:
+        return  # Hydra's own (--help, --cfg, --info, ...)
     try:
-        if not argv or list(values) == ["roadmap"]:  # `python run.py [roadmap=NAME]`: the list of steps
-            print(step_list(load_roadmap(values.get("roadmap", "convnext_t"), dirs)))
+        overrides = parse([a for a in argv if a not in flags])
+        if not flags and {o.key_or_group for o in overrides} <= {"roadmap"}:  # the list of steps
+            print(step_list(load_roadmap(value(overrides, "roadmap") or default_roadmap(), dirs)))
             sys.exit(0)
-        try:
-            compose([a for a in argv if not a.startswith("hydra")], dirs)
-        except ConfigError:
-            raise
-        except Exception:
-            unknown_roadmap_or_step(values, dirs)
-            raise
+        for job, roadmap in jobs(overrides):
+            check_job(job, roadmap, dirs)
     except ConfigError as e:
         fail(str(e))
-    except Exception as e:  # Hydra's own: unknown key, group option or value type
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        fail(" ".join(lines[:1] + [line for line in lines[1:] if line.startswith(("Key", "Value"))][:1]))
 
 
-def unknown_roadmap_or_step(values: dict, dirs: list[str]) -> None:
-    """A ConfigError that names what is missing where a config did not compose for want of its roadmap or step
-    file (the roadmaps there, the roadmap's steps); nothing otherwise."""
-    roadmap = load_roadmap(values.get("roadmap", "convnext_t"), dirs)
-    step = values.get("step")
-    if step is None:
-        return
+def parse(argv: list[str]) -> list:
+    """The command line's overrides as Hydra reads them, or a one-line error for one it cannot read."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        try:
+            parser.parse_overrides([arg])
+        except Exception as e:  # OverrideParseException: the grammar's complaint
+            raise ConfigError(f"{arg}: Hydra cannot read this override ({str(e).splitlines()[0]}); its grammar: "
+                              f"https://hydra.cc/docs/advanced/override_grammar/basic/") from None
+    return parser.parse_overrides(argv)
+
+
+def value(overrides: list, key: str) -> str | None:
+    """The value a (non-sweep) override gives `key`, if one does."""
+    return next((o.get_value_element_as_str() for o in overrides
+                 if o.key_or_group == key and not o.is_sweep_override() and not o.is_delete()), None)
+
+
+def jobs(overrides: list):
+    """(overrides, roadmap file or None where a glob chooses it) of each job whose roadmap and step a command names:
+    one for a run; for a sweep, each combination of the values of its comma lists of roadmaps and steps, with its
+    other sweeps left out. Hydra's own settings (hydra.*, hydra/...) are left to Hydra."""
+    fixed, choices, globbed = [], [], False
+    for o in overrides:
+        if o.key_or_group.startswith("hydra"):
+            continue
+        if not o.is_sweep_override():
+            fixed.append(o.input_line)
+        elif o.key_or_group in ("roadmap", "step") and o.value_type.name in ("SIMPLE_CHOICE_SWEEP", "CHOICE_SWEEP"):
+            key = o.get_key_element()
+            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            globbed |= o.key_or_group == "roadmap"
+    for combination in itertools.product(*choices):
+        job = [*fixed, *combination]
+        roadmap = value(parse(job), "roadmap")
+        yield job, None if globbed else roadmap or default_roadmap()
+
+
+def check_job(job: list[str], roadmap: str | None, dirs: list[str]) -> None:
+    """A ConfigError for a job whose config does not compose, naming why (the missing roadmap or step file, Hydra's
+    first line otherwise), or whose roadmap is not as it must be (roadmap.config.roadmap_of)."""
     try:
-        compose([f"+step={step}", f"roadmap={roadmap.name}"], dirs)
+        cfg = compose(job, dirs)
     except ConfigError:
         raise
-    except Exception:
+    except Exception as e:  # Hydra's own: unknown key, group option or value type
+        unknown_roadmap_or_step(parse(job), dirs)
+        raise ConfigError(one_line(e)) from None
+    roadmap_of(cfg, dirs, file=roadmap)
+
+
+def one_line(error: Exception) -> str:
+    """Hydra's message in one line: its first line and the line naming the key or value."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines[:1] + [line for line in lines[1:] if line.startswith(("Key", "Value"))][:1])
+
+
+def unknown_roadmap_or_step(overrides: list, dirs: list[str]) -> None:
+    """A ConfigError that names what is missing where a config did not compose for want of its roadmap or step
+    file (the roadmaps there, the roadmap's steps); nothing otherwise."""
+    roadmap = load_roadmap(value(overrides, "roadmap") or default_roadmap(), dirs)
+    step = value(overrides, "step")
+    if step is not None and step_file(step, user_folders(dirs)) is None:
         roadmap.step(step)  # names the roadmap's steps when it does not list this one
-        raise ConfigError(f"step={step!r} has no step/{step}.yaml in conf/ or the config dirs") from None
+        raise ConfigError(f"step={step!r} has no step/{step}.yaml in conf/ or the config dirs")
 
 
 def step_list(roadmap) -> str:
@@ -116,13 +168,64 @@ def main(cfg):
     return execute(cfg, HydraConfig.get().mode == RunMode.MULTIRUN)
 
 
+@contextmanager
+def sweep_returns():
+    """A list that holds, after a multirun, what its jobs returned, through any launcher (Hydra's command line drops
+    the sweep's return value: this keeps it on the way)."""
+    from hydra._internal.hydra import Hydra
+
+    returns, multirun = [], Hydra.multirun
+
+    def keeping(self, *args, **kwargs):
+        swept = multirun(self, *args, **kwargs)
+        returns.extend(job_returns(swept))
+        return swept
+
+    Hydra.multirun = keeping
+    try:
+        yield returns
+    finally:
+        Hydra.multirun = multirun
+
+
+def job_returns(swept) -> list:
+    """The JobReturns in a sweeper's return value (a list of batches, each a list of jobs)."""
+    from hydra.core.utils import JobReturn
+
+    if isinstance(swept, JobReturn):
+        return [swept]
+    return [r for batch in swept for r in job_returns(batch)] if isinstance(swept, list | tuple) else []
+
+
+def sweep_exit(returns: list) -> int:
+    """A sweep's exit code: 1 where none of its runs finished, else 0, with one line counting those that did not
+    (each said why in its own line)."""
+    from hydra.core.utils import JobStatus
+
+    unfinished = sum(r.status != JobStatus.COMPLETED or r.return_value is None for r in returns)
+    if returns and unfinished == len(returns):
+        print(f"error: none of the sweep's {len(returns)} runs finished (each one's error is above)", file=sys.stderr)
+        return 1
+    if unfinished:
+        print(f"sweep: {unfinished} of {len(returns)} runs did not finish (failed or diverged: each one's line is "
+              f"above; the report lists them)", file=sys.stderr)
+    return 0
+
+
+def command(argv: list[str]) -> int:
+    """`python run.py <argv>` (Hydra reads sys.argv): the precheck, the run or sweep, the sweep's exit code."""
+    precheck(argv)
+    with sweep_returns() as returns:
+        main()
+    return sweep_exit(returns)
+
+
 if __name__ == "__main__":
     from roadmap.train import Interrupted, sigterm_interrupts
 
-    precheck(sys.argv[1:])
     sigterm_interrupts()
     try:
-        main()
+        sys.exit(command(sys.argv[1:]))
     except Interrupted as e:  # Ctrl-C or SIGTERM in an epoch: one line, the last checkpoint kept, a multirun stops
         print(f"interrupted: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import itertools
+import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 
 from .errors import ConfigError
 from .model import ModelConfig
@@ -68,6 +72,7 @@ def searchpath(config_dirs) -> list[str]:
     for d in dirs:
         if not d.is_dir():
             raise ConfigError(f"config dir {d} does not exist")
+    check_folders(dirs)
     return [f"hydra.searchpath=[{','.join(f'file://{d}' for d in dirs)}]"] if dirs else []
 
 
@@ -123,6 +128,129 @@ def _sources(config_dirs) -> tuple[str, ...] | None:
     return tuple(s.path for s in HydraConfig.get().runtime.config_sources if s.schema == "file")
 
 
+# A user's config folders, checked as conf/'s are (its files are checked by the tests) ------------------------------
+
+def user_folders(config_dirs=()) -> list[Path]:
+    """The config folders of the user's that a compose reads besides conf/: config_dirs, or the running app's."""
+    sources = _sources(config_dirs) or tuple(str(Path(d).resolve()) for d in config_dirs)
+    return [Path(s) for s in sources if Path(s).resolve() != CONF_DIR]
+
+
+def check_folders(folders) -> None:
+    """A one-line ConfigError naming the file for what Hydra would ignore or misread in a user's config folder: a YAML
+    error; a file at a path conf/ has (Hydra reads conf/'s, so yours would silently not count); a step file that does
+    not start with `# @package _global_`, does not name itself (`step: <its name>`), builds on a step no folder has,
+    or, through its parents, on itself. Checked once per state of the files."""
+    files = tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size)
+                  for folder in folders for p in _config_files(Path(folder)))
+    if files:
+        _check_files(tuple(map(str, folders)), files)
+
+
+def _config_files(folder: Path) -> list[Path]:
+    """The YAML files of a config folder that Hydra may read as configs: at most two folders deep
+    (group/subgroup/option.yaml), hidden folders left out."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        depth = len(Path(root).relative_to(folder).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < 2 else []
+        found += [Path(root) / f for f in sorted(files) if f.endswith(".yaml")]
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _check_files(folders: tuple, files: tuple) -> None:
+    """check_folders, once per folders and state of their files (`files` is only the key)."""
+    folders = [Path(f) for f in folders]
+    for folder in folders:
+        for path in _config_files(folder):
+            _check_file(path, path.relative_to(folder), folders)
+    for folder in folders:
+        for path in sorted((folder / "step").glob("*.yaml")):
+            _check_lineage(path, folders)
+
+
+def _check_file(path: Path, relative: Path, folders: list[Path]) -> None:
+    if (CONF_DIR / relative).is_file():
+        raise ConfigError(f"{path}: conf/{relative} has this name, and Hydra reads conf/'s first, so yours would not "
+                          f"count; give yours a name of its own")
+    values = read_yaml(path)
+    if relative.parent != Path("step"):
+        return
+    header = "\n".join(itertools.takewhile(lambda line: line.startswith("#") or not line.strip(),
+                                           path.read_text().splitlines()))
+    if not re.search(r"^#\s*@package\s+_global_\s*$", header, re.M) or not isinstance(values, dict):
+        raise ConfigError(f"{path}: a step file starts with `# @package _global_`, as conf/step/'s do, and sets "
+                          f"`step:`, `model:`, ... at the top level")
+    if values.get("step") != path.stem:
+        said = f"says step: {values['step']}" if "step" in values else "has no `step:`"
+        raise ConfigError(f"{path}: {said}; a step file names itself (`step: {path.stem}`), or its runs go to "
+                          f"another step's folder")
+    for parent in step_parents(values):
+        if step_file(parent, folders) is None:
+            raise ConfigError(f"{path}: builds on step {parent} (its defaults), and there is no step/{parent}.yaml "
+                              f"in conf/ or {' or '.join(map(str, folders))}")
+
+
+def _check_lineage(path: Path, folders: list[Path]) -> None:
+    """A step file whose parents lead back to itself: one line with the circle."""
+    chain = [path.stem]
+    while (parent := next(iter(step_parents(read_yaml(step_file(chain[-1], folders)))), None)) is not None:
+        chain.append(parent)
+        if parent in chain[:-1]:
+            raise ConfigError(f"{path}: its defaults go round in a circle: {' -> '.join(chain)}; a step builds on "
+                              f"one before it")
+
+
+def read_yaml(path: Path):
+    """A YAML file's values, or a one-line ConfigError with the file, line and column of its syntax error."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as e:
+        mark, context = e.problem_mark, f" ({e.context} at line {e.context_mark.line + 1})" if e.context else ""
+        raise ConfigError(f"{path}: YAML error at line {mark.line + 1}, column {mark.column + 1}: "
+                          f"{e.problem}{context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: YAML error: {' '.join(str(e).split())}") from None
+
+
+def step_file(name: str, folders=()) -> Path | None:
+    """The step/<name>.yaml Hydra reads: conf/'s, else the first user folder's that has one; None where none has."""
+    return next((p for folder in (CONF_DIR, *map(Path, folders))
+                 if (p := folder / "step" / f"{name}.yaml").is_file()), None)
+
+
+def step_parents(values) -> list[str]:
+    """The steps a step file's defaults list includes (`- <step>` or `- /step/<step>`), in order."""
+    defaults = values.get("defaults") if isinstance(values, dict) else None
+    names = [d.removeprefix("/step/") for d in defaults or () if isinstance(d, str) and d != "_self_"]
+    return [n for n in names if not n.startswith("/")]
+
+
+def resolved(cfg: DictConfig, key: str):
+    """cfg[key] as plain values (None where it has none), or a one-line ConfigError naming the value an interpolation
+    reads and cannot find (e.g. a roadmap without the `stage_ratio` that conf/step/stage_ratio.yaml reads)."""
+    try:
+        return OmegaConf.to_container(cfg[key], resolve=True) if key in cfg else None
+    except InterpolationKeyError as e:
+        missing = re.search(r"'([^']+)'", e.msg)
+        missing = missing.group(1) if missing else "?"
+        if missing.startswith("roadmap."):
+            name = cfg.roadmap.get("name")
+            raise ConfigError(f"{e.full_key} reads ${{{missing}}}, and roadmap {name} gives no "
+                              f"`{missing.split('.')[1]}`: a roadmap gives the values its steps read; add it to "
+                              f"roadmap/{name}.yaml (conf/roadmap/convnext_t.yaml has them)") from None
+        raise ConfigError(f"{e.full_key} reads ${{{missing}}}, which the config does not give") from None
+    except InterpolationResolutionError as e:
+        raise ConfigError(f"{e.full_key}: {' '.join(e.msg.split())}") from None
+
+
+def default_roadmap() -> str:
+    """The roadmap a run gets without `roadmap=` (conf/config.yaml's defaults list)."""
+    defaults = read_yaml(CONF_DIR / "config.yaml")["defaults"]
+    return next(d["roadmap"] for d in defaults if isinstance(d, dict) and "roadmap" in d)
+
+
 def lineage(step: str, config_dirs=()) -> list[str]:
     """The step files a step is built from, itself first: each file's defaults list includes its parent."""
     from hydra.core.global_hydra import GlobalHydra
@@ -144,32 +272,43 @@ def lineage(step: str, config_dirs=()) -> list[str]:
 
 def included_step(step: str, config_dirs=()) -> str | None:
     """The step that step/<step>.yaml builds on (the first entry of its defaults list that names a step file), read
-    from the first config folder that has the file: the user's, the running app's, then conf/."""
-    from hydra.core.hydra_config import HydraConfig
-
-    folders = [Path(d) for d in config_dirs]
-    if HydraConfig.initialized():
-        folders += [Path(s.path) for s in HydraConfig.get().runtime.config_sources if s.schema == "file"]
-    for folder in (*folders, CONF_DIR):
-        path = folder / "step" / f"{step}.yaml"
-        if path.is_file():
-            defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults") or []
-            return next((d for d in defaults if isinstance(d, str) and d != "_self_"), None)
-    return None
+    from the file Hydra reads (conf/'s, else the first of the user's and the running app's config folders)."""
+    path = step_file(step, user_folders(config_dirs))
+    return next(iter(step_parents(read_yaml(path))), None) if path else None
 
 
-def roadmap_of(cfg: DictConfig, config_dirs=()) -> Roadmap:
-    """The roadmap of a config. A step's `parent` (what it is compared with) is declared once: by the roadmap, or,
-    where the roadmap leaves it out, by the step file it builds on."""
-    node = OmegaConf.to_container(cfg.roadmap, resolve=True)
-    return Roadmap.from_dict({**node, "steps": with_parents(node.get("steps") or {}, config_dirs)})
+def roadmap_of(cfg: DictConfig, config_dirs=(), file: str | None = None) -> Roadmap:
+    """The roadmap of a config, checked whole: its fields (Roadmap.from_dict), a step file for every step and
+    reference it lists, and, where the roadmap/<file>.yaml it was chosen by is known, that file's name as its name
+    (its runs and roadmap.json go by it). A step's `parent` (what it is compared with) is declared once: by the
+    roadmap, or, where the roadmap leaves it out, by the step file it builds on."""
+    folders = user_folders(config_dirs)
+    check_folders(folders)
+    node = resolved(cfg, "roadmap")
+    if not isinstance(node, dict):
+        raise ConfigError(f"roadmap={file or '?'}: its file gives no `roadmap:` node (conf/roadmap/convnext_t.yaml "
+                          f"shows one); got {node!r}")
+    if file is not None and node.get("name") != file:
+        raise ConfigError(f"roadmap={file}: roadmap.name is {node.get('name')!r}, not its file's name; a roadmap is "
+                          f"named by its file (its runs and roadmap.json go by it): `name: {file}` in "
+                          f"roadmap/{file}.yaml")
+    roadmap = Roadmap.from_dict({**node, "steps": with_parents(node.get("steps"), config_dirs)})
+    for name in [*roadmap.names(), *(r.name for r in roadmap.references)]:
+        if step_file(name, folders) is None:
+            raise ConfigError(f"roadmap {roadmap.name}: its step {name} has no step/{name}.yaml in conf/ or "
+                              f"{' or '.join(map(str, folders)) or 'a config dir'}")
+    return roadmap
 
 
-def with_parents(steps: dict, config_dirs=()) -> dict:
-    """A roadmap's `steps` node with every parent it leaves to the step files filled in."""
-    out = {name: dict(info or {}) for name, info in steps.items()}
+def with_parents(steps, config_dirs=()):
+    """A roadmap's `steps` node with every parent it leaves to the step files filled in (anything but a mapping of
+    steps as it is, for Roadmap.from_dict to refuse)."""
+    if not isinstance(steps, dict):
+        return steps
+    out = {name: dict(info) if isinstance(info, dict) else info if info is not None else {}
+           for name, info in steps.items()}
     for name, info in out.items():
-        included = None if "parent" in info else included_step(name, config_dirs)
+        included = None if not isinstance(info, dict) or "parent" in info else included_step(name, config_dirs)
         if included in steps:
             info["parent"] = included
     return out
@@ -179,7 +318,7 @@ def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> 
     """The Step a config trains, or a one-line error. A step the roadmap does not list (a user's own) must build on
     one it does: its parent is the step its file includes, and `step_info.<name>` may give its label, section and
     reference numbers."""
-    roadmap = roadmap or roadmap_of(cfg)
+    roadmap = roadmap or roadmap_of(cfg, config_dirs)
     if cfg.get("explore") is not None:  # a network drawn from the design space, named by its switches
         return Step(cfg.step, label=cfg.step, section="explore")
     if cfg.get("reference") is not None:  # a network the roadmap is compared with (roadmap.reference)
@@ -194,7 +333,7 @@ def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> 
     if not any(roadmap.get(a) for a in ancestors):
         raise ConfigError(f"step={name!r} is not a step of roadmap {roadmap.name} and does not build on one; its "
                           f"steps: {', '.join(roadmap.names())}")
-    infos = OmegaConf.to_container(cfg.step_info, resolve=True) if cfg.get("step_info") is not None else {}
+    infos = resolved(cfg, "step_info") or {}
     info = dict(infos.get(name) or {})
     parent = info.setdefault("parent", ancestors[0])
     if parent not in ancestors:
@@ -212,8 +351,8 @@ def model_config(cfg: DictConfig) -> ModelConfig | ReferenceConfig:
         if kind != "roadmap":
             raise ConfigError(f"+reference={cfg.step} trains a reference network beside a roadmap's steps, not in a "
                               f"kind={kind} sweep")
-        return ReferenceConfig.from_dict(OmegaConf.to_container(cfg.reference, resolve=True))
-    model = ModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+        return ReferenceConfig.from_dict(resolved(cfg, "reference"))
+    model = ModelConfig.from_dict(resolved(cfg, "model"))
     if kind in ("roadmap", "explore"):
         return model
     from .ablation import ablated
@@ -230,11 +369,13 @@ def load_roadmap(name: str = "convnext_t", config_dirs=()) -> Roadmap:
         cfg = compose([f"roadmap={name}"], config_dirs)
     except ConfigError:
         raise
-    except Exception:  # Hydra's own message for an unknown roadmap file
+    except Exception as e:  # Hydra's own message: for an unknown roadmap file, the roadmaps there are
         known = sorted({p.stem for d in (CONF_DIR, *map(Path, config_dirs)) for p in (d / "roadmap").glob("*.yaml")})
+        if name in known:
+            raise ConfigError(f"roadmap={name}: {str(e).splitlines()[0]}") from None
         raise ConfigError(f"roadmap={name!r}: no roadmap/{name}.yaml in conf/ or the config dirs; roadmaps: "
                           f"{', '.join(known)}") from None
-    return roadmap_of(cfg, config_dirs)
+    return roadmap_of(cfg, config_dirs, file=name)
 
 
 def step_model_config(step: str, roadmap: str = "convnext_t", num_classes: int = 1000,

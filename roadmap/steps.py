@@ -7,6 +7,7 @@ from the composed config and as every run writes it next to its runs (`roadmap.j
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -14,6 +15,9 @@ from .errors import ConfigError
 ROADMAP_FIELDS = ("name", "title", "source", "dataset", "notes", "baseline", "sections", "marks", "references",
                   "steps")
 STEP_FIELDS = ("parent", "label", "section", "branch", "top1", "top1_std", "top5", "gmacs")
+FIELD_TYPES = (("parent", (str,), "a step's name"), ("label", (str,), "a text"), ("section", (str,), "a text"),
+               ("branch", (bool,), "true or false"),
+               *((key, (int, float), "a number") for key in ("top1", "top1_std", "top5", "gmacs")))
 
 
 @dataclass(frozen=True)
@@ -35,15 +39,25 @@ class Step:
 
     @classmethod
     def from_dict(cls, name: str, values, order: int | None = None) -> "Step":
+        if values is not None and not isinstance(values, Mapping):
+            raise ConfigError(f"step {name}: {values!r} must be a mapping of its fields ({', '.join(STEP_FIELDS)})")
         values = dict(values or {})
         unknown = sorted(set(values) - set(STEP_FIELDS))
         if unknown:
             raise ConfigError(f"step {name}: unknown field {unknown[0]!r}; a step may give {', '.join(STEP_FIELDS)}")
-        for key in ("top1", "top1_std", "top5", "gmacs"):
-            if values.get(key) is not None and not isinstance(values[key], (int, float)):
-                raise ConfigError(f"step {name}: {key}={values[key]!r} must be a number")
+        for key, kinds, what in FIELD_TYPES:
+            if values.get(key) is not None and (not isinstance(values[key], kinds) or
+                                                (bool not in kinds and isinstance(values[key], bool))):
+                raise ConfigError(f"step {name}: {key}={values[key]!r} must be {what}")
         values.setdefault("label", name)
         return cls(name=name, order=order, **values)
+
+
+def _with_defaults(values, **defaults):
+    """A step's fields over `defaults` (anything but a mapping as it is, for Step.from_dict to refuse)."""
+    if values is None or isinstance(values, Mapping):
+        return {**defaults, **(values or {})}
+    return values
 
 
 @dataclass(frozen=True)
@@ -64,24 +78,45 @@ class Roadmap:
     @classmethod
     def from_dict(cls, node) -> "Roadmap":
         node = dict(node)
-        for key in ("name", "steps"):
-            if not node.get(key):
-                raise ConfigError(f"a roadmap needs `{key}`; got the keys {', '.join(sorted(node)) or 'none'}")
-        steps = tuple(Step.from_dict(name, values, order)
-                      for order, (name, values) in enumerate(dict(node["steps"]).items()))
+        if not isinstance(node.get("name"), str) or not node["name"]:
+            raise ConfigError(f"a roadmap needs a `name:` (its file's name); got name={node.get('name')!r} and the "
+                              f"keys {', '.join(sorted(map(str, node))) or 'none'}")
+        if not isinstance(node.get("steps"), Mapping) or not node["steps"]:
+            raise ConfigError(f"roadmap {node['name']}: `steps:` must list its steps in order, each `<step>: "
+                              f"{{<field>: <value>}}` ({', '.join(STEP_FIELDS)}); got steps={node.get('steps')!r}")
+        try:
+            steps = tuple(Step.from_dict(name, values, order)
+                          for order, (name, values) in enumerate(dict(node["steps"]).items()))
+        except ConfigError as e:
+            raise ConfigError(f"roadmap {node['name']}: {e}") from None
         names = [s.name for s in steps]
         for s in steps:
             if s.parent is not None and s.parent not in names:
                 raise ConfigError(f"roadmap {node['name']}: step {s.name} has parent {s.parent!r}, which the roadmap "
                                   f"does not list")
+        if not any(s.adopted for s in steps):
+            raise ConfigError(f"roadmap {node['name']}: every step is a branch (branch: true); its path needs at "
+                              f"least one adopted step")
+        if node.get("baseline") not in (None, *names):
+            raise ConfigError(f"roadmap {node['name']}: baseline={node['baseline']!r} is not one of its steps: "
+                              f"{', '.join(names)}")
         endpoint = [s.name for s in steps if s.adopted][-1]
-        references = tuple(Step.from_dict(name, {"section": "reference", "parent": endpoint, **dict(values or {})})
-                           for name, values in dict(node.get("references") or {}).items())
+        given = node.get("references") or {}
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"roadmap {node['name']}: `references:` must map each network compared with to its "
+                              f"fields; got {given!r}")
+        references = tuple(Step.from_dict(name, _with_defaults(values, section="reference", parent=endpoint))
+                           for name, values in given.items())
         for r in references:
             if r.name in names or r.parent not in names:
                 raise ConfigError(f"roadmap {node['name']}: reference {r.name} " + (
                     "is also one of its steps" if r.name in names else
                     f"is compared with {r.parent!r}, which the roadmap does not list"))
+        for key, kind, what in (("sections", list | tuple, "a list of texts"),
+                                ("marks", list | tuple, "a list of {label, top1, gmacs}")):
+            if node.get(key) is not None and not isinstance(node[key], kind) or \
+                    key == "marks" and not all(isinstance(m, Mapping) for m in node.get(key) or ()):
+                raise ConfigError(f"roadmap {node['name']}: {key}={node[key]!r} must be {what}")
         text = {k: str(node.get(k) or "") for k in ("title", "source", "dataset", "notes")}
         return cls(name=str(node["name"]), steps=steps, baseline=node.get("baseline") or names[0],
                    sections=tuple(node.get("sections") or ()), marks=tuple(dict(m) for m in node.get("marks") or ()),
