@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from .errors import ConfigError, OneLineParser
 from .model import RoadmapNet, gmacs, num_params
 
 # torchvision's models and the roadmap steps that are the same network
@@ -181,7 +183,7 @@ def trainer_setting(step: str, scale: str, roadmap: str = "convnext_t", device=N
     from .config import compose
     from .train import check
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(device)
     shape = compose([f"+step={step}", f"scale={scale}", f"roadmap={roadmap}"])
     cfg = compose([f"+step={step}", f"scale={scale}", f"roadmap={roadmap}", "data=synthetic",
                    f"data.resolution={shape.data.resolution}", f"data.num_classes={shape.data.num_classes}",
@@ -265,7 +267,7 @@ def run(roadmap="convnext_t", batch=8, resolution=224, precision="fp32", channel
     {"meta": the settings and the summary numbers, "rows": a row per step and reference model}."""
     from .config import load_roadmap
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(device)
     torch.set_flush_denormal(True)
     settings = dict(batch=batch, resolution=resolution, num_classes=1000, device=device, precision=precision,
                     channels_last=channels_last, compile_model=False, warmup=warmup, iters=iters)
@@ -402,7 +404,12 @@ def write(result: dict, out: Path) -> list[Path]:
 
 def main(argv=None) -> int:
     a = _parser().parse_args(argv)
-    gpu = (a.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    try:
+        check_arguments(a)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    gpu = device_of(a.device).type == "cuda"
     if a.profile or a.variants:
         paths = _profiles_and_variants(a, gpu)
     elif a.loader:
@@ -416,10 +423,73 @@ def main(argv=None) -> int:
     return 0
 
 
+# --option: (least value, why); every other option is checked by argparse's type or choices
+AT_LEAST = {"batch": (2, "BatchNorm trains on 2 images or more"), "cifar_batch": (2, "BatchNorm trains on 2 images or more"),
+            "resolution": (32, "the networks downsample 32x"), "iters": (1, ""), "warmup": (0, ""),
+            "trainer_steps": (1, ""), "rounds": (1, ""), "top": (1, ""), "budget": (0, "0: plan only")}
+ABOVE_ZERO = ("peak_tflops", "compile_estimate")
+
+
+def check_arguments(a: argparse.Namespace) -> None:
+    """A one-line ConfigError for an argument the benchmark would meet only later (a traceback, or a file written
+    with nothing in it): the roadmap and its --steps, --device, --scale, --only-variants, the numbers, --out."""
+    from .config import CONF_DIR, load_roadmap
+
+    road = load_roadmap(a.roadmap)
+    for step in a.steps or ():
+        if road.get(step) is None:
+            raise ConfigError(f"--steps {step}: not a step of roadmap {road.name}; its steps: {', '.join(road.names())}")
+    device_of(a.device)
+    scales = sorted(p.stem for p in (CONF_DIR / "scale").glob("*.yaml"))
+    for scale in a.scale or ():
+        if scale not in scales:
+            raise ConfigError(f"--scale {scale}: one of {', '.join(scales)}")
+    if a.only_variants:
+        from .variants import BY_NAME
+
+        for name in a.only_variants:
+            if name not in BY_NAME:
+                raise ConfigError(f"--only-variants {name}: one of {', '.join(BY_NAME)}")
+    for key, (least, why) in AT_LEAST.items():
+        if getattr(a, key) is not None and getattr(a, key) < least:
+            raise ConfigError(f"--{key.replace('_', '-')} {getattr(a, key)}: must be at least {least}"
+                              + (f" ({why})" if why else ""))
+    for key in ABOVE_ZERO:
+        if getattr(a, key) is not None and not getattr(a, key) > 0:
+            raise ConfigError(f"--{key.replace('_', '-')} {getattr(a, key)}: must be a number > 0")
+    check_out(a.out)
+
+
+def device_of(name: str | None) -> torch.device:
+    """--device as a device torch has here (default: cuda where it sees a GPU, else cpu), or a one-line ConfigError."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    have = {"cpu": 1, "cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in have:
+        raise ConfigError(f"--device {name}: one of cpu, cuda, cuda:<index>, mps")
+    if (device.index or 0) >= have[device.type]:
+        raise ConfigError(f"--device {name}: torch sees {have[device.type] or 'no'} {device.type.upper()} "
+                          f"device{'' if have[device.type] == 1 else 's'} here")
+    return device
+
+
+def check_out(out: Path) -> None:
+    """--out must be a folder that is or can be made and written."""
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {existing} cannot be written")
+
+
 def _parser() -> argparse.ArgumentParser:
     """The command line (the module's docstring says what each mode does)."""
-    p = argparse.ArgumentParser(prog="python -m roadmap.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m roadmap.bench", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--roadmap", default="convnext_t", help="convnext_t (default), convnext_b, bag_of_tricks, ...")
     p.add_argument("--batch", type=int, default=None,
                    help="default: 8 on CPU, 128 on GPU; --profile/--variants: the batch at every --scale (default: "

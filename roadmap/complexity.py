@@ -3,13 +3,13 @@ roadmap at 224x224, 1000 classes, next to the published GMACs (a step without a 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import torch
 
-from .model import ConfigError, RoadmapNet, gmacs, num_params
+from .errors import ConfigError, OneLineParser
+from .model import RoadmapNet, gmacs, num_params
 
 
 def table(roadmap: str = "convnext_t", config_dirs=()) -> list[dict]:
@@ -29,14 +29,17 @@ def table(roadmap: str = "convnext_t", config_dirs=()) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m roadmap.complexity", description=__doc__)
+    parser = OneLineParser(prog="python -m roadmap.complexity", description=__doc__)
     parser.add_argument("roadmap", nargs="?", default="roadmap=convnext_t",
                         help="roadmap=convnext_t (default), convnext_b, bag_of_tricks or a user's own")
     parser.add_argument("--config-dir", action="append", default=[], help="a folder with your own step/ and roadmap/")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     args = parser.parse_args(argv)
+    key, _, name = args.roadmap.rpartition("=")
+    if key not in ("", "roadmap"):
+        parser.error(f"{args.roadmap}: the one setting is roadmap=NAME")
     try:
-        rows = table(args.roadmap.removeprefix("roadmap="), args.config_dir)
+        rows = table(name, args.config_dir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

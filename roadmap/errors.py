@@ -1,6 +1,8 @@
 """The project's exceptions for bad input (torch-free, so every module can raise them, and defined where no module
 runs as `__main__`: `python -m roadmap.report` and the modules it imports share one class)."""
 
+import argparse
+
 
 class ConfigError(ValueError):
     """A bad configuration value, reported in one line naming the field and what is allowed."""
@@ -8,3 +10,11 @@ class ConfigError(ValueError):
 
 class ReportError(ValueError):
     """Bad input for the report: `python -m roadmap.report` prints it in one line and exits 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for the project's command lines: a bad argument is one line, `error: <what>`, and exit code 2 (the
+    usage is left to --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")

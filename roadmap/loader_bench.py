@@ -22,7 +22,7 @@ import torch
 import torchvision
 
 from . import data as data_lib
-from .bench import device_name, measure, sync
+from .bench import device_name, device_of, measure, sync
 from .config import compose, model_config
 from .model import RoadmapNet
 
@@ -101,7 +101,7 @@ def folder_rates(root: Path, device, n: int) -> dict:
 
 
 def loaders(device=None, quick: bool = False) -> dict:
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_of(device)
     gpu = device.type == "cuda"
     batch = 512 if gpu else 128
     rows = []

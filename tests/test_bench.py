@@ -238,3 +238,72 @@ def test_variants_plan_on_a_gpu():
             r.ms = {"eager": 150.0, "dw_nchw": 40.0, "dw_fp32": 160.0}[r.variant.name]
     v = _effective(best, rows)
     assert (v.dw_nchw, v.dw_fp32, v.compile, v.name) == (True, False, "reduce-overhead", "compile_best")
+
+
+STEPS = ("resnet50_classic, resnet50, stage_ratio, patchify_stem, depthwise_conv, widen, inverted_bottleneck, "
+         "move_up_dwconv, kernel_5, kernel_7, kernel_9, kernel_11, gelu, fewer_activations, fewer_norms, layer_norm, "
+         "separate_downsampling")
+BAD_BENCH = [
+    (["--steps", "gelu", "nope"], f"--steps nope: not a step of roadmap convnext_t; its steps: {STEPS}"),
+    (["--roadmap", "nope"], "roadmap='nope': no roadmap/nope.yaml in conf/ or the config dirs; roadmaps: "
+                            "bag_of_tricks, convnext_b, convnext_t"),
+    (["--device", "tpu"], "--device tpu: one of cpu, cuda, cuda:<index>, mps"),
+    (["--device", "cpu:1"], "--device cpu:1: torch sees 1 CPU device here"),
+    (["--loader", "--device", "tpu"], "--device tpu: one of cpu, cuda, cuda:<index>, mps"),
+    (["--iters", "0"], "--iters 0: must be at least 1"),
+    (["--batch", "1"], "--batch 1: must be at least 2 (BatchNorm trains on 2 images or more)"),
+    (["--resolution", "8"], "--resolution 8: must be at least 32 (the networks downsample 32x)"),
+    (["--variants", "--budget", "-1"], "--budget -1.0: must be at least 0 (0: plan only)"),
+    (["--peak-tflops", "0"], "--peak-tflops 0.0: must be a number > 0"),
+    (["--profile", "--scale", "huge"], "--scale huge: one of cifar, embedded, imagenet, imagenette"),
+    (["--variants", "--only-variants", "warp"], "--only-variants warp: one of eager, cudnn_benchmark, dw_nchw, "
+                                                "dw_fp32, dw_nchw_fp32, other_layout, compile, compile_cudagraphs, "
+                                                "compile_best"),
+    (["--iters", "x"], "argument --iters: invalid int value: 'x' (see python -m roadmap.bench --help)"),
+    (["--bogus"], "unrecognized arguments: --bogus (see python -m roadmap.bench --help)"),
+]
+if not __import__("torch").cuda.is_available():
+    BAD_BENCH.append((["--device", "cuda"], "--device cuda: torch sees no CUDA devices here"))
+
+
+def exit_code(main, argv) -> int:
+    """What `python -m <module> <argv>` exits with, in this process (argparse's errors exit; main returns)."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("args, message", BAD_BENCH, ids=[" ".join(a) for a, _ in BAD_BENCH])
+def test_bad_bench_arguments_are_one_line_and_write_nothing(args, message, tmp_path, capsys):
+    """--steps nope exited 0 and wrote a 1-byte CSV over the committed one; --roadmap nope and --device cuda on a
+    CPU machine were tracebacks."""
+    from roadmap.bench import main
+
+    assert exit_code(main, [*args, "--out", str(tmp_path / "out")]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"error: {message}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bench_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    from roadmap.bench import main
+
+    (tmp_path / "file").write_text("x")
+    assert exit_code(main, ["--steps", "gelu", "--out", str(tmp_path / "file" / "out")]) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path / 'file' / 'out'}: {tmp_path / 'file'} is a file, not " \
+                                      f"a folder\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus"], "unrecognized arguments: --bogus (see python -m roadmap.complexity --help)"),
+    (["scale=cifar"], "scale=cifar: the one setting is roadmap=NAME (see python -m roadmap.complexity --help)"),
+    (["roadmap=nope"], "roadmap='nope': no roadmap/nope.yaml in conf/ or the config dirs; roadmaps: bag_of_tricks, "
+                       "convnext_b, convnext_t"),
+    (["convnext_t", "extra"], "unrecognized arguments: extra (see python -m roadmap.complexity --help)"),
+])
+def test_bad_complexity_arguments_are_one_line(args, message, capsys):
+    from roadmap.complexity import main
+
+    assert exit_code(main, args) == 2
+    assert capsys.readouterr() == ("", f"error: {message}\n")
