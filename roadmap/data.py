@@ -51,21 +51,22 @@ def _fashion_mnist(cfg) -> tuple[TensorSplit, TensorSplit]:
     def missing():
         return not all((raw / f).exists() for f in FASHION_FILES)
 
-    debian = all((DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in FASHION_FILES)
+    # gzipped files: Debian's package, or torchvision's layout (raw/*.gz, as the GPU kit carries them)
+    gz = next((d for d in (raw, DEBIAN_FASHION_MNIST) if all((d / f"{f}.gz").exists() for f in FASHION_FILES)), None)
     try:
-        with prepared_by_one(root) if missing() and (debian or cfg.download) else nullcontext():
-            if missing() and debian:
+        with prepared_by_one(root) if missing() and (gz or cfg.download) else nullcontext():
+            if missing() and gz:
                 raw.mkdir(parents=True, exist_ok=True)
                 for f in FASHION_FILES:
                     tmp = raw / f"{f}.{os.getpid()}.tmp"
-                    with gzip.open(DEBIAN_FASHION_MNIST / f"{f}.gz") as src, open(tmp, "wb") as dst:
+                    with gzip.open(gz / f"{f}.gz") as src, open(tmp, "wb") as dst:
                         shutil.copyfileobj(src, dst)
                     tmp.replace(raw / f)
             splits = [datasets.FashionMNIST(str(root), train=t, download=bool(cfg.download)) for t in (True, False)]
     except Exception as e:
-        raise ConfigError(f"Fashion-MNIST not found ({type(e).__name__}): put its files in data.root={root}, or "
-                          f"install Debian's dataset-fashion-mnist ({DEBIAN_FASHION_MNIST}), or allow "
-                          f"data.download=true with internet") from None
+        raise ConfigError(f"Fashion-MNIST not found ({type(e).__name__}): put its four files (or their .gz) in {raw} "
+                          f"(data.root={root}), or install Debian's dataset-fashion-mnist ({DEBIAN_FASHION_MNIST}), "
+                          f"or allow data.download=true with internet") from None
     return tuple(TensorSplit(d.data.unsqueeze(1), d.targets.long()) for d in splits)
 
 
@@ -99,7 +100,9 @@ def load_tensor_dataset(cfg, device) -> tuple[TensorSplit, TensorSplit]:
     if cfg.name not in TENSOR_DATASETS:
         raise ConfigError(f"data.name={cfg.name!r}: tensor datasets are {', '.join(TENSOR_DATASETS)}")
     out = []
-    for split in TENSOR_DATASETS[cfg.name](cfg):
+    for split, size in zip(TENSOR_DATASETS[cfg.name](cfg), (getattr(cfg, "train_size", None), getattr(cfg, "val_size", None))):
+        if size is not None and cfg.name != "synthetic":  # the first `size` images (synthetic data makes as many)
+            split = TensorSplit(split.images[:size], split.labels[:size])
         images = split.images
         if images.shape[-1] != cfg.resolution or images.shape[-2] != cfg.resolution:
             images = v2.functional.resize(images, [cfg.resolution, cfg.resolution], antialias=True)

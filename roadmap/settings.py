@@ -181,7 +181,7 @@ class DataConfig(Settings):
     root: str | None = rule("str", None, null=True)
     download: bool = rule("bool", False)
     crop_padding: int = rule("int", 0, low=0)  # at most resolution / 2: every random crop keeps half the image
-    train_size: int | None = rule("int", None, low=1, null=True)  # synthetic data
+    train_size: int | None = rule("int", None, low=1, null=True)  # synthetic: as many; other tensor data: the first N
     val_size: int | None = rule("int", None, low=1, null=True)
     eval_crop: float = rule("num", 0.875, low=0, high=1, low_open=True)  # folder data: resize to resolution/crop
     decode: str = choice("cpu", "gpu", default="cpu")
