@@ -14,6 +14,7 @@ from hydra.types import RunMode
 
 from roadmap.config import compose, default_roadmap, load_roadmap, register, roadmap_of, step_file, user_folders
 from roadmap.errors import ConfigError
+from roadmap.store import check_writable
 
 register()
 
@@ -45,8 +46,13 @@ def precheck(argv: list[str]) -> None:
         if not flags and {o.key_or_group for o in overrides} <= {"roadmap"}:  # the list of steps
             print(step_list(load_roadmap(value(overrides, "roadmap") or default_roadmap(), dirs)))
             sys.exit(0)
+        sweep_dirs = set()
         for job, roadmap in jobs(overrides):
-            check_job(job, roadmap, dirs)
+            cfg = check_job(job, roadmap, dirs)
+            sweep_dirs.add(sweep_dir(overrides, cfg))
+        if flags:  # a multirun: Hydra makes its sweep folder before any job runs (and checks runs_root)
+            for key, root, folder in sorted(sweep_dirs):
+                check_writable(root, folder, key=key)
     except ConfigError as e:
         fail(str(e))
 
@@ -92,9 +98,9 @@ def jobs(overrides: list):
         yield job, None if globbed else roadmap or default_roadmap()
 
 
-def check_job(job: list[str], roadmap: str | None, dirs: list[str]) -> None:
-    """A ConfigError for a job whose config does not compose, naming why (the missing roadmap or step file, Hydra's
-    first line otherwise), or whose roadmap is not as it must be (roadmap.config.roadmap_of)."""
+def check_job(job: list[str], roadmap: str | None, dirs: list[str]):
+    """The job's config, or a ConfigError for a job whose config does not compose, naming why (the missing roadmap or
+    step file, Hydra's first line otherwise), or whose roadmap is not as it must be (roadmap.config.roadmap_of)."""
     try:
         cfg = compose(job, dirs)
     except ConfigError:
@@ -103,6 +109,16 @@ def check_job(job: list[str], roadmap: str | None, dirs: list[str]) -> None:
         unknown_roadmap_or_step(parse(job), dirs)
         raise ConfigError(one_line(e)) from None
     roadmap_of(cfg, dirs, file=roadmap)
+    return cfg
+
+
+def sweep_dir(overrides: list, cfg) -> tuple[str, str, str]:
+    """(the setting that names it, its value, the folder) of the folder a multirun's Hydra makes first:
+    hydra.sweep.dir where the command gives it without an interpolation, else conf/config.yaml's runs_root/.multirun."""
+    given = value(overrides, "hydra.sweep.dir")
+    if given is not None and "${" not in given:
+        return "hydra.sweep.dir", given, given
+    return "runs_root", str(cfg.runs_root), f"{cfg.runs_root}/.multirun"
 
 
 def one_line(error: Exception) -> str:

@@ -113,10 +113,10 @@ def read_lines(path: Path) -> list[dict]:
     return out
 
 
-def check_writable(root, run: Path) -> None:
-    """A one-line error naming runs_root where the run's directory could not be made or written (a file on its path,
-    a read-only or virtual file system, no permission); probed by making and removing a folder in the deepest part
-    of the path that exists, so nothing is left behind."""
+def check_writable(root, run: Path, key: str = "runs_root") -> None:
+    """A one-line error naming runs_root (or the setting `key`) where the run's directory could not be made or written
+    (a file on its path, a read-only or virtual file system, no permission); probed by making and removing a folder in
+    the deepest part of the path that exists, so nothing is left behind."""
     import tempfile
 
     existing = Path(run)
@@ -124,10 +124,10 @@ def check_writable(root, run: Path) -> None:
         while not (existing.exists() or existing.is_symlink()):
             existing = existing.parent
         if not existing.is_dir():
-            raise ConfigError(f"runs_root={root}: {existing} is not a folder")
+            raise ConfigError(f"{key}={root}: {existing} is not a folder")
         tempfile.TemporaryDirectory(dir=existing, prefix=".probe-").cleanup()
     except OSError as e:
-        raise ConfigError(f"runs_root={root}: cannot write in {existing} ({e.strerror or type(e).__name__})") from None
+        raise ConfigError(f"{key}={root}: cannot write in {existing} ({e.strerror or type(e).__name__})") from None
 
 
 # -- one run -------------------------------------------------------------------------------------------------------

@@ -609,6 +609,20 @@ def test_a_runs_root_that_cannot_be_written_is_one_line(tmp_path, capsys, where)
     assert not os.path.isdir(root) and [p.name for p in tmp_path.rglob("*")] in ([], ["a_file"], ["ro"])
 
 
+@pytest.mark.parametrize("where", ["file", "proc", "sweep_dir"])
+def test_a_multirun_whose_folder_cannot_be_written_is_one_line(tmp_path, capsys, where):
+    """Hydra makes a multirun's folder (runs_root/.multirun) before any job runs: its OSError was a traceback."""
+    (tmp_path / "a_file").write_text("x")
+    root, extra = {"file": (tmp_path / "a_file" / "runs", []), "proc": ("/proc/no/runs", []),
+                   "sweep_dir": (tmp_path / "runs", ["hydra.sweep.dir=/proc/no/sweep"])}[where]
+    message = {"file": f"error: runs_root={root}: {tmp_path / 'a_file'} is not a folder\n",
+               "proc": "error: runs_root=/proc/no/runs: cannot write in /proc (No such file or directory)\n",
+               "sweep_dir": "error: hydra.sweep.dir=/proc/no/sweep: cannot write in /proc (No such file or directory)\n"}
+    code, _, err = multirun_here("+step=gelu,kernel_7", *TINY, "train.epochs=1", *extra, runs_root=root, capsys=capsys)
+    assert (code, err) == (2, message[where])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a_file"]
+
+
 def test_num_classes_below_the_datasets_labels_is_refused(monkeypatch):
     from roadmap.settings import validate
 
