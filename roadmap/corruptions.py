@@ -5,7 +5,8 @@ every step sees the same corrupted images and their accuracies pair.
 The parameters are those of CIFAR-10-C (the 32px version of ImageNet-C) at its severities 1, 3 and 5, spatial ones
 given per 32 px of image side and scaled to the resolution; pixelation takes ImageNet-C's (CIFAR-10-C's mildest
 keeps 30 of 32 pixels, a resampling more than a pixelation, and its severities are not ordered at 32px).
-torchvision.transforms.v2 makes the noise, blur, JPEG and contrast; pixelation (a downsampling and back),
+torchvision.transforms.v2 makes the noise, blur and contrast, TorchCodec the JPEG (encoded at the quality and decoded
+again, as v2.JPEG did with torchvision's deprecated codec: the same pixels); pixelation (a downsampling and back),
 brightness (ImageNet-C adds to the HSV value, which torchvision's multiplicative brightness does not) and elastic
 displacements (one smooth random field per image, drawn from the seeded generator, resampled as torchvision's
 elastic does but for a whole batch at once) are written here.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import math
 
 import torch
+from torchcodec.decoders import decode_jpeg
+from torchcodec.encoders import JpegEncoder
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -49,7 +52,7 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> to
                                                      epoch=severity))
     x = images.cpu()
     if name == "jpeg":
-        return F.jpeg(x, quality=value).to(images.device)
+        return _jpeg(x, value).to(images.device)
     out = OPS[name](F.to_dtype(x, torch.float32, scale=True), value, generator)
     return F.to_dtype(out.clamp(0, 1), torch.uint8, scale=True).to(images.device)
 
@@ -58,6 +61,14 @@ def _noise(x, sigma, generator):
     with torch.random.fork_rng(devices=[]):  # torchvision draws from the global generator: seed it, then restore it
         torch.manual_seed(int(torch.randint(2 ** 62, (), generator=generator)))
         return F.gaussian_noise(x, sigma=sigma, clip=True)
+
+
+def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """Every image (uint8, C = 1 or 3) encoded as a JPEG at `quality` and decoded with its channels kept."""
+    if len(x) == 0:
+        return x.clone()
+    return torch.stack([decode_jpeg(JpegEncoder(image.contiguous()).to_tensor(quality=quality), mode="UNCHANGED")
+                        for image in x])
 
 
 def _blur(x, sigma, generator):

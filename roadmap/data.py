@@ -8,6 +8,7 @@ torchvision.transforms.v2; MixUp/CutMix act on the batch in both cases.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import shutil
 import sys
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock
+from torchcodec.decoders import decode_image, decode_jpeg
 from torchvision import datasets
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
 from torchvision.transforms import v2
 
 from .augment import BatchAugment, Normalize
@@ -223,7 +224,7 @@ class Prefetched:
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """The images of a class-folder tree as (image, label, path, problem): decoded with torchvision.io (PIL for
+    """The images of a class-folder tree as (image, label, path, problem): decoded with TorchCodec (PIL for
     formats it does not read) and transformed, or, with raw=True, the file's bytes for decoding on the device. An
     unreadable file gives (None, label, path, why) instead of an exception in a worker."""
 
@@ -246,44 +247,58 @@ class ImageFiles(torch.utils.data.Dataset):
             return None, label, path, _why(e)
 
 
+def read_file(path: str) -> torch.Tensor:
+    """A file's bytes as a uint8 tensor (what DataLoader workers hand over for decoding on the device)."""
+    data = Path(path).read_bytes()
+    if not data:
+        raise ValueError("Expected a non empty file")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
 def _why(error: Exception) -> str:
-    """The last line of a decoder's message, without the C++ source location torchvision puts first."""
+    """The last line of a decoder's message, without the C++ function and source location TorchCodec puts first
+    and without its closing full stop."""
     text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-    return text.rsplit(".cpp:", 1)[-1].split(", ", 1)[-1].strip()[:160]
+    return text.rsplit(".cpp:", 1)[-1].split(", ", 1)[-1].strip().removesuffix(".")[:160]
 
 
-def decode(data: torch.Tensor, path: str) -> torch.Tensor:
-    """uint8 (3, H, W) from a file's bytes: torchvision.io, or PIL for what it does not read (BMP, TIFF, ...)."""
+def decode(data: torch.Tensor, path: str | None = None) -> torch.Tensor:
+    """uint8 (3, H, W) from a file's bytes: TorchCodec, or PIL for what it does not read (BMP, TIFF, ...; from
+    `path`, or the bytes where there is none). As TorchCodec does, an EXIF orientation is applied (PIL's too), and
+    16-bit images become 8-bit."""
     try:
-        return decode_image(data, mode=ImageReadMode.RGB)
-    except RuntimeError as e:
+        return decode_image(data, mode="RGB")
+    except ValueError as e:  # TorchCodec recognizes the format by its first bytes and names the formats it reads
         if "nsupported" not in str(e):
             raise
-        from PIL import Image
+        from PIL import Image, ImageOps
 
-        with Image.open(path) as image:
-            return v2.functional.pil_to_tensor(image.convert("RGB"))
+        with Image.open(path if path is not None else io.BytesIO(data.numpy().tobytes())) as image:
+            return v2.functional.pil_to_tensor(ImageOps.exif_transpose(image).convert("RGB"))
 
 
-def decode_batch(raw: list[torch.Tensor], device) -> tuple[list[torch.Tensor | None], list[str]]:
-    """JPEG bytes decoded together on `device` (nvJPEG on CUDA, libjpeg-turbo on CPU: the same pixels as `decode` on
-    the CPU); other formats on the CPU. Returns the images (None where unreadable) and why each unreadable one is."""
+def decode_batch(raw: list[torch.Tensor], device, paths: list[str] | None = None
+                 ) -> tuple[list[torch.Tensor | None], list[str]]:
+    """JPEG bytes decoded together on `device` (one batched nvJPEG call on CUDA; libjpeg-turbo on the CPU, the same
+    pixels as `decode`); other formats as `decode` does, on the CPU (from `paths` where PIL reads them). Returns the
+    images (None where unreadable) and why each unreadable one is."""
     jpeg = [i for i, d in enumerate(raw) if len(d) > 2 and int(d[0]) == 0xFF and int(d[1]) == 0xD8]
     images: list[torch.Tensor | None] = [None] * len(raw)
     problems = [""] * len(raw)
     try:
-        for i, image in zip(jpeg, decode_jpeg([raw[i] for i in jpeg], mode=ImageReadMode.RGB, device=device)):
-            images[i] = image
+        if jpeg:
+            for i, image in zip(jpeg, decode_jpeg([raw[i] for i in jpeg], mode="RGB", device=device)):
+                images[i] = image
     except RuntimeError:  # one bad file fails the batch: find it one by one
         for i in jpeg:
             try:
-                images[i] = decode_jpeg(raw[i], mode=ImageReadMode.RGB, device=device)
+                images[i] = decode_jpeg(raw[i], mode="RGB", device=device)
             except RuntimeError as e:
                 problems[i] = _why(e)
-    for i in set(range(len(raw))) - set(jpeg):
+    for i in sorted(set(range(len(raw))) - set(jpeg)):
         try:
-            images[i] = decode_image(raw[i], mode=ImageReadMode.RGB).to(device)
-        except RuntimeError as e:
+            images[i] = decode(raw[i], paths[i] if paths is not None else None).to(device)
+        except (RuntimeError, OSError, ValueError) as e:
             problems[i] = _why(e)
     return images, problems
 
@@ -310,7 +325,7 @@ class DeviceStage:
         self.norm = normalize(data_cfg)
 
     def __call__(self, raw, labels, paths, generator):
-        images, problems = decode_batch(raw, self.device)
+        images, problems = decode_batch(raw, self.device, paths)
         keep = [i for i, image in enumerate(images) if image is not None]
         bicubic = v2.InterpolationMode.BICUBIC
         if self.train:

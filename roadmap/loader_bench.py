@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 import torch
+import torchcodec
 import torchvision
+from torchcodec.encoders import JpegEncoder
 
 from . import data as data_lib
 from .bench import device_name, device_of, measure, sync
@@ -38,7 +40,7 @@ def jpeg_tree(root: Path, n: int, size=(375, 500)) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         yy, xx = torch.meshgrid(torch.linspace(0, 1, size[0]), torch.linspace(0, 1, size[1]), indexing="ij")
         image = torch.stack([yy, xx, (yy + xx) / 2]) * 180 + torch.rand(3, *size, generator=g) * 75
-        (folder / f"{i}.jpg").write_bytes(bytes(torchvision.io.encode_jpeg(image.to(torch.uint8), quality=90)))
+        JpegEncoder(image.to(torch.uint8)).to_file(folder / f"{i}.jpg", quality=90)
     (root / "val").mkdir(exist_ok=True)
     return root
 
@@ -125,6 +127,7 @@ def loaders(device=None, quick: bool = False) -> dict:
                            f"({'nvJPEG' if gpu else 'CPU decode on this machine'})", "img_s": rates["device_decode"],
                  "feeds": f"the same: {needed:.0f} img/s", "ratio": rates["device_decode"] / needed, "target": 1.0})
     meta = {"device": device_name(device), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "torchcodec": torchcodec.__version__,
             "date": datetime.date.today().isoformat(), "batch": batch, "quick": quick}
     return {"meta": meta, "rows": rows}
 
@@ -137,7 +140,7 @@ def write_loaders(result: dict, out: Path) -> list[Path]:
     stem = out / f"loader_{'cpu' if 'CPU' in meta['device'] else 'gpu'}"
     pd.DataFrame(result["rows"]).to_csv(stem.with_suffix(".csv"), index=False)
     lines = [f"# Loader benchmark on {meta['device']}", "",
-             f"torch {meta['torch']}, torchvision {meta['torchvision']}, {meta['date']}; `python -m roadmap.bench "
+             f"torch {meta['torch']}, torchvision {meta['torchvision']}, torchcodec {meta['torchcodec']}, {meta['date']}; `python -m roadmap.bench "
              f"--loader{' --quick' if meta['quick'] else ''}`; device-loader batch {meta['batch']}.", "",
              "| loader | img/s | what it feeds | ratio | target | |", "|---|---|---|---|---|---|"]
     for r in result["rows"]:

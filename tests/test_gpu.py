@@ -74,6 +74,22 @@ def test_jpeg_decoding_on_the_gpu_is_close_to_the_cpu(tmp_path):
         assert (image.cpu().int() - cpu.int()).abs().float().mean() < 2.0
 
 
+def test_gpu_decoding_turns_by_exif_and_reads_every_format_and_bad_files_as_the_cpu():
+    """TorchCodec's nvJPEG path applies a JPEG's EXIF orientation as its CPU path does; a batch with a PNG, a BMP
+    (PIL) and a truncated JPEG decodes the rest on the device and leaves the bad one out with a reason."""
+    from test_images import IMAGES
+
+    names = ["rgb.jpg", "exif_rotated.jpg", "progressive.jpg", "gray.jpg", "rgb.png", "rgb.bmp", "truncated.jpg"]
+    raw = [data_lib.read_file(str(IMAGES / n)) for n in names[:-1]]
+    raw.append(raw[0][:300].clone())
+    images, problems = data_lib.decode_batch(raw, torch.device("cuda"), [str(IMAGES / n) for n in names])
+    assert problems[:6] == [""] * 6 and problems[6] and images[-1] is None  # nvJPEG words its reason itself
+    for name, image in zip(names[:-1], images):
+        cpu = data_lib.decode(data_lib.read_file(str(IMAGES / name)), str(IMAGES / name))
+        assert image.device.type == "cuda" and image.shape == cpu.shape, name  # exif_rotated.jpg: (3, 52, 40)
+        assert (image.cpu().int() - cpu.int()).abs().float().mean() < 2.0, name
+
+
 def test_killed_cuda_run_resumes_to_the_same_result(tmp_path):
     args = ["+step=layer_norm", *TINY, *GPU, "train.epochs=4", "data.train_size=4096"]
     run(*args, runs_root=tmp_path / "straight")
