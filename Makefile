@@ -16,7 +16,7 @@ SEED_LIST := $(if $(filter roadmap,$(MAKECMDGOALS)),$(if $(or $(filter-out 1,$(w
 JOBS ?= auto
 export WANDB_MODE ?= disabled
 
-.PHONY: setup data roadmap figure test bench gpu-check gpu-roadmap wheels clean
+.PHONY: setup data roadmap figure test bench gpu-check gpu-roadmap gpu-kit clean
 
 setup: $(STAMP)
 $(STAMP): pyproject.toml
@@ -57,43 +57,42 @@ test: setup data
 bench: setup
 	$(PY) -m roadmap.bench
 
-# The GPU path in one command (about 8 minutes on one GPU): GPU tests, benchmark, loader benchmark, a short training
-# at full width; results in $(GPU_OUT). Uses the python that has torch (.venv if present); on an offline GPU node,
-# WHEELS=<folder made by `make wheels`> installs the other dependencies from it first. Stops at once without a GPU.
+# The GPU path. A GPU node is often offline and has torch and the scientific stack already: `make gpu-kit` (here,
+# where pip reaches PyPI) writes KIT (default gpu-kit/, under 40 MB): the wheels of exactly the packages such a node
+# lacks (a PyTorch container's by default; HAVE=<file with `pip freeze` of the node> for another) and Fashion-MNIST.
+# Copy it over; `make gpu-check KIT=gpu-kit` / `make gpu-roadmap KIT=gpu-kit` install it into KIT/site without an
+# index and without touching torch (nothing is resolved), and read the data from it. Both stop at once with one line
+# without a GPU; REHEARSE=1 runs every stage on the CPU instead, tiny (about a minute each), never into docs/.
+GPU_START := $(shell date +%s)
 GPU_PY ?= $(shell test -x $(PY) && echo $(PY) || echo $(PYTHON))
-GPU_OUT ?= benchmarks/gpu
-WHEELS ?=
+KIT ?=
+REHEARSE ?=
 HAS_GPU = $(shell $(GPU_PY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null | grep 1)
-NEEDS_GPU = $(if $(HAS_GPU),,$(error make $@ needs a CUDA GPU, and $(GPU_PY) sees none (or has no torch)))
-GPU_SETUP = if [ -n "$(WHEELS)" ]; then $(GPU_PY) -m pip install -q --no-index --find-links $(WHEELS) -e . pytest; fi
+NEEDS_GPU = $(if $(REHEARSE),,$(if $(HAS_GPU),,$(error make $@ needs a CUDA GPU, and $(GPU_PY) sees none (or has no torch); REHEARSE=1 rehearses it on the CPU)))
+GPU_RUN = $(if $(KIT),$(GPU_PY) -m roadmap.gpu_kit install $(KIT) && PYTHONPATH=$(abspath $(KIT))/site$${PYTHONPATH:+:$$PYTHONPATH}) \
+  $(GPU_PY) -m
+GPU_ARGS = $(if $(REHEARSE),--rehearse) $(if $(KIT),--data-root $(KIT)/fashion_mnist)
+
+# The GPU path in one command (about 8 minutes on one GPU): every GPU test, a training at full width, the GPU
+# roadmap's calibration, the benchmark, loader benchmark, speed variants and profile; results in $(GPU_OUT).
+GPU_OUT ?= $(if $(REHEARSE),$(RUNS)/gpu-check-rehearsal,benchmarks/gpu)
 gpu-check:
 	$(NEEDS_GPU)
-	@$(GPU_SETUP)
-	$(GPU_PY) -m roadmap.gpu_check --out $(GPU_OUT) $(GPU_CHECK_ARGS)
+	@$(GPU_RUN) roadmap.gpu_check --out $(GPU_OUT) $(GPU_ARGS) $(GPU_CHECK_ARGS)
 
-# The whole roadmap on one GPU within GPU_BUDGET seconds from the start (default 480: 8 minutes, calibration
-# included), SEEDS seeds (default 2), on DATA (default fashion_mnist, what an offline node can have) at the cifar
-# scale for as many epochs as fit (EPOCHS=N to choose); runs in runs/gpu, report in docs/gpu.
+# The whole roadmap on one GPU within GPU_BUDGET seconds from the start of make (default 480: 8 minutes, 90 with
+# REHEARSE; the kit's install, calibration and report included), SEEDS seeds (default 2), on DATA (default
+# fashion_mnist, what an offline node can have) at the cifar scale for as many epochs as fit (EPOCHS=N to choose; a rerun keeps the first run's);
+# runs in runs/gpu, report in docs/gpu (REHEARSE=1: runs/gpu-rehearsal and its report/).
 # `make gpu-roadmap DATA=cifar100 EPOCHS=100 SEEDS=3 GPU_BUDGET=36000` is the full cifar-scale roadmap.
-GPU_BUDGET ?= 480
+GPU_BUDGET ?= $(if $(REHEARSE),90,480)
 GPU_SEEDS = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),2)
 gpu-roadmap:
 	$(NEEDS_GPU)
-	@$(GPU_SETUP)
-	$(GPU_PY) -m roadmap.gpu_roadmap --budget $(GPU_BUDGET) --seeds $(GPU_SEEDS) --data $(or $(DATA),fashion_mnist) \
-	  --roadmap $(ROADMAP) --runs $(RUNS)/gpu --out docs/gpu $(if $(EPOCHS),--epochs $(EPOCHS))
+	@$(GPU_RUN) roadmap.gpu_roadmap --started $(GPU_START) --budget $(GPU_BUDGET) --seeds $(GPU_SEEDS) \
+	  --data $(or $(DATA),fashion_mnist) --roadmap $(ROADMAP) $(GPU_ARGS) \
+	  $(if $(REHEARSE),--runs $(RUNS)/gpu-rehearsal,--runs $(RUNS)/gpu --out docs/gpu) $(if $(EPOCHS),--epochs $(EPOCHS))
 
-# Everything but torch and torchvision that `make gpu-check` installs, as wheels for an offline GPU node with
-# python $(WHEEL_PYTHON) on $(WHEEL_PLATFORM) (run where pip reaches PyPI; copy the folder over; WHEELS=<folder>).
-WHEEL_PYTHON ?= 3.12
-WHEEL_PLATFORM ?= --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
-WHEEL_DIR = $(or $(WHEELS),wheels)
-PIP_DOWNLOAD = $(PYTHON) -m pip download -q -d $(WHEEL_DIR) --find-links $(WHEEL_DIR) --only-binary=:all: \
-  --python-version $(WHEEL_PYTHON) --implementation cp $(WHEEL_PLATFORM)
-wheels:
-	mkdir -p $(WHEEL_DIR)
-	$(PYTHON) -m pip wheel -q --no-deps -w $(WHEEL_DIR) antlr4-python3-runtime==4.9.3  # omegaconf's; source only on PyPI, pure Python
-	$(PIP_DOWNLOAD) --no-deps timm  # its other dependency is torch, which the node has
-	$(PIP_DOWNLOAD) setuptools wheel huggingface_hub safetensors $$($(PYTHON) -c "import tomllib; \
-	  p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print(' '.join(d for d in p['dependencies'] + \
-	  p['optional-dependencies']['test'] if not d.startswith(('torch', 'torchvision', 'timm'))))")
+# The offline kit of a GPU node (see above): KIT=<folder> (default gpu-kit), HAVE=<pip freeze of the node>.
+gpu-kit: setup data
+	$(PY) -m roadmap.gpu_kit build --out $(or $(KIT),gpu-kit) $(if $(HAVE),--have $(HAVE))

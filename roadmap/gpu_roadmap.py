@@ -1,146 +1,346 @@
 """make gpu-roadmap: a whole roadmap trained on one GPU within a time budget, then its report.
 
-python -m roadmap.gpu_roadmap [--budget 480] [--seeds 2] [--data fashion_mnist] [--epochs N] [--roadmap convnext_t]
-                              [--runs runs/gpu] [--out docs/gpu]
+python -m roadmap.gpu_roadmap [--budget 480] [--seeds 2] [--data fashion_mnist] [--data-root DIR] [--epochs N]
+                              [--roadmap convnext_t] [--runs runs/gpu] [--out docs/gpu] [--started T] [--rehearse]
 
-1. Without a CUDA GPU it stops at once with one line (exit 2).
-2. Calibration: a few training steps of the roadmap's cheapest-to-costliest kinds of network (ResNet-50, the
-   depthwise ResNeXt, ConvNeXt-T) at the cifar scale (full widths, 32px, batch 512, the paper's recipe), with the
-   training step eager and as one CUDA graph; the faster mode is used for the sweep (train.cuda_graphs), and the
-   epochs are as many as fit the budget left for every step and seed (unless --epochs gives them).
-3. The sweep (`python run.py -m +sweep=roadmap scale=cifar data=<data> ...`), cut at the budget's end.
-4. The report of its runs in --out (roadmap.png, transfer.png, results.md, agreement.json, results.csv with the
-   device of every run) and gpu_roadmap.md: device, versions, the calibration, the plan and the wall times.
+1. Without a CUDA GPU it stops at once with one line (exit 2); --rehearse runs every stage on the CPU instead, with
+   a tiny network and data (`make gpu-roadmap REHEARSE=1`, about a minute), into runs/gpu-rehearsal: never docs/gpu.
+2. The data is loaded once (one line if it is not there: an offline node reads it from the kit, --data-root).
+3. Calibration (skipped on a rerun, which reuses the plan recorded under --runs): a few training steps of the
+   roadmap's kinds of network (ResNet-50, the depthwise ResNeXt, the inverted bottleneck, the largest kernel,
+   ConvNeXt-T and the reference networks; each other step costs as the last of them before it) at the cifar scale,
+   eager and as one CUDA graph, and each run's fixed costs: building it (data onto the device, the model), capturing
+   the graph, one checkpoint, the robustness evaluation.
+4. The plan: the faster step (eager or graphs, on the sweep's whole time: the sum of seconds per image) and as many
+   epochs as fit every step and seed, fixed costs and the report included, in what is left of --budget (counted
+   from --started: `make` passes the time it began, before installing the kit and probing the GPU).
+5. One sweep per seed (`python run.py -m +sweep=roadmap scale=cifar seed=k ...`), each with the deadline: a cut
+   drops later seeds before later steps; a cut sweep's runs are stopped by SIGTERM (they record where they were).
+6. The report of its runs in --out (time-boxed) and gpu_roadmap.md: device, versions, calibration, plan, wall times.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
-import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import store
+from .errors import ConfigError
+from .processes import bounded
 
 ROOT = Path(__file__).resolve().parents[1]
-CALIBRATION_STEPS = ("resnet50", "depthwise_conv", "separate_downsampling")
+# The networks calibrated (those the roadmap has, and its references); every other step is taken to cost what the
+# last adopted one of them before it costs (ResNet-50's variants, the depthwise ResNeXt, the inverted bottleneck with
+# its kernels and micro design, the largest kernel, ConvNeXt-T).
+CALIBRATION_STEPS = ("depthwise_conv", "inverted_bottleneck", "kernel_11")  # + the roadmap's baseline and endpoint
 EVAL_COST = 1 / 3  # an evaluated image costs about a third of a trained one (forward only)
-PER_RUN_SECONDS = 4.0  # a run's fixed cost in the sweep: data onto the device, model, graph capture, checkpoints
+# What the calibration does not see: the report's time box (its 36 runs' report takes about 15 s; the rehearsal's
+# 5 s), the margin for a cut sweep's runs to write their summaries and for the record; and a sweep's cost per job
+# beyond its run (Hydra composes the job's config, the run loads its data and writes its files): 1.1 s on a 2-core
+# AMD EPYC VM (the gaps between a rehearsal sweep's consecutive summaries less each run's train_time, 14 jobs).
+RESERVE = {"gpu": {"report": 60.0, "margin": 15.0}, "rehearsal": {"report": 20.0, "margin": 5.0}}
+JOB_SECONDS = 1.2
+REHEARSAL = ["train.device=cpu", "model.width_multiplier=0.125", "scale.batch_size=16", "+data.train_size=256",
+             "+data.val_size=128", "eval.robustness_images=8", "train.threads=1"]  # a tiny network and data
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one kind of network costs on the device, measured."""
+    img_s: float  # training images per second, after warm-up
+    build: float  # seconds to build a run: data onto the device, the model, the loaders
+    capture: float  # the warm-up's seconds beyond as many steady steps (cuDNN's choices; the graph's capture)
+    checkpoint: float  # one last.pt
+    robustness: float  # the corrupted-images evaluation after training
+
+    def per_epoch(self, train_images: int, val_images: int) -> float:
+        return (train_images + EVAL_COST * val_images) / self.img_s + self.checkpoint
+
+    @property
+    def fixed(self) -> float:
+        return JOB_SECONDS + self.build + self.capture + self.robustness
 
 
 @dataclass(frozen=True)
 class Plan:
     epochs: int
     runs: int
-    seconds_per_epoch: float  # per run, training and evaluation, from the calibration
-    estimate: float  # the sweep's expected wall time
+    graphs: bool
+    seconds_per_epoch: float  # all runs together: training, evaluation and checkpoint
+    fixed: float  # all runs together: each job's start, build, capture, robustness
+    estimate: float  # the sweeps' expected wall time
 
     def describe(self) -> str:
         return (f"{self.runs} runs x {self.epochs} epoch{'s' * (self.epochs != 1)}, about "
-                f"{self.seconds_per_epoch:.1f} s per epoch: {self.estimate / 60:.1f} min expected")
+                f"{self.seconds_per_epoch / self.runs:.1f} s per epoch and {self.fixed / self.runs:.1f} s fixed per "
+                f"run: {self.estimate / 60:.1f} min expected")
 
 
-def plan(budget: float, runs: int, train_images: int, val_images: int, img_s: float,
+def plan(budget: float, runs: list[Cost], train_images: int, val_images: int, graphs: bool,
          epochs: int | None = None) -> Plan:
-    """As many epochs as fit `budget` seconds for `runs` runs at `img_s` training images per second (at least 1),
+    """As many epochs as fit `budget` seconds for `runs` (each run's measured or stand-in cost; at least 1 epoch),
     or the given epochs."""
-    per_epoch = (train_images + EVAL_COST * val_images) / img_s
-    fit = math.floor((budget / runs - PER_RUN_SECONDS) / per_epoch)
-    chosen = epochs if epochs is not None else max(1, fit)
-    return Plan(chosen, runs, per_epoch, runs * (PER_RUN_SECONDS + chosen * per_epoch))
+    per_epoch = sum(c.per_epoch(train_images, val_images) for c in runs)
+    fixed = sum(c.fixed for c in runs)
+    chosen = epochs if epochs is not None else max(1, math.floor((budget - fixed) / per_epoch))
+    return Plan(chosen, len(runs), graphs, per_epoch, fixed, fixed + chosen * per_epoch)
 
 
-def calibrate(step: str, data: str, graphs: bool, roadmap: str, steps: int = 20) -> float:
-    """Training img/s of `step` at the cifar scale on the GPU, after warm-up (and graph capture)."""
+def stand_ins(roadmap) -> dict[str, str]:
+    """Every step and reference of the roadmap -> the calibrated network whose cost it is taken to have: itself, or
+    the last calibrated adopted step before it (a branch such as kernel 11 is not what the steps after it build on);
+    the roadmap's first calibrated step for the steps before that."""
+    calibrated = calibration_steps(roadmap)
+    out, last = {}, next(s.name for s in roadmap.steps if s.name in calibrated)
+    for step in roadmap.steps:
+        out[step.name] = step.name if step.name in calibrated else last
+        last = step.name if step.name in calibrated and step.adopted else last
+    return out | {r.name: r.name for r in roadmap.references}
+
+
+def faster(costs: dict[tuple[str, bool], Cost], runs: list[str]) -> bool:
+    """Graphs where they make the sweep shorter: the sum over the runs of seconds per image (not of img/s, which
+    the fastest network would decide)."""
+    if not all((s, True) in costs for s in runs):
+        return False
+    return sum(1 / costs[s, True].img_s for s in runs) < sum(1 / costs[s, False].img_s for s in runs)
+
+
+def calibrate(step: str, setting: list[str], graphs: bool, steps: int = 20) -> Cost:
+    """What `step` costs at the sweep's setting (the trainer's public functions, in a scratch runs folder)."""
     import torch
 
     from . import train as T
     from .config import compose
 
-    cfg = compose([f"+step={step}", f"roadmap={roadmap}", "scale=cifar", f"data={data}", "train.device=cuda",
-                   f"train.cuda_graphs={str(graphs).lower()}", "runs_root=/nonexistent"])
-    run = T.check(cfg)
-    job = T.build(run, None)
-    job.net.train()
-    batches = iter(job.train_loader)  # steps + 8 batches of one epoch
-    for _ in range(8):  # warm-up: cuDNN's choices, the graph's capture
-        T.train_batch(run, job, *next(batches))
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        T.train_batch(run, job, *next(batches))
-    torch.cuda.synchronize()
-    return steps * run.settings.train.batch_size / (time.perf_counter() - t0)
+    def now():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        cfg = compose([f"+step={step}", *setting, f"train.cuda_graphs={'prefer' if graphs else 'false'}",
+                       f"runs_root={scratch}"])
+        t0 = now()
+        run = T.check(cfg)
+        job = T.build(run, None)
+        built = now()
+        job.net.train()
+        batches = iter(job.train_loader)
+        warmup = min(8, max(1, len(job.train_loader) - steps))
+        for _ in range(warmup):  # cuDNN's choices, the graph's capture
+            T.train_batch(run, job, *next(batches))
+        warm = now()
+        count = min(steps, len(job.train_loader) - warmup)
+        for _ in range(count):
+            T.train_batch(run, job, *next(batches))
+        steady = now()
+        per_step = (steady - warm) / count
+        run.dir.mkdir(parents=True)
+        T.save_checkpoint(run, job, 1, run.dir)
+        saved = now()
+        T.robustness(run, job)
+        return Cost(img_s=count * run.settings.train.batch_size / (steady - warm), build=built - t0,
+                    capture=max(0.0, (warm - built) - warmup * per_step), checkpoint=saved - steady,
+                    robustness=now() - saved)
+
+
+def calibration_steps(roadmap) -> list[str]:
+    """The roadmap's baseline, the CALIBRATION_STEPS it has, its endpoint (in its order), and its references."""
+    names = roadmap.names()
+    ours = {roadmap.baseline, *CALIBRATION_STEPS, roadmap.endpoint.name}
+    return [*(s for s in names if s in ours), *(r.name for r in roadmap.references)]
+
+
+def measure(roadmap, setting: list[str], cuda: bool) -> dict[tuple[str, bool], Cost]:
+    costs = {}
+    for step in calibration_steps(roadmap):
+        for graphs in ((False, True) if cuda else (False,)):  # a CPU has no graphs: the rehearsal measures eager
+            costs[step, graphs] = calibrate(step, setting, graphs)
+            c = costs[step, graphs]
+            print(f"[gpu-roadmap] calibration: {step} {'graph' if graphs else 'eager'}: {c.img_s:.0f} img/s, "
+                  f"build {c.build:.1f} s, capture {c.capture:.1f} s, checkpoint {c.checkpoint:.2f} s, "
+                  f"robustness {c.robustness:.1f} s", flush=True)
+    return costs
+
+
+def load_plan(path: Path, args) -> dict | None:
+    """The plan a first run recorded under --runs: a rerun finishes that roadmap (its epochs, step and costs)."""
+    if not path.exists():
+        return None
+    try:
+        recorded = json.loads(path.read_text())
+        epochs = int(recorded["plan"]["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path} is damaged: remove it (its runs stay) or use another --runs") from None
+    for key in ("data", "roadmap", "rehearse"):
+        if recorded.get(key) != getattr(args, key):
+            raise ConfigError(f"{args.runs} holds a gpu-roadmap of {key}={recorded.get(key)!r}, not "
+                              f"{getattr(args, key)!r}: use another --runs")
+    if args.epochs is not None and args.epochs != epochs:
+        raise ConfigError(f"{args.runs} holds a {epochs}-epoch roadmap, not --epochs {args.epochs}: finish it without "
+                          f"--epochs, or use another --runs")
+    return recorded
+
+
+def data_setting(data: str, root: Path | None) -> list[str]:
+    """The dataset's overrides on a GPU node: from `root` (the kit's) where given, never downloaded (an offline node
+    would wait for the network: a missing dataset is one line at once)."""
+    return [f"data={data}", *([f"data.root={root.resolve()}"] if root else []),
+            *(["data.download=false"] if data != "synthetic" else [])]
+
+
+def sizes(setting_cfg) -> tuple[int, int]:
+    from .data import load_tensor_dataset
+
+    train, val = load_tensor_dataset(setting_cfg.data, "cpu")  # also: the data is there, or one line
+    return len(train.labels), len(val.labels)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--budget", type=float, default=480, help="seconds for everything, from the start")
+    p = argparse.ArgumentParser(prog="python -m roadmap.gpu_roadmap", description=__doc__.splitlines()[0])
+    p.add_argument("--budget", type=float, default=480, help="seconds for everything, from --started")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--data", default="fashion_mnist")
+    p.add_argument("--data-root", type=Path, default=None, help="where the dataset is (the kit's fashion_mnist)")
     p.add_argument("--epochs", type=int, default=None, help="default: as many as fit the budget")
     p.add_argument("--roadmap", default="convnext_t")
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "gpu")
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "gpu")
+    p.add_argument("--runs", type=Path, default=None, help="default runs/gpu (runs/gpu-rehearsal with --rehearse)")
+    p.add_argument("--out", type=Path, default=None, help="default docs/gpu (the runs folder's report/ with "
+                                                           "--rehearse)")
+    p.add_argument("--started", type=float, default=None, help="the clock's start (seconds since the epoch)")
+    p.add_argument("--rehearse", action="store_true", help="every stage on the CPU, tiny: no GPU needed")
+    p.add_argument("--calibrate-only", action="store_true", help="the calibration alone, to --out "
+                                                                  "(gpu_roadmap_calibration.md; make gpu-check)")
     args = p.parse_args(argv)
-    start = time.time()
+    start = args.started or time.time()
+    args.runs = args.runs or ROOT / "runs" / ("gpu-rehearsal" if args.rehearse else "gpu")
+    args.out = args.out or (args.runs / "report" if args.rehearse else ROOT / "docs" / "gpu")
     import torch
 
-    if not torch.cuda.is_available():
-        print("error: make gpu-roadmap needs a CUDA GPU, and torch sees none", file=sys.stderr)
+    try:
+        if args.rehearse and args.out.resolve().is_relative_to((ROOT / "docs").resolve()):
+            raise ConfigError(f"--out {args.out}: a rehearsal never writes docs/ (only a GPU's roadmap goes there)")
+        if not args.rehearse and not torch.cuda.is_available():
+            raise ConfigError("make gpu-roadmap needs a CUDA GPU, and torch sees none")
+        if args.seeds < 1 or args.budget <= 0:
+            raise ConfigError(f"--seeds {args.seeds} --budget {args.budget:g}: both must be positive")
+        return roadmap_on_gpu(args, start, torch)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    from .config import load_roadmap
+
+
+def roadmap_on_gpu(args, start: float, torch) -> int:
+    from .config import compose, load_roadmap
+    from .settings import validate
 
     roadmap = load_roadmap(args.roadmap)
-    runs = len(roadmap.steps) * args.seeds
-    rates = {(s, g): calibrate(s, args.data, g, args.roadmap) for s in CALIBRATION_STEPS for g in (False, True)}
-    graphs = sum(rates[s, True] for s in CALIBRATION_STEPS) > sum(rates[s, False] for s in CALIBRATION_STEPS)
-    img_s = len(CALIBRATION_STEPS) / sum(1 / rates[s, graphs] for s in CALIBRATION_STEPS)  # harmonic mean
-    sizes = {"fashion_mnist": (60_000, 10_000), "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
-    train_images, val_images = sizes.get(args.data, (50_000, 10_000))
-    left = args.budget - (time.time() - start) - 45  # the report and a margin
-    chosen = plan(left, runs, train_images, val_images, img_s, args.epochs)
-    print(f"[gpu-roadmap] {'CUDA graphs' if graphs else 'eager'} step, {img_s:.0f} img/s; {chosen.describe()}",
-          flush=True)
-    seeds = ",".join(str(k) for k in range(args.seeds))
-    sweep = [sys.executable, str(ROOT / "run.py"), "-m", "+sweep=roadmap", f"roadmap={args.roadmap}", "scale=cifar",
-             f"data={args.data}", f"train.epochs={chosen.epochs}", f"train.cuda_graphs={str(graphs).lower()}",
-             f"seed={seeds}", f"runs_root={args.runs}"]
-    t0 = time.time()
-    try:
-        code = subprocess.run(sweep, cwd=ROOT, timeout=max(60.0, args.budget - (time.time() - start) - 30)).returncode
-    except subprocess.TimeoutExpired:
-        code = "cut at the budget's end (finished runs are kept; rerun to finish the others)"
-    sweep_seconds = time.time() - t0
+    setting = ["scale=cifar", f"roadmap={args.roadmap}", "train.progress=false",
+               *data_setting(args.data, args.data_root), *(REHEARSAL if args.rehearse else ["train.device=cuda"])]
+    train_images, val_images = sizes(validate(compose(["+step=resnet50", *setting])))
+    if args.calibrate_only:
+        costs = measure(roadmap, setting, torch.cuda.is_available() and not args.rehearse)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "gpu_roadmap_calibration.md").write_text("\n".join([
+            f"# Calibration of make gpu-roadmap: {device_name(args, torch)}", "", *calibration_table(costs), ""]))
+        return 0
+    plan_file = args.runs / "gpu_roadmap_plan.json"
+    recorded = load_plan(plan_file, args)
+    if recorded is not None:
+        chosen = Plan(**recorded["plan"])
+        costs = {(c["step"], c["graphs"]): Cost(**c["cost"]) for c in recorded["calibration"]}
+        print(f"[gpu-roadmap] the plan recorded in {plan_file}: {chosen.describe()}", flush=True)
+    else:
+        costs = measure(roadmap, setting, torch.cuda.is_available() and not args.rehearse)
+        every_run = [network for network in stand_ins(roadmap).values() for _ in range(args.seeds)]
+        graphs = faster(costs, every_run)
+        left = args.budget - (time.time() - start) - sum(reserve(args).values())
+        chosen = plan(left, [costs[s, graphs] for s in every_run], train_images, val_images, graphs, args.epochs)
+        args.runs.mkdir(parents=True, exist_ok=True)
+        plan_file.write_text(json.dumps({
+            "data": args.data, "roadmap": args.roadmap, "rehearse": args.rehearse, "plan": asdict(chosen),
+            "calibration": [{"step": s, "graphs": g, "cost": asdict(c)} for (s, g), c in costs.items()]}, indent=1))
+        print(f"[gpu-roadmap] {'CUDA graphs' if chosen.graphs else 'eager'} step; {chosen.describe()}", flush=True)
+    sweeps = sweep_seeds(args, start, setting, chosen)
     group = store.group_dir(args.runs, "cifar", args.roadmap)
-    report = subprocess.run([sys.executable, "-m", "roadmap.report", str(group), "--out", str(args.out)], cwd=ROOT)
-    write_record(args, torch, rates, graphs, chosen, sweep, code, sweep_seconds, time.time() - start)
-    return 0 if code == 0 and report.returncode == 0 else 1
+    report = bounded("report", [sys.executable, "-m", "roadmap.report", str(group), "--out", str(args.out)],
+                     max(5.0, args.budget - (time.time() - start) - 2))
+    write_record(args, torch, costs, chosen, sweeps, report, time.time() - start)
+    return 0 if all(s["code"] == 0 for s in sweeps) and report["code"] == 0 else 1
 
 
-def write_record(args, torch, rates, graphs, chosen: Plan, sweep, code, sweep_seconds, total) -> None:
-    lines = [f"# The {args.roadmap} roadmap on one GPU",
+def sweep_seeds(args, start: float, setting: list[str], chosen: Plan) -> list[dict]:
+    """One sweep per seed, each stopped at the deadline (the report's time box and a margin before the budget's end):
+    seed 0's every step comes before seed 1's first."""
+    deadline = start + args.budget - sum(reserve(args).values())
+    graphs = "prefer" if chosen.graphs or args.rehearse else "false"  # a rehearsal goes through graphs' refusals
+    done = []
+    for seed in range(args.seeds):
+        left = deadline - time.time()
+        if left < 1:
+            done.append({"seed": seed, "code": "not run: the budget is spent", "seconds": 0.0})
+            continue
+        cmd = [sys.executable, str(ROOT / "run.py"), "-m", "+sweep=roadmap", *setting, f"train.epochs={chosen.epochs}",
+               f"train.cuda_graphs={graphs}", f"seed={seed}", f"runs_root={args.runs}"]
+        print(f"[gpu-roadmap] seed {seed}: {' '.join(cmd[2:])} ({left:.0f} s left)", flush=True)
+        result = bounded(f"seed {seed}", cmd, left, echo=True)
+        done.append({"seed": seed, "command": " ".join(cmd[2:]), **result})
+    return done
+
+
+def write_record(args, torch, costs: dict, chosen: Plan, sweeps: list[dict], report: dict, total: float) -> None:
+    where = device_name(args, torch)
+    lines = [f"# The {args.roadmap} roadmap on one GPU{' (a rehearsal on the CPU)' if args.rehearse else ''}",
              "",
-             f"{datetime.datetime.now().isoformat(timespec='minutes')}; {torch.cuda.get_device_name()}; torch "
-             f"{torch.__version__} (CUDA {torch.version.cuda}); `make gpu-roadmap` (python -m roadmap.gpu_roadmap), "
-             f"budget {args.budget:.0f} s.",
+             f"{datetime.datetime.now().isoformat(timespec='minutes')}; {where}; torch {torch.__version__} (CUDA "
+             f"{torch.version.cuda}); `make gpu-roadmap` (python -m roadmap.gpu_roadmap), budget {args.budget:.0f} s, "
+             f"data {args.data}.",
              "",
-             "Calibration (training img/s at the cifar scale: full widths, 32px, batch 512, bf16):",
+             *calibration_table(costs),
              "",
-             "| step | eager | CUDA graph |",
+             f"Plan: the {'CUDA graph' if chosen.graphs else 'eager'} step; {chosen.describe()}. The sweeps took "
+             f"{sum(s['seconds'] for s in sweeps):.0f} s.",
+             "",
+             "| sweep | result | wall time |",
              "|---|---|---|",
-             *[f"| {s} | {rates[s, False]:.0f} | {rates[s, True]:.0f} |" for s in CALIBRATION_STEPS],
+             *[f"| seed {s['seed']} | {outcome(s['code'])} | {s['seconds']:.0f} s |" for s in sweeps],
+             f"| report | {outcome(report['code'])} | {report['seconds']:.0f} s |",
              "",
-             f"Chosen: the {'CUDA graph' if graphs else 'eager'} step; {chosen.describe()}.",
-             f"Sweep: `{' '.join(str(a) for a in sweep[1:])}`: exit {code}, {sweep_seconds:.0f} s; everything "
-             f"{total:.0f} s.",
+             f"Everything, from the start of `make` (the kit's install and the GPU probe included): {total:.0f} s of "
+             f"{args.budget:.0f} s.",
+             "",
+             *[f"- seed {s['seed']}: `{s['command']}`" for s in sweeps if "command" in s],
              ""]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_roadmap.md").write_text("\n".join(lines))
+    print(f"[gpu-roadmap] {args.out / 'gpu_roadmap.md'}", flush=True)
+
+
+def reserve(args) -> dict[str, float]:
+    return RESERVE["rehearsal" if args.rehearse else "gpu"]
+
+
+def device_name(args, torch) -> str:
+    return "rehearsal on cpu" if args.rehearse else torch.cuda.get_device_name()
+
+
+def calibration_table(costs: dict) -> list[str]:
+    return ["Calibration at the sweep's setting (training img/s; a run's fixed costs in seconds):", "",
+            "| step | step mode | img/s | build | capture | checkpoint | robustness |", "|---|---|---|---|---|---|---|",
+            *[f"| {s} | {'graph' if g else 'eager'} | {c.img_s:.0f} | {c.build:.1f} | {c.capture:.1f} | "
+              f"{c.checkpoint:.2f} | {c.robustness:.1f} |" for (s, g), c in costs.items()]]
+
+
+def outcome(code) -> str:
+    return "ok" if code == 0 else f"exit {code}" if isinstance(code, int) else str(code)
 
 
 if __name__ == "__main__":

@@ -273,18 +273,6 @@ def test_cuda_graph_run_resumes_as_it_trains_straight(tmp_path):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3) and a["lr"] == pytest.approx(b["lr"])
 
 
-def test_gpu_roadmap_plans_as_many_epochs_as_fit():
-    from roadmap.gpu_roadmap import PER_RUN_SECONDS, plan
-
-    p = plan(400, 34, 60_000, 10_000, 20_000)
-    assert p.epochs == 2 and p.seconds_per_epoch == pytest.approx((60_000 + 10_000 / 3) / 20_000)
-    assert p.estimate == pytest.approx(34 * (PER_RUN_SECONDS + 2 * p.seconds_per_epoch)) and p.estimate <= 400
-    assert plan(400, 34, 60_000, 10_000, 2_000).epochs == 1  # too slow for one: still one, and the estimate says so
-    assert plan(400, 34, 60_000, 10_000, 2_000).estimate > 400
-    assert plan(36_000, 51, 50_000, 10_000, 50_000, epochs=100).epochs == 100
-    assert "34 runs x 2 epochs" in p.describe()
-
-
 def test_gpu_roadmap_without_a_gpu_stops_at_once_in_one_line(capsys):
     import subprocess
     import sys
