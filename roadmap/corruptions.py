@@ -17,8 +17,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torchcodec.decoders import decode_jpeg
-from torchcodec.encoders import JpegEncoder
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -63,10 +61,25 @@ def _noise(x, sigma, generator):
         return F.gaussian_noise(x, sigma=sigma, clip=True)
 
 
+def jpeg_unavailable() -> str | None:
+    """Why the JPEG corruption cannot run in this python (TorchCodec missing, or built for another torch than the
+    one here: its library fails to load), in one line; None where it can."""
+    try:
+        _jpeg(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 50)
+    except Exception as e:  # ImportError, OSError, RuntimeError: whatever loading TorchCodec's library raises
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"[:200]
+    return None
+
+
 def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     """Every image (uint8, C = 1 or 3) encoded as a JPEG at `quality` and decoded with its channels kept."""
     if len(x) == 0:
         return x.clone()
+    # TorchCodec is imported where it is used: a GPU node whose TorchCodec does not load with its torch still imports
+    # the package and trains (without this corruption: the GPU roadmap turns robustness off and says so)
+    from torchcodec.decoders import decode_jpeg
+    from torchcodec.encoders import JpegEncoder
+
     return torch.stack([decode_jpeg(JpegEncoder(image.contiguous()).to_tensor(quality=quality), mode="UNCHANGED")
                         for image in x])
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock
-from torchcodec.decoders import decode_image, decode_jpeg
 from torchvision import datasets
 from torchvision.transforms import v2
 
@@ -266,6 +265,8 @@ def decode(data: torch.Tensor, path: str | None = None) -> torch.Tensor:
     """uint8 (3, H, W) from a file's bytes: TorchCodec, or PIL for what it does not read (BMP, TIFF, ...; from
     `path`, or the bytes where there is none). As TorchCodec does, an EXIF orientation is applied (PIL's too), and
     16-bit images become 8-bit."""
+    from torchcodec.decoders import decode_image  # here, not at the top: see corruptions._jpeg
+
     try:
         return decode_image(data, mode="RGB")
     except ValueError as e:  # TorchCodec recognizes the format by its first bytes and names the formats it reads
@@ -282,6 +283,8 @@ def decode_batch(raw: list[torch.Tensor], device, paths: list[str] | None = None
     """JPEG bytes decoded together on `device` (one batched nvJPEG call on CUDA; libjpeg-turbo on the CPU, the same
     pixels as `decode`); other formats as `decode` does, on the CPU (from `paths` where PIL reads them). Returns the
     images (None where unreadable) and why each unreadable one is."""
+    from torchcodec.decoders import decode_jpeg  # here, not at the top: see corruptions._jpeg
+
     jpeg = [i for i, d in enumerate(raw) if len(d) > 2 and int(d[0]) == 0xFF and int(d[1]) == 0xD8]
     images: list[torch.Tensor | None] = [None] * len(raw)
     problems = [""] * len(raw)

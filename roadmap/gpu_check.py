@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from . import store
-from .gpu_roadmap import REHEARSAL, data_setting
+from .gpu_roadmap import REHEARSAL, data_setting, robustness_setting
 from .processes import bounded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,6 +172,7 @@ def main(argv=None) -> int:
         limit *= slack
         if name == "training":
             tiny = [*REHEARSAL, "train.max_steps_per_epoch=2"] if a.rehearse else []
+            tiny += robustness_setting()
             training(stages, [*data_setting(a.data, a.data_root), *tiny], 1 if a.rehearse else a.epochs, limit)
         elif cmd is None:
             stages.skip(name, *log)

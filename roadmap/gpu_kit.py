@@ -36,7 +36,8 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x8
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte")
-LIMIT_MB = 40
+LIMIT_MB = 40  # the kit but TorchCodec's wheel (about 10 MB): the GPU machine this project borrows takes 64 MiB
+OUTSIDE_LIMIT = ("torchcodec",)  # with the working tree
 
 
 class KitError(Exception):
@@ -139,8 +140,10 @@ def copy_fashion_mnist(dest: Path) -> None:
                            f"dataset-fashion-mnist) nor in {extracted} (any embedded run puts it there)")
 
 
-def size_mb(folder: Path) -> float:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+def size_mb(folder: Path, but: tuple[str, ...] = ()) -> float:
+    """The folder's size in MB, leaving out the wheels of the packages `but` names."""
+    return sum(f.stat().st_size for f in folder.rglob("*")
+               if f.is_file() and not (f.suffix == ".whl" and canonical(f.name.split("-")[0]) in but)) / 2**20
 
 
 def build(out: Path, freeze: Path | None, python: str = TARGET["python_version"]) -> dict:
@@ -153,10 +156,12 @@ def build(out: Path, freeze: Path | None, python: str = TARGET["python_version"]
     manifest = {"python": TARGET["python_version"], "platforms": list(PLATFORMS),
                 "have": str(freeze) if freeze else "a PyTorch container: " + ", ".join(CONTAINER),
                 "packages": packages, "wheels": sorted(p.name for p in (out / "wheels").glob("*.whl")),
-                "data": "fashion_mnist/FashionMNIST/raw/*.gz", "size_mb": round(size_mb(out), 1)}
+                "data": "fashion_mnist/FashionMNIST/raw/*.gz", "size_mb": round(size_mb(out), 1),
+                "size_mb_but_" + "_".join(OUTSIDE_LIMIT): round(size_mb(out, OUTSIDE_LIMIT), 1)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    if manifest["size_mb"] > LIMIT_MB:
-        raise KitError(f"{out} is {manifest['size_mb']} MB, over the kit's {LIMIT_MB} MB")
+    if size_mb(out, OUTSIDE_LIMIT) > LIMIT_MB:
+        raise KitError(f"{out} is {size_mb(out, OUTSIDE_LIMIT):.1f} MB without {', '.join(OUTSIDE_LIMIT)}, over the "
+                       f"kit's {LIMIT_MB} MB")
     return manifest
 
 

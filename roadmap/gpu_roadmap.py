@@ -146,7 +146,8 @@ def calibrate(step: str, setting: list[str], graphs: bool, steps: int = 20) -> C
         run.dir.mkdir(parents=True)
         T.save_checkpoint(run, job, 1, run.dir)
         saved = now()
-        T.robustness(run, job)
+        if run.settings.eval.robustness:
+            T.robustness(run, job)
         return Cost(img_s=count * run.settings.train.batch_size / (steady - warm), build=built - t0,
                     capture=max(0.0, (warm - built) - warmup * per_step), checkpoint=saved - steady,
                     robustness=now() - saved)
@@ -197,6 +198,19 @@ def data_setting(data: str, root: Path | None) -> list[str]:
             *(["data.download=false"] if data != "synthetic" else [])]
 
 
+def robustness_setting() -> list[str]:
+    """[] where the robustness pass can run; else eval.robustness=false, said in one line (a node's TorchCodec built
+    for another torch than the node's cannot encode the JPEG corruption: the roadmap trains and reports without it)."""
+    from .corruptions import jpeg_unavailable
+
+    why = jpeg_unavailable()
+    if why is None:
+        return []
+    print(f"[gpu-roadmap] TorchCodec does not work here ({why}): eval.robustness=false, the runs have no "
+          f"robustness", flush=True)
+    return ["eval.robustness=false"]
+
+
 def sizes(setting_cfg) -> tuple[int, int]:
     from .data import load_tensor_dataset
 
@@ -243,7 +257,8 @@ def roadmap_on_gpu(args, start: float, torch) -> int:
     from .settings import validate
 
     roadmap = load_roadmap(args.roadmap)
-    setting = ["scale=cifar", f"roadmap={args.roadmap}", "train.progress=false",
+    args.robustness = robustness_setting()
+    setting = ["scale=cifar", f"roadmap={args.roadmap}", "train.progress=false", *args.robustness,
                *data_setting(args.data, args.data_root), *(REHEARSAL if args.rehearse else ["train.device=cuda"])]
     train_images, val_images = sizes(validate(compose(["+step=resnet50", *setting])))
     if args.calibrate_only:
@@ -302,7 +317,7 @@ def write_record(args, torch, costs: dict, chosen: Plan, sweeps: list[dict], rep
              "",
              f"{datetime.datetime.now().isoformat(timespec='minutes')}; {where}; torch {torch.__version__} (CUDA "
              f"{torch.version.cuda}); `make gpu-roadmap` (python -m roadmap.gpu_roadmap), budget {args.budget:.0f} s, "
-             f"data {args.data}.",
+             f"data {args.data}{'; no robustness pass (TorchCodec does not work here)' if args.robustness else ''}.",
              "",
              *calibration_table(costs),
              "",

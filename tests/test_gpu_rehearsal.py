@@ -142,6 +142,16 @@ def test_a_failed_training_run_is_a_failed_row_and_no_finished_run_fails_the_sta
     assert "| training | FAILED: 0 of 3 runs finished |" in (tmp_path / "gpu_check.md").read_text()
 
 
+def test_a_node_whose_torchcodec_does_not_load_trains_without_robustness_and_says_so(monkeypatch, capsys):
+    """TorchCodec's library is built for one torch: on a node with another, the JPEG corruption cannot run."""
+    assert gpu_roadmap.robustness_setting() == [] and capsys.readouterr().out == ""
+    monkeypatch.setitem(sys.modules, "torchcodec.encoders", None)  # what a failed import leaves
+    assert gpu_roadmap.robustness_setting() == ["eval.robustness=false"]
+    assert capsys.readouterr().out == ("[gpu-roadmap] TorchCodec does not work here (ModuleNotFoundError: import of "
+                                       "torchcodec.encoders halted; None in sys.modules): eval.robustness=false, the "
+                                       "runs have no robustness\n")
+
+
 def test_a_stage_past_its_limit_is_stopped_with_all_its_processes(monkeypatch):
     """SIGTERM to the stage's whole process group, then SIGKILL to what ignores it (a child that outlives its
     parent would keep the GPU busy during the next stages)."""
@@ -228,7 +238,7 @@ def test_fashion_mnist_from_the_kits_gzipped_files_and_its_first_images(tmp_path
 def test_the_kit_carries_what_a_pytorch_container_lacks_and_installs_without_resolving(tmp_path):
     carried = gpu_kit.missing()
     for name in ("hydra-core", "omegaconf", "antlr4-python3-runtime", "optuna", "alembic", "sqlalchemy", "mako",
-                 "colorlog", "hydra-joblib-launcher"):
+                 "colorlog", "hydra-joblib-launcher", "torchcodec"):
         assert name in carried, name
     for name in ("torch", "torchvision", "numpy", "scipy", "pandas", "matplotlib", "statsmodels", "joblib",
                  "filelock", "tqdm", "pytest", "pillow", "jinja2", "markupsafe", "typing-extensions"):
@@ -251,7 +261,8 @@ def test_the_kit_is_small_and_its_wheels_install_offline_and_import(tmp_path):
     and Hydra, OmegaConf and Optuna import from there."""
     kit = tmp_path / "kit"
     manifest = gpu_kit.build(kit, None, python=f"{sys.version_info.major}.{sys.version_info.minor}")
-    assert manifest["size_mb"] < gpu_kit.LIMIT_MB and set(manifest["packages"]) == set(gpu_kit.missing())
+    assert manifest["size_mb_but_torchcodec"] < gpu_kit.LIMIT_MB < manifest["size_mb"] < 60
+    assert set(manifest["packages"]) == set(gpu_kit.missing())
     assert len(manifest["wheels"]) == len(manifest["packages"])
     assert sorted(p.name for p in (kit / "fashion_mnist" / "FashionMNIST" / "raw").iterdir()) == sorted(
         f"{f}.gz" for f in data_lib.FASHION_FILES)
