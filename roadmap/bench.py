@@ -106,7 +106,7 @@ def activation_bytes(model, x) -> int:
         if key not in seen:
             seen.add(key)
             total += t.untyped_storage().nbytes()
-        return t
+        return t.detach()  # t itself, saved in the graph that made it, is a cycle through C++ that gc never frees
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(x).float().sum()

@@ -50,6 +50,26 @@ def test_activation_memory_counts_saved_tensors():
     assert activation_bytes(lin, x) == 8 * 100 * 4 * 2
 
 
+def test_measuring_a_network_frees_it():
+    """make bench peaked at 19 GB: activation_bytes's pack hook kept each saved tensor itself in the graph that made
+    it, a cycle through C++ that gc never frees, so every network measured stayed in memory with its activations."""
+    import gc
+    import weakref
+
+    import torch
+
+    from roadmap.bench import measure
+    from roadmap.model import ModelConfig, RoadmapNet
+
+    model = RoadmapNet(ModelConfig(num_classes=10, width_multiplier=0.125))
+    measure(model, batch=2, resolution=32, num_classes=10, device=torch.device("cpu"), precision="fp32",
+            channels_last=False, compile_model=False, warmup=0, iters=1)
+    alive = weakref.ref(next(model.parameters()))  # the module went; its weights and activations stayed
+    del model
+    gc.collect()
+    assert alive() is None
+
+
 def test_gpu_check_stops_at_once_without_a_gpu(tmp_path, capsys):
     """`make gpu-check` (and the module behind it) on a machine without CUDA: one line, exit 2, nothing written."""
     from roadmap import gpu_check
