@@ -203,7 +203,7 @@ def test_a_parallel_sweep_whose_every_run_failed_exits_1(tmp_path):
 def test_make_roadmap_refuses_seeds_that_are_not_a_positive_integer(seeds, tmp_path):
     """It printed 18 times `error: seed=''`, exited the sweep 0, then failed with "not a directory"; now one line
     before anything runs (make -n: nothing would run either way)."""
-    p = subprocess.run(["make", "-n", "roadmap", f"SEEDS={seeds}", f"RUNS={tmp_path}"], cwd=ROOT, capture_output=True,
+    p = subprocess.run(["make", "-n", "--no-print-directory", "roadmap", f"SEEDS={seeds}", f"RUNS={tmp_path}"], cwd=ROOT, capture_output=True,
                        text=True)
     assert p.returncode == 2 and p.stdout == "", p.stdout
     assert p.stderr.strip().splitlines() == [p.stderr.strip()]
