@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -149,3 +150,8 @@ def write_loaders(result: dict, out: Path) -> list[Path]:
                      f">= {r['target']:.0f}x | {met} |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+
+
+if __name__ == "__main__":  # the loader benchmark is a mode of the benchmark's command line
+    print("error: the loader benchmark runs as `python -m roadmap.bench --loader`", file=sys.stderr)
+    raise SystemExit(2)

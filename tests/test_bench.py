@@ -327,3 +327,13 @@ def test_bad_complexity_arguments_are_one_line(args, message, capsys):
 
     assert exit_code(main, args) == 2
     assert capsys.readouterr() == ("", f"error: {message}\n")
+
+
+def test_the_loader_benchmark_module_points_to_its_command_line():
+    """`python -m roadmap.loader_bench --nope` exited 0 and did nothing."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "roadmap.loader_bench", "--nope"], capture_output=True, text=True)
+    assert (p.returncode, p.stdout, p.stderr) == (
+        2, "", "error: the loader benchmark runs as `python -m roadmap.bench --loader`\n")
