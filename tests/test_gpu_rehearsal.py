@@ -152,6 +152,14 @@ def test_a_node_whose_torchcodec_does_not_load_trains_without_robustness_and_say
                                        "runs have no robustness\n")
 
 
+def test_the_compiled_benchmark_is_left_out_not_failed_when_the_budget_is_short(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "plan", lambda a: [("benchmark, compiled", ["python", "-V"], 360, None)])
+    monkeypatch.setattr(gpu_check, "stage", lambda *args, **kwargs: pytest.fail("the stage ran"))
+    assert gpu_check.main(["--rehearse", "--budget", "60", "--out", str(tmp_path)]) == 0  # 120 s with the slack
+    assert ("| benchmark, compiled | not run: under 150 s of the budget left | 0 s |"
+            in (tmp_path / "gpu_check.md").read_text())
+
+
 def test_a_stage_past_its_limit_is_stopped_with_all_its_processes(monkeypatch):
     """SIGTERM to the stage's whole process group, then SIGKILL to what ignores it (a child that outlives its
     parent would keep the GPU busy during the next stages)."""
