@@ -108,7 +108,8 @@ def training_table(rows: list[dict]) -> list[str]:
     first = next((r for r in rows if r["status"] == "done"), rows[0])
     lines = ["", f"Training at full width on the device (scale=cifar, data={first['dataset']}, {first['epochs']} "
                  f"epochs, the paper's recipe):", "",
-             "| step | status | params | GMACs | img/s | top-1 | precision | CUDA graph |", "|---|---|---|---|---|---|---|---|"]
+             "| step | status | params | GMACs | img/s | top-1 | precision | CUDA graph |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         status = r["status"] if r["status"] == "done" else f"{r['status']}: {r['message'] or ''}".strip(": ")
         lines.append(f"| {r['step']} | {status} | {_cell(r['params'], ',')} | {_cell(r['gmacs'], '.4f')} | "
@@ -145,7 +146,8 @@ def training(stages: Stages, setting: list[str], epochs: int, limit: float) -> d
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m roadmap.gpu_check", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=None, help="default benchmarks/gpu (rehearsal: runs/gpu-check-rehearsal)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default benchmarks/gpu (rehearsal: runs/gpu-check-rehearsal)")
     p.add_argument("--data", default="fashion_mnist", help="dataset of the training stage (default fashion_mnist)")
     p.add_argument("--data-root", type=Path, default=None, help="where the dataset is (the kit's fashion_mnist)")
     p.add_argument("--epochs", type=int, default=2, help="epochs of the training stage")

@@ -8,8 +8,8 @@ already. `build` resolves the project's dependencies through the metadata of thi
 installed them), leaves out what the node has (HAVE: by default a PyTorch container's packages and everything they
 depend on; or a `pip freeze` of the node) and downloads the rest as CPython 3.12 manylinux wheels, at the versions
 tested here. `install` puts them in KIT/site with pip's --no-index --no-deps --target: nothing is resolved, so the
-node's torch is never touched; the commands run with KIT/site on PYTHONPATH. Only the standard library is imported
-here (the node has no Hydra until the kit is installed).
+node's torch is never touched; the commands run with KIT/site on PYTHONPATH. `install` imports only the standard
+library (the node has no Hydra until the kit is installed); `build` takes the dataset's files from roadmap.data.
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ TARGET = {"python_version": "3.12", "python_full_version": "3.12.0", "sys_platfo
           "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
           "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte")
 LIMIT_MB = 40  # the kit but TorchCodec's wheel (about 10 MB): the GPU machine this project borrows takes 64 MiB
 OUTSIDE_LIMIT = ("torchcodec",)  # with the working tree
 
@@ -126,6 +123,8 @@ def pip(*args: str) -> subprocess.CompletedProcess:
 def copy_fashion_mnist(dest: Path) -> None:
     """The four gzipped raw files, laid out as torchvision downloads them (FashionMNIST/raw/*.gz): from Debian's
     dataset-fashion-mnist, or gzipped from the files a run has extracted in data/fashion_mnist."""
+    from .data import DEBIAN_FASHION_MNIST, FASHION_FILES  # here: `install` runs where Hydra is not yet installed
+
     raw = dest / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     extracted = ROOT / "data" / "fashion_mnist" / "FashionMNIST" / "raw"
