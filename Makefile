@@ -12,7 +12,7 @@ SEED_DIGITLESS = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 
 SEED_LIST := $(if $(filter roadmap,$(MAKECMDGOALS)),$(if $(or $(filter-out 1,$(words $(SEEDS))),$(filter 0%,$(SEEDS)),$(SEED_DIGITLESS)),\
   $(error SEEDS='$(SEEDS)': must be a positive integer (make roadmap trains seeds 0 to SEEDS-1)),$(shell seq -s, 0 $$(($(SEEDS) - 1)))))
 # runs side by side: auto = one per GPU where torch sees GPUs (each run takes one of its own), else one per core;
-# N; or 1 (one after the other). Through Ray where it is installed, else joblib (python -m roadmap.launch).
+# N; or 1 (one after the other). Through Ray where it is installed, else joblib (python -m roadmap.train.launch).
 JOBS ?= auto
 export WANDB_MODE ?= disabled
 
@@ -38,7 +38,7 @@ REPORT_ARGS = --out $(REPORT) $(if $(BENCH),--bench $(BENCH))
 # A whole roadmap on the embedded scale (seeds 0..SEEDS-1, JOBS runs at once; finished runs are skipped), then its
 # tables and figures.
 roadmap: setup data
-	@launch=$$($(PY) -m roadmap.launch $(JOBS)) && start=$$(date +%s) && \
+	@launch=$$($(PY) -m roadmap.train.launch $(JOBS)) && start=$$(date +%s) && \
 	  $(PY) run.py -m +sweep=roadmap roadmap=$(ROADMAP) seed=$(SEED_LIST) runs_root=$(RUNS) $$launch && \
 	  echo "sweep wall time: $$(( $$(date +%s) - start )) s"
 	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) $(REPORT_ARGS)
@@ -69,7 +69,7 @@ KIT ?=
 REHEARSE ?=
 HAS_GPU = $(shell $(GPU_PY) -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null | grep 1)
 NEEDS_GPU = $(if $(REHEARSE),,$(if $(HAS_GPU),,$(error make $@ needs a CUDA GPU, and $(GPU_PY) sees none (or has no torch); REHEARSE=1 rehearses it on the CPU)))
-GPU_RUN = $(if $(KIT),$(GPU_PY) -m roadmap.gpu_kit install $(KIT) && PYTHONPATH=$(abspath $(KIT))/site$${PYTHONPATH:+:$$PYTHONPATH}) \
+GPU_RUN = $(if $(KIT),$(GPU_PY) -m roadmap.gpu.kit install $(KIT) && PYTHONPATH=$(abspath $(KIT))/site$${PYTHONPATH:+:$$PYTHONPATH}) \
   $(GPU_PY) -m
 GPU_ARGS = $(if $(REHEARSE),--rehearse) $(if $(KIT),--data-root $(KIT)/fashion_mnist)
 
@@ -78,7 +78,7 @@ GPU_ARGS = $(if $(REHEARSE),--rehearse) $(if $(KIT),--data-root $(KIT)/fashion_m
 GPU_OUT ?= $(if $(REHEARSE),$(RUNS)/gpu-check-rehearsal,benchmarks/gpu)
 gpu-check:
 	$(NEEDS_GPU)
-	@$(GPU_RUN) roadmap.gpu_check --out $(GPU_OUT) $(GPU_ARGS) $(GPU_CHECK_ARGS)
+	@$(GPU_RUN) roadmap.gpu.check --out $(GPU_OUT) $(GPU_ARGS) $(GPU_CHECK_ARGS)
 
 # The whole roadmap on one GPU within GPU_BUDGET seconds from the start of make (default 480: 8 minutes, 90 with
 # REHEARSE; the kit's install, calibration and report included), SEEDS seeds (default 2), on DATA (default
@@ -89,10 +89,10 @@ GPU_BUDGET ?= $(if $(REHEARSE),90,480)
 GPU_SEEDS = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),2)
 gpu-roadmap:
 	$(NEEDS_GPU)
-	@$(GPU_RUN) roadmap.gpu_roadmap --started $(GPU_START) --budget $(GPU_BUDGET) --seeds $(GPU_SEEDS) \
+	@$(GPU_RUN) roadmap.gpu.roadmap --started $(GPU_START) --budget $(GPU_BUDGET) --seeds $(GPU_SEEDS) \
 	  --data $(or $(DATA),fashion_mnist) --roadmap $(ROADMAP) $(GPU_ARGS) \
 	  $(if $(REHEARSE),--runs $(RUNS)/gpu-rehearsal,--runs $(RUNS)/gpu --out docs/gpu) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 # The offline kit of a GPU node (see above): KIT=<folder> (default gpu-kit), HAVE=<pip freeze of the node>.
 gpu-kit: setup data
-	$(PY) -m roadmap.gpu_kit build --out $(or $(KIT),gpu-kit) $(if $(HAVE),--have $(HAVE))
+	$(PY) -m roadmap.gpu.kit build --out $(or $(KIT),gpu-kit) $(if $(HAVE),--have $(HAVE))

@@ -1,7 +1,7 @@
 """roadmap: the ConvNeXt paper's modernization roadmap, one configurable network and one switch per step."""
 
-from .errors import ConfigError
-from .steps import Roadmap, Step
+from roadmap.errors import ConfigError
+from roadmap.steps import Roadmap, Step
 
 __all__ = ["ConfigError", "ModelConfig", "Roadmap", "RoadmapNet", "Step", "build_model", "from_timm",
            "from_torchvision", "gmacs", "load_roadmap", "num_params"]
@@ -10,7 +10,7 @@ __all__ = ["ConfigError", "ModelConfig", "Roadmap", "RoadmapNet", "Step", "build
 def __getattr__(name):
     """The network's names load torch on first use, so `import roadmap.steps` stays torch-free."""
     if name in ("ModelConfig", "RoadmapNet", "gmacs", "num_params"):
-        from . import model
+        from roadmap.nets import model
 
         return getattr(model, name)
     raise AttributeError(f"module 'roadmap' has no attribute {name!r}")
@@ -18,8 +18,8 @@ def __getattr__(name):
 
 def build_model(step: str, roadmap: str = "convnext_t", num_classes: int = 1000):
     """The network of a roadmap step, e.g. build_model("inverted_bottleneck") or build_model("widen", "convnext_b")."""
-    from .config import step_model_config
-    from .model import RoadmapNet
+    from roadmap.config import step_model_config
+    from roadmap.nets.model import RoadmapNet
 
     return RoadmapNet(step_model_config(step, roadmap, num_classes))
 
@@ -27,7 +27,7 @@ def build_model(step: str, roadmap: str = "convnext_t", num_classes: int = 1000)
 def load_roadmap(name: str = "convnext_t", config_dirs=()) -> Roadmap:
     """A roadmap from conf/roadmap/<name>.yaml (or from one of `config_dirs`): its steps, in order, with the
     published numbers they reproduce."""
-    from .config import load_roadmap as load
+    from roadmap.config import load_roadmap as load
 
     return load(name, config_dirs)
 
@@ -35,13 +35,13 @@ def load_roadmap(name: str = "convnext_t", config_dirs=()) -> Roadmap:
 def from_torchvision(tv_model):
     """The roadmap network equal to a torchvision resnet50/101/152 or convnext_tiny/small/base/large, with its
     weights loaded (strict)."""
-    from .torchvision_compat import from_torchvision as convert
+    from roadmap.nets.convert import from_torchvision as convert
 
     return convert(tv_model)
 
 
 def from_timm(timm_model):
     """The roadmap network equal to a timm bottleneck ResNet (resnet50, resnet50d: ResNet-B/C/D), with its weights."""
-    from .torchvision_compat import from_timm as convert
+    from roadmap.nets.convert import from_timm as convert
 
     return convert(timm_model)

@@ -7,12 +7,12 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import store
-from .errors import ConfigError
-from .steps import Roadmap, Step
+from roadmap import store
+from roadmap.errors import ConfigError
+from roadmap.steps import Roadmap, Step
 
 if TYPE_CHECKING:  # torch-free at run time: the report reads the ablations through this module
-    from .model import ModelConfig
+    from roadmap.nets.model import ModelConfig
 
 
 def trunk(roadmap: Roadmap) -> list[Step]:

@@ -16,10 +16,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 
-from .errors import ConfigError
-from .model import ModelConfig
-from .reference import ReferenceConfig
-from .steps import Roadmap, Step
+from roadmap.errors import ConfigError
+from roadmap.nets.model import ModelConfig
+from roadmap.nets.swin import ReferenceConfig
+from roadmap.steps import Roadmap, Step
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -35,7 +35,7 @@ def _step_list(steps, which="all", *, _root_=None):
     (conf/step/<reference>.yaml includes conf/reference/<reference>.yaml); trunk = `baseline` and every adopted step
     after it, each network once (ablation.sweep_steps)."""
     if which == "trunk":
-        from .ablation import sweep_steps
+        from roadmap.ablation import sweep_steps
 
         return sweep_steps(with_parents(OmegaConf.to_container(steps, resolve=True)), _root_.roadmap.baseline)
     return ",".join([*steps.keys(), *(_root_.roadmap.get("references") or {}).keys()])
@@ -43,14 +43,14 @@ def _step_list(steps, which="all", *, _root_=None):
 
 def _explore_id(model):
     """${explore_id:${model}}: the stable id of a drawn network (conf/explore)."""
-    from .explore import network_id
+    from roadmap.explore.space import network_id
 
     return network_id(OmegaConf.to_container(model, resolve=True))
 
 
 def _run_dir(root, scale, roadmap, kind, step, seed):
     """${run_dir:root,scale,roadmap,kind,step,seed}: where the run lives (roadmap.store lays the runs out)."""
-    from .store import run_dir
+    from roadmap.store import run_dir
 
     return str(run_dir(root, scale, roadmap, kind, step, seed))
 
@@ -321,7 +321,7 @@ def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> 
     roadmap = roadmap or roadmap_of(cfg, config_dirs)
     if cfg.get("explore") is not None:  # a network drawn from the design space, named by its switches
         return Step(cfg.step, label=cfg.step, section="explore")
-    if cfg.get("reference") is not None:  # a network the roadmap is compared with (roadmap.reference)
+    if cfg.get("reference") is not None:  # a network the roadmap is compared with (roadmap.nets.swin)
         return roadmap.reference(cfg.step) or Step(cfg.step, label=cfg.step, section="reference",
                                                    parent=roadmap.endpoint.name)
     if OmegaConf.is_missing(cfg, "step"):
@@ -344,7 +344,7 @@ def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> 
 
 def model_config(cfg: DictConfig) -> ModelConfig | ReferenceConfig:
     """The network a run trains: its step's, the step's ablation (`kind=isolated|leave_one_out`, set by
-    conf/sweep), the switches of a network drawn from the design space (`+explore=...`; roadmap.explore checks
+    conf/sweep), the switches of a network drawn from the design space (`+explore=...`; roadmap.explore.space checks
     them before training), or a reference network (`+reference=...`)."""
     kind = cfg.get("kind", "roadmap")
     if cfg.get("reference") is not None:
@@ -355,7 +355,7 @@ def model_config(cfg: DictConfig) -> ModelConfig | ReferenceConfig:
     model = ModelConfig.from_dict(resolved(cfg, "model"))
     if kind in ("roadmap", "explore"):
         return model
-    from .ablation import ablated
+    from roadmap.ablation import ablated
 
     name = cfg.roadmap.name
     arch = ablated(kind, cfg.step, roadmap_of(cfg), lambda step: step_model_config(step, name))

@@ -11,7 +11,7 @@ import numpy as np
 # init: the network's initial weights; epoch: torch's and python's global state during an epoch (drop path, MixUp);
 # order: the training set's permutation (the same on every rank, which then takes its shard); augment: the per-image
 # draws of the augmentation on each rank; sampler: an exploration's sampler at each draw (epoch = the draw's number);
-# corrupt: a corrupted validation set (rank = the corruption, epoch = its severity; roadmap.corruptions)
+# corrupt: a corrupted validation set (rank = the corruption, epoch = its severity; roadmap.data.corruptions)
 STREAMS = ("init", "epoch", "order", "augment", "sampler", "corrupt")
 
 

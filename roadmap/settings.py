@@ -11,10 +11,10 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from roadmap.errors import ConfigError
 
 PRECISIONS = ("auto", "mixed", "bf16", "fp16", "fp32")
-IMAGE_CHANNELS = 3  # what every loader gives the network (roadmap.data decodes RGB and repeats grayscale channels)
+IMAGE_CHANNELS = 3  # what every loader gives the network (roadmap.data.datasets decodes RGB and repeats grayscale channels)
 
 
 def _is_int(v) -> bool:
@@ -165,7 +165,7 @@ class TrainConfig(Settings):
 @dataclass(frozen=True)
 class EvalConfig(Settings):
     section = "eval"
-    robustness: bool = rule("bool", True)  # after training: top-1 on corrupted validation images (roadmap.robustness)
+    robustness: bool = rule("bool", True)  # after training: top-1 on corrupted validation images (roadmap.train.robustness)
     robustness_images: int = rule("int", 1000, low=1)  # how many validation images it corrupts
 
 
@@ -265,7 +265,7 @@ class ExploreConfig(Settings):
     sampler_seed: int = rule("int", 0, low=0)
     sampler: str | None = choice("random", "tpe", "gp", default=None, null=True)
     startup_trials: int = rule("int", 12, low=0)
-    space: dict | None = rule("mapping", None, null=True)  # checked in full by roadmap.explore.check_space
+    space: dict | None = rule("mapping", None, null=True)  # checked in full by roadmap.explore.space.check_space
 
     def __post_init__(self):
         super().__post_init__()
@@ -330,7 +330,7 @@ def validate(cfg) -> RunSettings:
 
 
 def _kind(kind, explore) -> str:
-    from .store import KINDS
+    from roadmap.store import KINDS
 
     if kind not in KINDS:
         raise ConfigError(f"kind={kind!r}: must be one of {', '.join(KINDS)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from roadmap.errors import ConfigError
 
 ROADMAP_FIELDS = ("name", "title", "source", "dataset", "notes", "baseline", "sections", "marks", "references",
                   "steps")

@@ -5,7 +5,7 @@
 <runs_root>/<scale>/<roadmap>/<kind>/<step>/seed<k>/   a run of another kind: `isolated` and `leave_one_out`
                                                        (ablations; invalid.jsonl: steps they cannot build) and
                                                        `explore` (drawn networks; <name>.journal: the Optuna
-                                                       study of exploration <name>, roadmap.study)
+                                                       study of exploration <name>, roadmap.explore.study)
 A run directory holds
     config.yaml     the resolved config
     metrics.jsonl   one line per finished epoch
@@ -28,7 +28,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ConfigError
+from roadmap.errors import ConfigError
 
 KINDS = ("roadmap", "isolated", "leave_one_out", "explore")
 FINISHED = ("done", "diverged")  # a run with one of these statuses is not trained again

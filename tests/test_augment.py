@@ -1,10 +1,10 @@
-"""roadmap.augment: per-image draws, reproducibility, and exactness against torchvision applied per image."""
+"""roadmap.data.augment: per-image draws, reproducibility, and exactness against torchvision applied per image."""
 
 import pytest
 import torch
 from torchvision.transforms import v2
 
-from roadmap import augment as A
+from roadmap.data import augment as A
 
 F = v2.functional
 

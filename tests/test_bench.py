@@ -9,7 +9,7 @@ from helpers import ROOT
 
 
 def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path, capsys):
-    from roadmap import bench
+    from roadmap.bench import core as bench
 
     steps = ["resnet50", "widen", "separate_downsampling"]
     assert bench.main(["--batch", "2", "--resolution", "64", "--iters", "1", "--warmup", "1", "--cifar-batch", "2",
@@ -43,7 +43,7 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path, capsys):
 def test_activation_memory_counts_saved_tensors():
     import torch
 
-    from roadmap.bench import activation_bytes
+    from roadmap.bench.core import activation_bytes
     lin = torch.nn.Sequential(torch.nn.Linear(100, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
     x = torch.randn(8, 100)
     # the input and the ReLU output are saved (the ReLU output twice: by ReLU and by the second Linear, once counted)
@@ -58,8 +58,8 @@ def test_measuring_a_network_frees_it():
 
     import torch
 
-    from roadmap.bench import measure
-    from roadmap.model import ModelConfig, RoadmapNet
+    from roadmap.bench.core import measure
+    from roadmap.nets.model import ModelConfig, RoadmapNet
 
     model = RoadmapNet(ModelConfig(num_classes=10, width_multiplier=0.125))
     measure(model, batch=2, resolution=32, num_classes=10, device=torch.device("cpu"), precision="fp32",
@@ -72,12 +72,12 @@ def test_measuring_a_network_frees_it():
 
 def test_gpu_check_stops_at_once_without_a_gpu(tmp_path, capsys):
     """`make gpu-check` (and the module behind it) on a machine without CUDA: one line, exit 2, nothing written."""
-    from roadmap import gpu_check
+    from roadmap.gpu import check as gpu_check
 
     p = subprocess.run(["make", "-s", "gpu-check", f"GPU_OUT={tmp_path / 'out'}"], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert p.returncode == 2, p.stderr
-    assert gpu_check.main(["--out", str(tmp_path / "out")]) == 2  # `python -m roadmap.gpu_check`, in this process
+    assert gpu_check.main(["--out", str(tmp_path / "out")]) == 2  # `python -m roadmap.gpu.check`, in this process
     for err in (p.stderr, capsys.readouterr().err):
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "gpu-check needs a CUDA GPU" in lines[0], err
@@ -87,8 +87,8 @@ def test_gpu_check_stops_at_once_without_a_gpu(tmp_path, capsys):
 def test_profile_mode_on_cpu_writes_op_tables_and_busy_fraction(tmp_path):
     """`--profile` on a tiny setting: a CSV per step of ops by self CPU time, shares of the step's wall time that
     add up to the busy fraction, the convolutions among the top ops, and a summary with every phase."""
-    from roadmap.bench import main
-    from roadmap.profiling import COLUMNS
+    from roadmap.bench.core import main
+    from roadmap.bench.profiling import COLUMNS
 
     steps = ["resnet50", "separate_downsampling"]
     assert main(["--profile", "--scale", "embedded", "--batch", "4", "--steps", *steps, "--warmup", "1", "--iters",
@@ -119,7 +119,7 @@ def test_profile_summary_of_cuda_events_attributes_kernels_to_ops_and_phases():
 
     from torch.autograd import DeviceType
 
-    from roadmap.profiling import summarize
+    from roadmap.bench.profiling import summarize
 
     def ev(name, start, end, kernels=(), parent=None, thread=1, user=False, device=DeviceType.CPU):
         return NS(name=name, device_type=device, is_async=False, time_range=NS(start=start, end=end), thread=thread,
@@ -152,8 +152,8 @@ def test_depthwise_wrapper_changes_only_the_depthwise_convs_layout_and_precision
 
     import torch
 
-    from roadmap.model import ModelConfig, RoadmapNet
-    from roadmap.variants import DepthwiseAs, wrap_depthwise
+    from roadmap.nets.model import ModelConfig, RoadmapNet
+    from roadmap.bench.variants import DepthwiseAs, wrap_depthwise
 
     torch.manual_seed(0)
     cfg = ModelConfig(depths=(1, 1, 2, 1), width=96, stem="patchify", spatial_conv="depthwise", block="inverted",
@@ -182,8 +182,8 @@ def test_variants_mode_on_cpu_labels_every_row(tmp_path):
     """`--variants` on a tiny setting: a row per step and variant; the eager ones measured, the ones that do not exist
     on a CPU skipped with the reason, the compiled ones not measured when the budget cannot cover a compile; with no
     budget, nothing is measured and every row says so."""
-    from roadmap.bench import main
-    from roadmap.variants import COLUMNS, VARIANTS
+    from roadmap.bench.core import main
+    from roadmap.bench.variants import COLUMNS, VARIANTS
 
     steps = ["resnet50", "separate_downsampling"]
     args = ["--variants", "--scale", "embedded", "--batch", "4", "--steps", *steps, "--warmup", "1", "--iters", "1",
@@ -229,9 +229,9 @@ def test_variants_plan_on_a_gpu():
     compiles the fastest eager variant with CUDA graphs."""
     import torch
 
-    from roadmap.bench import Setting
-    from roadmap.model import ModelConfig
-    from roadmap.variants import VARIANTS, Row, _effective, _priority, skip_reason
+    from roadmap.bench.core import Setting
+    from roadmap.nets.model import ModelConfig
+    from roadmap.bench.variants import VARIANTS, Row, _effective, _priority, skip_reason
 
     steps, scales, ends = ["resnet50", "separate_downsampling", "kernel_9"], ["cifar", "imagenet"], \
         ["separate_downsampling", "resnet50"]
@@ -298,7 +298,7 @@ def exit_code(main, argv) -> int:
 def test_bad_bench_arguments_are_one_line_and_write_nothing(args, message, tmp_path, capsys):
     """--steps nope exited 0 and wrote a 1-byte CSV over the committed one; --roadmap nope and --device cuda on a
     CPU machine were tracebacks."""
-    from roadmap.bench import main
+    from roadmap.bench.core import main
 
     assert exit_code(main, [*args, "--out", str(tmp_path / "out")]) == 2
     out, err = capsys.readouterr()
@@ -307,7 +307,7 @@ def test_bad_bench_arguments_are_one_line_and_write_nothing(args, message, tmp_p
 
 
 def test_a_bench_out_that_is_a_file_is_one_line(tmp_path, capsys):
-    from roadmap.bench import main
+    from roadmap.bench.core import main
 
     (tmp_path / "file").write_text("x")
     assert exit_code(main, ["--steps", "gelu", "--out", str(tmp_path / "file" / "out")]) == 2
@@ -316,24 +316,24 @@ def test_a_bench_out_that_is_a_file_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--bogus"], "unrecognized arguments: --bogus (see python -m roadmap.complexity --help)"),
-    (["scale=cifar"], "scale=cifar: the one setting is roadmap=NAME (see python -m roadmap.complexity --help)"),
+    (["--bogus"], "unrecognized arguments: --bogus (see python -m roadmap.bench.complexity --help)"),
+    (["scale=cifar"], "scale=cifar: the one setting is roadmap=NAME (see python -m roadmap.bench.complexity --help)"),
     (["roadmap=nope"], "roadmap='nope': no roadmap/nope.yaml in conf/ or the config dirs; roadmaps: bag_of_tricks, "
                        "convnext_b, convnext_t"),
-    (["convnext_t", "extra"], "unrecognized arguments: extra (see python -m roadmap.complexity --help)"),
+    (["convnext_t", "extra"], "unrecognized arguments: extra (see python -m roadmap.bench.complexity --help)"),
 ])
 def test_bad_complexity_arguments_are_one_line(args, message, capsys):
-    from roadmap.complexity import main
+    from roadmap.bench.complexity import main
 
     assert exit_code(main, args) == 2
     assert capsys.readouterr() == ("", f"error: {message}\n")
 
 
 def test_the_loader_benchmark_module_points_to_its_command_line():
-    """`python -m roadmap.loader_bench --nope` exited 0 and did nothing."""
+    """`python -m roadmap.bench.loaders --nope` exited 0 and did nothing."""
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "roadmap.loader_bench", "--nope"], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "roadmap.bench.loaders", "--nope"], capture_output=True, text=True)
     assert (p.returncode, p.stdout, p.stderr) == (
         2, "", "error: the loader benchmark runs as `python -m roadmap.bench --loader`\n")

@@ -11,7 +11,7 @@ import urllib.request
 import optuna
 import pytest
 
-from roadmap.study import journal_storage
+from roadmap.explore.study import journal_storage
 
 from helpers import free_port
 

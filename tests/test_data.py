@@ -4,9 +4,9 @@ decoding on the training device (run here on the CPU, where it must give the wor
 import torch
 from PIL import Image
 
-from roadmap import data as data_lib
+from roadmap.data import datasets as data_lib
 from roadmap.config import compose
-from roadmap.model import ConfigError
+from roadmap.nets.model import ConfigError
 
 from helpers import run_here, summary
 

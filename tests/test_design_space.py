@@ -1,10 +1,10 @@
-"""roadmap.design_space on synthetic populations with planted effects."""
+"""roadmap.explore.analysis on synthetic populations with planted effects."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from roadmap import design_space as ds
+from roadmap.explore import analysis as ds
 
 SWITCHES = ["stem", "block", "norm", "kernel_size", "layer_scale"]
 

@@ -11,9 +11,9 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 import roadmap
-from roadmap import report
+from roadmap.report import build as report
 from roadmap.config import CONF_DIR
-from roadmap.explore import SWITCHES, network_id, switches
+from roadmap.explore.space import SWITCHES, network_id, switches
 
 from helpers import ROOT, TINY, multirun_here
 
@@ -21,7 +21,7 @@ from helpers import ROOT, TINY, multirun_here
 def test_network_ids_are_stable_across_processes_and_ignore_the_scale():
     net = roadmap.build_model("separate_downsampling").config
     here = network_id(net)
-    code = "import roadmap; from roadmap.explore import network_id; " \
+    code = "import roadmap; from roadmap.explore.space import network_id; " \
            "print(network_id(roadmap.build_model('separate_downsampling').config))"
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert there.stdout.strip() == here and here.startswith("net-") and len(here) == 14
@@ -35,8 +35,8 @@ def fake_population(root, n=120, planted=3.0):
     """Summaries of a population as explorations write them: block=inverted adds `planted` points, the rest is
     noise; the endpoint's network among them with 3 seeds; the roadmap's endpoint (3 seeds); the random population's
     study with its trained networks and one rejected draw."""
-    from roadmap.explore import encode
-    from roadmap.study import journal_storage
+    from roadmap.explore.space import encode
+    from roadmap.explore.study import journal_storage
 
     rng = random.Random(1)
     folder = root / "embedded" / "convnext_t" / "explore"
@@ -88,7 +88,7 @@ def fake_population(root, n=120, planted=3.0):
 def _space_distributions():
     from omegaconf import OmegaConf
 
-    from roadmap.explore import encode
+    from roadmap.explore.space import encode
 
     space = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "explore_space.yaml").explore.space)
     return {k: optuna.distributions.CategoricalDistribution([encode(v) for v in vals]) for k, vals in space.items()}
@@ -137,8 +137,8 @@ def test_search_is_tpe_within_the_endpoints_budget_and_gp_its_twin():
     from hydra import compose, initialize_config_dir
 
     from roadmap.config import register, step_model_config
-    from roadmap.explore import budget_gmacs
-    from roadmap.model import RoadmapNet, gmacs
+    from roadmap.explore.space import budget_gmacs
+    from roadmap.nets.model import RoadmapNet, gmacs
 
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

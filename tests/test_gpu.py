@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from roadmap import augment
-from roadmap import data as data_lib
+from roadmap.data import augment
+from roadmap.data import datasets as data_lib
 
 from helpers import ROOT, TINY, metrics, run, summary
 

@@ -12,10 +12,18 @@ import time
 import pytest
 import torch
 
-from roadmap import gpu_check, gpu_kit, gpu_roadmap, processes, store
-from roadmap import data as data_lib
+from roadmap import store
+
+from roadmap.gpu import check as gpu_check
+
+from roadmap.gpu import kit as gpu_kit
+
+from roadmap.gpu import roadmap as gpu_roadmap
+
+from roadmap.gpu import processes
+from roadmap.data import datasets as data_lib
 from roadmap.config import compose, load_roadmap
-from roadmap.gpu_roadmap import Cost, faster, plan
+from roadmap.gpu.roadmap import Cost, faster, plan
 from roadmap.settings import validate
 
 from helpers import ROOT

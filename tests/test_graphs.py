@@ -6,13 +6,13 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from roadmap import data as data_lib
-from roadmap import graphs
-from roadmap import recipe as recipe_lib
+from roadmap.data import datasets as data_lib
+from roadmap.train import step as graphs
+from roadmap.train import recipe as recipe_lib
 from roadmap.config import compose
 from roadmap.errors import ConfigError
 from roadmap.settings import validate
-from roadmap.train import Runtime, cuda_graphs
+from roadmap.train.trainer import Runtime, cuda_graphs
 
 from helpers import TINY, metrics, run, summary
 
@@ -174,7 +174,7 @@ def test_graphed_step_warms_up_on_one_side_stream(monkeypatch):
 def test_the_masked_per_image_ops_give_the_grouped_ops_pixels():
     """On CUDA the per-image RandAugment ops run on the whole batch and each image takes its own op's result (no
     host sync); on the CPU they run per group. The same pixels, for every (op, sign) code."""
-    from roadmap import augment
+    from roadmap.data import augment
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (96, 3, 16, 16), dtype=torch.uint8, generator=g)
@@ -191,7 +191,7 @@ def test_the_masked_per_image_ops_give_the_grouped_ops_pixels():
 def test_normalize_is_torchvisions_to_dtype_and_normalize():
     from torchvision.transforms import v2
 
-    from roadmap.augment import Normalize
+    from roadmap.data.augment import Normalize
 
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
@@ -278,9 +278,9 @@ def test_gpu_roadmap_without_a_gpu_stops_at_once_in_one_line(capsys):
     import sys
 
     from helpers import ROOT
-    from roadmap import gpu_roadmap
+    from roadmap.gpu import roadmap as gpu_roadmap
 
-    assert gpu_roadmap.main([]) == 2  # `python -m roadmap.gpu_roadmap`, in this process
+    assert gpu_roadmap.main([]) == 2  # `python -m roadmap.gpu.roadmap`, in this process
     assert capsys.readouterr() == ("", "error: make gpu-roadmap needs a CUDA GPU, and torch sees none\n")
     m = subprocess.run(["make", "-s", "gpu-roadmap", f"GPU_PY={sys.executable}"], cwd=ROOT, capture_output=True,
                        text=True)

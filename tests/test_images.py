@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from roadmap import corruptions
-from roadmap import data as data_lib
+from roadmap.data import corruptions
+from roadmap.data import datasets as data_lib
 
 IMAGES = Path(__file__).parent / "data" / "images"
 
@@ -105,7 +105,7 @@ def test_the_jpeg_corruption_gives_the_pixels_torchvision_gave(severity):
 
 
 def test_the_loader_benchmarks_jpegs_are_the_bytes_torchvision_wrote(tmp_path):
-    from roadmap.loader_bench import jpeg_tree
+    from roadmap.bench.loaders import jpeg_tree
 
     root = jpeg_tree(tmp_path, 3)
     files = sorted((root / "train").rglob("*.jpg"))

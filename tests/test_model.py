@@ -10,7 +10,7 @@ import yaml
 
 import roadmap
 from roadmap.config import CONF_DIR, compose, model_config, step_model_config
-from roadmap.model import ConfigError, ModelConfig, RoadmapNet, num_params
+from roadmap.nets.model import ConfigError, ModelConfig, RoadmapNet, num_params
 
 ROADMAPS = ("convnext_t", "convnext_b", "bag_of_tricks")
 STEPS = {name: list(roadmap.load_roadmap(name).steps) for name in ROADMAPS}
@@ -115,7 +115,7 @@ def test_classic_step_switches_the_recipe_only():
 
 @pytest.mark.parametrize("name,tolerance", [("convnext_t", 0.005), ("convnext_b", 0.01), ("bag_of_tricks", 0.06)])
 def test_gmacs_match_the_paper(name, tolerance):
-    from roadmap.complexity import table
+    from roadmap.bench.complexity import table
 
     rows = table(name)
     assert [r["step"] for r in rows] == [s.name for s in STEPS[name]]
@@ -222,7 +222,7 @@ def test_every_valid_block_keeps_its_layouts():
     ending channels first, and the network runs at two resolutions (a Linear over the width would not)."""
     import itertools
 
-    from roadmap.model import LayerNorm2d, Permute
+    from roadmap.nets.model import LayerNorm2d, Permute
 
     valid = 0
     for values in itertools.product(*LAYOUT_SWITCHES.values()):
@@ -307,7 +307,7 @@ def test_build_model_rejects_unknown_steps_and_roadmaps():
 
 
 def test_complexity_cli_rejects_an_unknown_roadmap(capsys):
-    from roadmap.complexity import main  # what `python -m roadmap.complexity` exits with
+    from roadmap.bench.complexity import main  # what `python -m roadmap.bench.complexity` exits with
 
     code = main(["roadmap=r18"])
     err = capsys.readouterr().err
@@ -338,7 +338,7 @@ def write_user_roadmap(folder):
 
 def test_complexity_of_a_users_roadmap_with_its_own_step(tmp_path, capsys):
     """A user's step without a published number shows its own params and GMACs only."""
-    from roadmap.complexity import main  # what `python -m roadmap.complexity` exits with
+    from roadmap.bench.complexity import main  # what `python -m roadmap.bench.complexity` exits with
 
     write_user_roadmap(tmp_path)
     code = main(["roadmap=mine", "--config-dir", str(tmp_path), "--json"])
@@ -426,7 +426,7 @@ def test_bag_of_tricks_networks():
 
 
 def test_presets_are_the_roadmap_endpoints():
-    from roadmap.model import CONVNEXT_T, RESNET50
+    from roadmap.nets.model import CONVNEXT_T, RESNET50
 
     assert RESNET50 == step_model_config("resnet50")
     assert CONVNEXT_T == step_model_config("separate_downsampling")
@@ -470,7 +470,7 @@ def test_layers_are_named_and_checkpoints_from_before_load(name):
     with the numbered keys loads (directly, through upgrade_state_dict, and as an EMA's) to the same outputs."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from roadmap.model import CONVNEXT_T, RESNET50, legacy_keys, upgrade_state_dict
+    from roadmap.nets.model import CONVNEXT_T, RESNET50, legacy_keys, upgrade_state_dict
 
     overrides, named, legacy = NAMED_LAYERS[name]
     cfg = dataclasses.replace(RESNET50 if name == "resnet_d" else CONVNEXT_T, depths=(1, 2), width=16, num_classes=5,

@@ -8,11 +8,11 @@ import torch
 import torchvision
 
 import roadmap
-from roadmap import report
+from roadmap.report import build as report
 from roadmap.config import compose, model_config
 from roadmap.errors import ConfigError
-from roadmap.model import gmacs, num_params
-from roadmap.reference import ReferenceConfig
+from roadmap.nets.model import gmacs, num_params
+from roadmap.nets.swin import ReferenceConfig
 
 from helpers import TINY, run_here, summary
 from test_report import fake_runs

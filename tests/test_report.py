@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 
 import roadmap
-from roadmap import report
+from roadmap.report import build as report
 
 from helpers import ROOT, TINY, multirun_here, summary
 
@@ -533,7 +533,7 @@ def test_report_logs_to_wandb_offline(tmp_path):
 
 def test_report_wandb_run_goes_beside_the_report(tmp_path, monkeypatch):
     """wandb.init gets the report's folder and the current (non-boolean) reinit."""
-    from roadmap import tracking
+    from roadmap.train import tracking
 
     calls = []
 
@@ -626,7 +626,7 @@ def test_rank_agreement_intervals_run_over_the_rankings_of_the_drawn_seeds():
     """With two seeds, a bootstrap over seed numbers draws seed 0 twice, seed 1 twice or both (each at least a
     quarter of the time), so its 95% percentile interval runs from the lowest to the highest correlation of those
     three; a step without seed 1 keeps its mean where only seed 1 is drawn."""
-    from roadmap.stats import rank_agreement
+    from roadmap.report.stats import rank_agreement
 
     paper = {"a": 70.0, "b": 72.0, "c": 74.0, "d": 76.0, "e": 78.0}
     seeds = {"a": {0: 71.0, 1: 69.0}, "b": {0: 70.0, 1: 73.5}, "c": {0: 75.0, 1: 72.0}, "d": {0: 74.0, 1: 77.0},
@@ -683,7 +683,7 @@ def test_one_seed_and_mixed_trees_give_a_full_table(tmp_path):
 
 
 def test_pareto_front_marks_the_steps_nothing_beats_on_both():
-    from roadmap.speed_report import pareto_front
+    from roadmap.report.speed import pareto_front
 
     assert pareto_front([1, 2, 3, 2, math.nan], [3, 2, 1, 1, 5]) == [True, True, True, False, False]
     assert pareto_front([1, 1], [2, 2]) == [True, True]  # equal points do not dominate each other
@@ -883,7 +883,7 @@ def test_seeds_that_agree_exactly_give_a_whole_report(tmp_path, capsys):
     """Every seed of a step at the same corrupted top-1 (runs at chance): the interval has no width (its mean is
     0.7 to a rounding error: 3 x 0.7 / 3 = 0.6999999999999998), so the robustness figure draws no whisker and says
     so, and the report is whole."""
-    from roadmap.corruptions import CORRUPTIONS
+    from roadmap.data.corruptions import CORRUPTIONS
 
     fake_runs(tmp_path / "runs")
     rewrite(tmp_path / "runs", lambda b: {**b, "robustness": {
@@ -896,12 +896,12 @@ def test_seeds_that_agree_exactly_give_a_whole_report(tmp_path, capsys):
     steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
     assert (steps.loc["gelu", "corrupted_ci_low"], steps.loc["gelu", "corrupted_ci_high"]) == (
         steps.loc["gelu", "corrupted_top1"],) * 2
-    from roadmap.robustness_report import robustness_figure
+    from roadmap.report.robustness import robustness_figure
 
     with pytest.warns(UserWarning):
         runs = report.load_runs(tmp_path / "runs")
     table = report.step_table(runs, report.ordered_steps(report.roadmap_of(runs), runs))
-    from roadmap.robustness_report import robustness_table
+    from roadmap.report.robustness import robustness_table
 
     fig = robustness_figure(robustness_table(table, runs, "resnet50"), "t", "Fashion-MNIST", "resnet50")
     assert "no whisker: one seed, or every seed equal" in fig.axes[0].get_title()

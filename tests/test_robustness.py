@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from roadmap import report, stats
-from roadmap.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from roadmap.report import build as report
+
+from roadmap.report import stats
+from roadmap.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from roadmap.errors import ConfigError
 
 from helpers import TINY, run_here, summary

@@ -1,4 +1,4 @@
-"""An exploration's Optuna study (roadmap.study): draws admitted before training, the budget as a constraint, the
+"""An exploration's Optuna study (roadmap.explore.study): draws admitted before training, the budget as a constraint, the
 random sampler uniform over valid networks, a killed worker's trial resumed, two processes on one study."""
 
 import dataclasses
@@ -14,12 +14,12 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 from scipy import stats
 
-from roadmap import report
+from roadmap.report import build as report
 from roadmap.config import CONF_DIR
 from roadmap.errors import ConfigError
-from roadmap.explore import SWITCHES, network_id, repair
-from roadmap.model import ModelConfig
-from roadmap.study import Exploration, counts
+from roadmap.explore.space import SWITCHES, network_id, repair
+from roadmap.nets.model import ModelConfig
+from roadmap.explore.study import Exploration, counts
 
 from helpers import ROOT, TINY, metrics, multirun_here
 
@@ -280,7 +280,7 @@ def test_a_damaged_journal_is_one_line_naming_it_and_never_appended_to(tmp_path,
                             f"over, or explore.name=<new name> for a new one")
     assert path.read_bytes() == damaged
     with pytest.warns(UserWarning, match=f"skipping {path}: line {line} {what}"):
-        from roadmap.study import studies
+        from roadmap.explore.study import studies
 
         assert studies(tmp_path / "explore") == {}
 

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 
 import roadmap
-from roadmap import data as data_lib
+from roadmap.data import datasets as data_lib
 from roadmap.config import compose
-from roadmap.model import ConfigError
-from roadmap.report import main as report_main
-from roadmap.train import Runtime, build_loaders
+from roadmap.nets.model import ConfigError
+from roadmap.report.build import main as report_main
+from roadmap.train.trainer import Runtime, build_loaders
 
 from helpers import ROOT, TINY, free_port, metrics, multirun_here, run, run_here, summary
 
@@ -178,7 +178,7 @@ def test_bad_input_from_a_fresh_interpreter(tmp_path):
 
 def test_a_users_own_step_trains_and_follows_its_parent(tmp_path, capsys):
     """One yaml in a config dir of one's own: built on ConvNeXt-T, one switch changed, no published number."""
-    from roadmap import report
+    from roadmap.report import build as report
     from test_model import write_user_step
 
     write_user_step(tmp_path / "conf")
@@ -241,8 +241,8 @@ def test_every_scale_and_recipe_composes(scale, recipe):
     assert model_cfg.num_classes == {"embedded": 10, "cifar": 100, "imagenette": 10, "imagenet": 1000}[scale]
     assert cfg.run_dir == f"runs/{scale}/convnext_t/inverted_bottleneck/seed0"
     m = roadmap.RoadmapNet(model_cfg)
-    opt = roadmap.recipe.optimizer(m, cfg.recipe, cfg.train.batch_size)
-    sched = roadmap.recipe.schedule(opt, cfg.recipe, 1000)
+    opt = roadmap.train.recipe.optimizer(m, cfg.recipe, cfg.train.batch_size)
+    sched = roadmap.train.recipe.schedule(opt, cfg.recipe, 1000)
     lrs = []
     for _ in range(1000):
         lrs.append(opt.param_groups[0]["lr"])
@@ -259,7 +259,7 @@ def test_every_scale_and_recipe_composes(scale, recipe):
 def test_weight_decay_skips_norms_and_biases():
     cfg = compose(["+step=separate_downsampling"])
     m = roadmap.build_model("separate_downsampling")
-    decay, no_decay = roadmap.recipe.optimizer(m, cfg.recipe, 128).param_groups
+    decay, no_decay = roadmap.train.recipe.optimizer(m, cfg.recipe, 128).param_groups
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
 
@@ -291,7 +291,7 @@ def test_augmented_tensor_batches_on_the_device():
     torch.manual_seed(0)
     assert not torch.equal(a[0], next(iter(val))[0])
     x, y = a[0], next(iter(loader))[1]
-    mixed_x, soft = roadmap.data.batch_mix(cfg.recipe, 10)(x, y)
+    mixed_x, soft = roadmap.data.datasets.batch_mix(cfg.recipe, 10)(x, y)
     assert soft.shape == (64, 10) and torch.allclose(soft.sum(1), torch.ones(64))
     assert (x == 0).float().mean() > 0.01  # random erasing blanked some pixels (value 0)
 
@@ -448,7 +448,7 @@ def test_an_ablation_step_that_cannot_be_built_is_recorded_for_the_report(tmp_pa
 
 
 def test_threads_follow_the_setting_the_environment_and_the_local_ranks(monkeypatch):
-    from roadmap.train import threads
+    from roadmap.train.trainer import threads
 
     cores = len(os.sched_getaffinity(0))
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
@@ -509,7 +509,7 @@ def test_a_killed_parallel_sweep_reruns_only_what_is_missing(tmp_path, capsys):
 
 
 def test_make_roadmaps_launcher_follows_jobs_the_gpus_and_whether_ray_is_there(monkeypatch, capsys):
-    from roadmap import launch
+    from roadmap.train import launch
 
     assert launch.overrides("1", gpus=0, cores=16, ray=True) == []
     joblib = ["hydra/launcher=parallel", "hydra.launcher.n_jobs="]
@@ -575,7 +575,7 @@ def test_a_device_torch_does_not_have_is_one_line(tmp_path, capsys):
 def test_batchnorm_needs_two_images_per_process_and_only_batchnorm(tmp_path):
     from roadmap.config import model_config
     from roadmap.settings import validate
-    from roadmap.train import runnable
+    from roadmap.train.trainer import runnable
 
     def check(step, batch, world):
         cfg = compose([f"+step={step}", *TINY, f"train.batch_size={batch}"])
@@ -645,7 +645,7 @@ def test_overwriting_checks_first_and_keeps_the_old_run_until_the_new_ones_first
     """The issue's sequence: a finished run, then train.overwrite=true with settings that cannot run (refused before
     anything is touched), then one that crashes in its first epoch, then one interrupted there: the old run stays as
     it was each time, and the original command finds it finished."""
-    from roadmap import train as train_lib
+    from roadmap.train import trainer as train_lib
 
     args = ["+step=gelu", *TINY, "train.epochs=1"]
     assert run_here(*args, runs_root=tmp_path, capsys=capsys)[0] == 0

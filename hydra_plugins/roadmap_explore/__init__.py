@@ -1,5 +1,5 @@
 """Hydra's sweeper for `python run.py -m +explore=random|search|gp`: draws networks from the exploration's Optuna
-study (roadmap.study) and runs them through the configured launcher (basic, joblib, submitit), `n_jobs` at a time,
+study (roadmap.explore.study) and runs them through the configured launcher (basic, joblib, submitit), `n_jobs` at a time,
 until the study holds `explore.samples` networks. Hydra finds it in the hydra_plugins namespace; it is selected by
 conf/hydra/sweeper/explore.yaml."""
 
@@ -27,7 +27,7 @@ class ExploreSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]):
         from roadmap.errors import ConfigError
-        from roadmap.study import Exploration
+        from roadmap.explore.study import Exploration
 
         parsed = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(arguments)
         swept = [o.input_line for o in parsed if o.is_sweep_override()]

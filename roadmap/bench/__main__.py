@@ -1,0 +1,5 @@
+import sys
+
+from roadmap.bench.core import main
+
+sys.exit(main())

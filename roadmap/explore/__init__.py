@@ -1,0 +1,2 @@
+"""Design-space explorations: the space of networks (space), the Optuna study that draws them (study), the analysis
+of a population (analysis)."""

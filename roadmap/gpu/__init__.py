@@ -1,0 +1,2 @@
+"""The GPU path's commands: the first-run check (check), the GPU roadmap (roadmap), the offline kit (kit), bounded
+child processes (processes)."""

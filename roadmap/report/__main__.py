@@ -1,0 +1,5 @@
+import sys
+
+from roadmap.report.build import main
+
+sys.exit(main())
