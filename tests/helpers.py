@@ -92,3 +92,17 @@ def multirun_here(*args, runs_root, capsys):
             GlobalHydra.instance().clear()
 
     return _exit_code_and_output(call, capsys)
+
+
+def table_rows(text: str, header_first: str) -> list[dict]:
+    """The rows of the Markdown table in `text` whose header's first cell is `header_first`, as dicts of its cells
+    (stripped), so a test reads a table by its columns whatever its padding."""
+    lines = text.splitlines()
+    cells = lambda line: [c.strip() for c in line.strip()[1:-1].split("|")]  # noqa: E731
+    start = next(i for i, line in enumerate(lines) if line.startswith("|") and cells(line)[0] == header_first)
+    header, rows = cells(lines[start]), []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, cells(line), strict=True)))
+    return rows
