@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 
 from roadmap.errors import ConfigError
+from roadmap.nets.identity import network_id
 from roadmap.nets.model import ModelConfig
 from roadmap.nets.swin import ReferenceConfig
 from roadmap.steps import Roadmap, Step
@@ -43,8 +44,6 @@ def _step_list(steps, which="all", *, _root_=None):
 
 def _explore_id(model):
     """${explore_id:${model}}: the stable id of a drawn network (conf/explore)."""
-    from roadmap.explore.space import network_id
-
     return network_id(OmegaConf.to_container(model, resolve=True))
 
 

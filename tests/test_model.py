@@ -470,7 +470,8 @@ def test_layers_are_named_and_checkpoints_from_before_load(name):
     with the numbered keys loads (directly, through upgrade_state_dict, and as an EMA's) to the same outputs."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from roadmap.nets.model import CONVNEXT_T, RESNET50, legacy_keys, upgrade_state_dict
+    from roadmap.nets.legacy import legacy_keys, upgrade_state_dict
+    from roadmap.nets.model import CONVNEXT_T, RESNET50
 
     overrides, named, legacy = NAMED_LAYERS[name]
     cfg = dataclasses.replace(RESNET50 if name == "resnet_d" else CONVNEXT_T, depths=(1, 2), width=16, num_classes=5,

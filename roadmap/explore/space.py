@@ -4,13 +4,12 @@ one path (Radosavovic et al., "On Network Design Spaces for Visual Recognition",
 This module is the space: the switches a population varies (`explore.space` in conf/explore_space.yaml), a
 network's stable id, the repair that maps a draw to the nearest valid network, and the complexity budget. The Optuna
 study that draws from it is `roadmap.explore.study` (run by the Hydra sweeper in hydra_plugins/roadmap_explore); the analysis
-of a population is `design_space`, the report's section on it `explore_report`.
+of a population is `roadmap.explore.analysis`, the report's section on it `roadmap.report.explore`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 
 import torch
@@ -18,25 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from roadmap.config import roadmap_of, step_model_config
 from roadmap.errors import ConfigError
+from roadmap.nets.identity import SCALE_FIELDS, SWITCHES, network_id, switches  # noqa: F401 (the space's names)
 from roadmap.nets.model import ModelConfig, RoadmapNet, gmacs
-
-# the switches a population varies: every design decision of ModelConfig but the ConvNeXt V2 GRN (outside the
-# roadmaps) and the sizes a scale sets (classes, input channels, width multiplier, stochastic depth)
-SCALE_FIELDS = ("num_classes", "in_channels", "width_multiplier", "drop_path")
-SWITCHES = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in SCALE_FIELDS + ("grn",))
-
-
-def switches(model: ModelConfig | dict) -> dict:
-    """The design switches of a network as plain JSON values (depths as a list)."""
-    values = dataclasses.asdict(model) if isinstance(model, ModelConfig) else dict(model)
-    return {k: list(values[k]) if k == "depths" else values[k] for k in SWITCHES}
-
-
-def network_id(model) -> str:
-    """A stable name for a network from its switches alone: the same in every process and on every machine."""
-    text = json.dumps(switches(model), sort_keys=True)
-    return "net-" + hashlib.sha1(text.encode()).hexdigest()[:10]
-
 
 def check_space(space: dict) -> dict:
     """explore.space as {switch: [values]}, or a one-line ConfigError: only switches of SWITCHES, each with a
