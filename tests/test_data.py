@@ -4,7 +4,7 @@ decoding on the training device (run here on the CPU, where it must give the wor
 import torch
 from PIL import Image
 
-from roadmap.data import datasets as data_lib
+import roadmap.data as data_lib
 from roadmap.config import compose
 from roadmap.nets.model import ConfigError
 

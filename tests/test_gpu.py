@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from roadmap.data import augment
-from roadmap.data import datasets as data_lib
+import roadmap.data as data_lib
 
 from helpers import ROOT, TINY, metrics, run, summary
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from roadmap.data import corruptions
-from roadmap.data import datasets as data_lib
+import roadmap.data as data_lib
 
 IMAGES = Path(__file__).parent / "data" / "images"
 
