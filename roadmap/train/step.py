@@ -7,14 +7,21 @@ state and cuDNN's choices), and every later batch is copied into the graph's sta
 needs: every batch of one shape (tensor datasets drop the last partial batch), an optimizer whose state and lr live
 on the device (capturable AdamW, `recipe.optimizer`), no host syncs in the step (no loss scaling: fp16 is eager),
 autocast without its weight cache; stochastic depth draws from the CUDA generator, which graphs support.
+
+`assemble_step` is the one place where the step's parts (the recipe's optimizer, the GradScaler, autocast at the
+run's precision, the eager or graphed step) are put together: the trainer and the benchmark both take their step
+from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from typing import Callable
 
 import torch
+
+from roadmap.train import recipe as recipe_lib
 
 WARMUP_STEPS = 3
 
@@ -71,3 +78,33 @@ class GraphedStep:
             self.y.copy_(y)
         self.graph.replay()  # capturing records the work without running it: the first replay runs this batch
         return self.loss
+
+
+@dataclasses.dataclass
+class AssembledStep:
+    """One training step and the parts it holds."""
+    step: Callable  # step(x, y) -> loss: one optimizer step (eager_step, or a GraphedStep around it)
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler  # loss scaling, enabled for fp16 only
+    autocast: object  # the context forward passes run in (the evaluation's too): autocast, or nullcontext for fp32
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast
+
+
+def assemble_step(model: torch.nn.Module, recipe, *, batch_size: int, precision: str, device: torch.device | str,
+                  net: torch.nn.Module | None = None, graphs: bool = False, phase=None) -> AssembledStep:
+    """The training step of `model` from the typed configs: `recipe` (settings.RecipeConfig: optimizer with its lr
+    scaled to the global `batch_size`, loss, grad clipping), `precision` as resolved on the device (bf16, fp16 or
+    fp32; fp16 scales the loss), `device` (the model's). `net`: what the forward pass calls (the model wrapped by DDP
+    and/or torch.compile; default the model itself). `graphs`: a capturable optimizer, autocast without its weight
+    cache and the step captured as one CUDA graph (GraphedStep). `phase`: as eager_step's."""
+    device_type = torch.device(device).type
+    opt = recipe_lib.optimizer(model, recipe, batch_size, capturable=graphs)
+    scaler = torch.amp.GradScaler(device_type, enabled=precision == "fp16")
+    dtype = AUTOCAST_DTYPES.get(precision)
+    autocast = nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype,
+                                                                   cache_enabled=not graphs)  # a graph holds no cache
+    step = eager_step(net if net is not None else model, recipe_lib.loss_fn(recipe), opt, scaler, autocast,
+                      recipe.grad_clip, list(model.parameters()), phase)
+    return AssembledStep(GraphedStep(step, opt) if graphs else step, opt, scaler, autocast)
