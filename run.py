@@ -158,7 +158,7 @@ def fail(message: str) -> None:
 def execute(cfg, multirun: bool):
     """Train what the config asks for; in a single run, bad input exits 2 in one line and a diverged run exits 1.
     Returns the run's top-1 (what an exploration's study is told), None where it did not finish."""
-    from roadmap.train.trainer import train, write_failure
+    from roadmap.train import train, write_failure
 
     try:
         summary = train(cfg)
@@ -237,7 +237,7 @@ def command(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from roadmap.train.trainer import Interrupted, sigterm_interrupts
+    from roadmap.train import Interrupted, sigterm_interrupts
 
     sigterm_interrupts()
     try:

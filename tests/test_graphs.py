@@ -12,7 +12,8 @@ from roadmap.train import recipe as recipe_lib
 from roadmap.config import compose
 from roadmap.errors import ConfigError
 from roadmap.settings import validate
-from roadmap.train.trainer import Runtime, cuda_graphs
+from roadmap.train.preflight import cuda_graphs
+from roadmap.train.runtime import Runtime
 
 from helpers import TINY, metrics, run, summary
 

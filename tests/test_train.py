@@ -18,7 +18,8 @@ from roadmap.data import datasets as data_lib
 from roadmap.config import compose
 from roadmap.nets.model import ConfigError
 from roadmap.report.build import main as report_main
-from roadmap.train.trainer import Runtime, build_loaders
+from roadmap.train.job import build_loaders
+from roadmap.train.runtime import Runtime
 
 from helpers import ROOT, TINY, free_port, metrics, multirun_here, run, run_here, summary
 
@@ -448,7 +449,7 @@ def test_an_ablation_step_that_cannot_be_built_is_recorded_for_the_report(tmp_pa
 
 
 def test_threads_follow_the_setting_the_environment_and_the_local_ranks(monkeypatch):
-    from roadmap.train.trainer import threads
+    from roadmap.train.runtime import threads
 
     cores = len(os.sched_getaffinity(0))
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
@@ -575,7 +576,7 @@ def test_a_device_torch_does_not_have_is_one_line(tmp_path, capsys):
 def test_batchnorm_needs_two_images_per_process_and_only_batchnorm(tmp_path):
     from roadmap.config import model_config
     from roadmap.settings import validate
-    from roadmap.train.trainer import runnable
+    from roadmap.train.preflight import runnable
 
     def check(step, batch, world):
         cfg = compose([f"+step={step}", *TINY, f"train.batch_size={batch}"])
@@ -645,7 +646,7 @@ def test_overwriting_checks_first_and_keeps_the_old_run_until_the_new_ones_first
     """The issue's sequence: a finished run, then train.overwrite=true with settings that cannot run (refused before
     anything is touched), then one that crashes in its first epoch, then one interrupted there: the old run stays as
     it was each time, and the original command finds it finished."""
-    from roadmap.train import trainer as train_lib
+    from roadmap.train import loop as train_lib
 
     args = ["+step=gelu", *TINY, "train.epochs=1"]
     assert run_here(*args, runs_root=tmp_path, capsys=capsys)[0] == 0

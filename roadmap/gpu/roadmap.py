@@ -115,10 +115,10 @@ def faster(costs: dict[tuple[str, bool], Cost], runs: list[str]) -> bool:
 
 def calibrate(step: str, setting: list[str], graphs: bool, steps: int = 20) -> Cost:
     """What `step` costs at the sweep's setting (the trainer's public functions, in a scratch runs folder)."""
-    import torch
+    import torch  # here, as the module's other heavy imports: its arguments and a recorded plan are checked without them
 
-    from roadmap.train import trainer as T
     from roadmap.config import compose
+    from roadmap.train import build, check, measure_robustness, save_checkpoint, train_batch
 
     def now():
         if torch.cuda.is_available():
@@ -129,25 +129,25 @@ def calibrate(step: str, setting: list[str], graphs: bool, steps: int = 20) -> C
         cfg = compose([f"+step={step}", *setting, f"train.cuda_graphs={'prefer' if graphs else 'false'}",
                        f"runs_root={scratch}"])
         t0 = now()
-        run = T.check(cfg)
-        job = T.build(run, None)
+        run = check(cfg)
+        job = build(run, None)
         built = now()
         job.net.train()
         batches = iter(job.train_loader)
         warmup = min(8, max(1, len(job.train_loader) - steps))
         for _ in range(warmup):  # cuDNN's choices, the graph's capture
-            T.train_batch(run, job, *next(batches))
+            train_batch(run, job, *next(batches))
         warm = now()
         count = min(steps, len(job.train_loader) - warmup)
         for _ in range(count):
-            T.train_batch(run, job, *next(batches))
+            train_batch(run, job, *next(batches))
         steady = now()
         per_step = (steady - warm) / count
         run.dir.mkdir(parents=True)
-        T.save_checkpoint(run, job, 1, run.dir)
+        save_checkpoint(run, job, 1, run.dir)
         saved = now()
         if run.settings.eval.robustness:
-            T.robustness(run, job)
+            measure_robustness(run, job)
         return Cost(img_s=count * run.settings.train.batch_size / (steady - warm), build=built - t0,
                     capture=max(0.0, (warm - built) - warmup * per_step), checkpoint=saved - steady,
                     robustness=now() - saved)

@@ -14,9 +14,19 @@ import time
 
 from roadmap.data import datasets as data_lib
 from roadmap.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from roadmap.train.job import Job
+from roadmap.train.preflight import Run
+from roadmap.train.validation import evaluate
 
 
-def subset(run, job) -> data_lib.TensorSplit:
+def measure_robustness(run: Run, job: Job) -> dict:
+    """The final model's robustness record, with its one line."""
+    record = measure(run, job)
+    run.say(f"[{run.step.name}] {describe(record)}")
+    return record
+
+
+def subset(run: Run, job: Job) -> data_lib.TensorSplit:
     """The clean images robustness is measured on: the first eval.robustness_images of the validation set, spread
     evenly over it."""
     s = run.settings
@@ -24,9 +34,8 @@ def subset(run, job) -> data_lib.TensorSplit:
     return data_lib.eval_subset(s.data, val, s.eval.robustness_images, run.rt.device)
 
 
-def measure(run, job, evaluate) -> dict:
-    """The robustness record of the run's final (EMA, where there is one) model; `evaluate(model, loader, rt,
-    autocast, channels_last) -> (top1, top5)` is the trainer's evaluation."""
+def measure(run: Run, job: Job) -> dict:
+    """The robustness record of the run's final (EMA, where there is one) model, evaluated as after every epoch."""
     t0 = time.perf_counter()
     s, rt = run.settings, run.rt
     clean = subset(run, job)

@@ -1,0 +1,70 @@
+"""A run's summary.json, assembled in one place: what the run is (the step as its roadmap describes it, the setting,
+the network's cost: `describe`), how it ended (done, diverged or interrupted), its robustness and its results
+(`summary_of`); and the record of a run that stopped with an error (`write_failure`). The run store writes them
+(roadmap.store.write_summary / write_failure)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from roadmap import store
+from roadmap.explore.space import switches
+from roadmap.nets.model import ModelConfig
+from roadmap.nets.swin import ReferenceConfig
+from roadmap.train.job import Job
+from roadmap.train.preflight import Run
+
+
+def summary_of(run: Run, job: Job, status: str, message: str | None, history: list[dict],
+               robustness: dict | None = None) -> dict:
+    """The summary of a run that ended with `status` (done, diverged or interrupted) after the epochs of `history`;
+    an interrupted run's holds no results (the same command resumes it)."""
+    summary = {**describe(run, job), "status": status, "message": message, "epochs": len(history),
+               "fingerprint": run.fingerprint, "run": run.id}
+    if robustness is not None:
+        summary["robustness"] = robustness
+    if history and status != "interrupted":
+        seconds = sum(m["train_seconds"] for m in history)
+        summary.update(final_top1=history[-1]["val_top1"], final_top5=history[-1]["val_top5"],
+                       best_top1=max(m["val_top1"] for m in history), best_top5=max(m["val_top5"] for m in history),
+                       train_time=seconds,
+                       img_s=sum(m["img_s"] * m["train_seconds"] for m in history) / max(1e-9, seconds))
+    return summary
+
+
+def describe(run: Run, job: Job) -> dict:
+    """What a summary says about the run besides its results: the step as its roadmap describes it, the setting,
+    the network's cost."""
+    cfg, s = run.cfg, run.step
+    explore = cfg.get("explore")
+    return {"step": s.name, "parent": s.parent, "order": s.order, "label": s.label, "section": s.section,
+            "adopted": s.adopted, "roadmap": run.roadmap.name, "scale": cfg.scale.name, "seed": cfg.seed,
+            "kind": run.kind,
+            "explore": None if explore is None else {"sampler": explore.name, "budget": explore.get("budget")},
+            "switches": switches(run.model_cfg) if isinstance(run.model_cfg, ModelConfig) else None,
+            "reference": {**dataclasses.asdict(run.model_cfg), "heads": run.model_cfg.heads,
+                          "window": run.model_cfg.window} if isinstance(run.model_cfg, ReferenceConfig) else None,
+            "dataset": cfg.data.name, "recipe": cfg.recipe.name,
+            "resolution": cfg.data.resolution, "epochs_planned": cfg.train.epochs,
+            "batch_size": cfg.train.batch_size, "precision": run.precision, "channels_last": run.channels_last,
+            "compile": run.settings.train.compile, "cuda_graphs": run.cuda_graphs,
+            "steps_per_epoch": job.steps_per_epoch,
+            "full_steps_per_epoch": job.full_steps_per_epoch,
+            "capped": job.capped, "params": job.params,
+            "gmacs": round(job.gmacs, 4), "paper_top1": s.top1, "paper_top1_std": s.top1_std,
+            "paper_top5": s.top5, "paper_gmacs": s.gmacs, "device": str(run.rt.device),
+            "world_size": run.rt.world, "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def write_failure(cfg: DictConfig, error: BaseException, create: bool = False) -> None:
+    """Record a run that stopped with an error, so sweeps and reports show it (store.write_failure: never over a
+    finished or resumable run)."""
+    if int(os.environ.get("RANK", 0)) == 0:
+        store.write_failure(Path(cfg.run_dir), {
+            "step": str(cfg.get("step")), "roadmap": cfg.roadmap.name, "scale": cfg.scale.name, "seed": cfg.seed,
+            "kind": cfg.kind, "dataset": cfg.data.name, "message": f"{type(error).__name__}: {error}"}, create)
