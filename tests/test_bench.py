@@ -5,11 +5,11 @@ import subprocess
 import pandas as pd
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, table_rows
 
 
 def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path, capsys):
-    from roadmap.bench import core as bench
+    from roadmap.bench import cli as bench
 
     steps = ["resnet50", "widen", "separate_downsampling"]
     assert bench.main(["--batch", "2", "--resolution", "64", "--iters", "1", "--warmup", "1", "--cifar-batch", "2",
@@ -30,8 +30,8 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path, capsys):
     md = (tmp_path / "bench_cpu_convnext_t.md").read_text()
     assert md.startswith("# Benchmark: convnext_t on ") and "CPU" in md.splitlines()[0]
     assert f"torch {__import__('torch').__version__}" in md
-    table = [line for line in md.splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + len(steps) + 2
+    table = table_rows(md, "step")
+    assert len(table) == len(steps) + 2
     assert "Trainer end-to-end on the embedded scale (separate_downsampling, random data of that shape, 4 steps)" in md
     assert "cifar-scale sweep of the 3 measured steps (of 17) (3 steps, 100 epochs" in md
     # with a given peak (1 TFLOP/s) the utilisation is 6 x GMACs at 64px x img/s / peak
@@ -43,7 +43,7 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path, capsys):
 def test_activation_memory_counts_saved_tensors():
     import torch
 
-    from roadmap.bench.core import activation_bytes
+    from roadmap.bench.throughput import activation_bytes
     lin = torch.nn.Sequential(torch.nn.Linear(100, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
     x = torch.randn(8, 100)
     # the input and the ReLU output are saved (the ReLU output twice: by ReLU and by the second Linear, once counted)
@@ -58,7 +58,7 @@ def test_measuring_a_network_frees_it():
 
     import torch
 
-    from roadmap.bench.core import measure
+    from roadmap.bench.throughput import measure
     from roadmap.nets.model import ModelConfig, RoadmapNet
 
     model = RoadmapNet(ModelConfig(num_classes=10, width_multiplier=0.125))
@@ -87,7 +87,7 @@ def test_gpu_check_stops_at_once_without_a_gpu(tmp_path, capsys):
 def test_profile_mode_on_cpu_writes_op_tables_and_busy_fraction(tmp_path):
     """`--profile` on a tiny setting: a CSV per step of ops by self CPU time, shares of the step's wall time that
     add up to the busy fraction, the convolutions among the top ops, and a summary with every phase."""
-    from roadmap.bench.core import main
+    from roadmap.bench.cli import main
     from roadmap.bench.profiling import COLUMNS
 
     steps = ["resnet50", "separate_downsampling"]
@@ -108,7 +108,8 @@ def test_profile_mode_on_cpu_writes_op_tables_and_busy_fraction(tmp_path):
         assert summary.loc[step, "forward_ms"] > 0 and summary.loc[step, "backward_ms"] > 0
     md = (tmp_path / "profile_cpu_embedded.md").read_text()
     assert md.startswith("# Profile of the training step on ") and "CPU" in md.splitlines()[0]
-    assert "## separate_downsampling: top " in md and "| 1 | " in md
+    assert "## separate_downsampling: top " in md
+    assert table_rows(md.split("## separate_downsampling: top ")[1], "#")[0]["#"] == "1"
 
 
 def test_profile_summary_of_cuda_events_attributes_kernels_to_ops_and_phases():
@@ -182,7 +183,7 @@ def test_variants_mode_on_cpu_labels_every_row(tmp_path):
     """`--variants` on a tiny setting: a row per step and variant; the eager ones measured, the ones that do not exist
     on a CPU skipped with the reason, the compiled ones not measured when the budget cannot cover a compile; with no
     budget, nothing is measured and every row says so."""
-    from roadmap.bench.core import main
+    from roadmap.bench.cli import main
     from roadmap.bench.variants import COLUMNS, VARIANTS
 
     steps = ["resnet50", "separate_downsampling"]
@@ -210,8 +211,8 @@ def test_variants_mode_on_cpu_labels_every_row(tmp_path):
     assert df["status"].str.match(r"^(measured|skipped: |not measured: )").all()
     md = (tmp_path / "a" / "variants_cpu.md").read_text()
     assert md.startswith("# Speed variants of the training step on ") and "CPU" in md.splitlines()[0]
-    table = [line for line in md.splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + len(df) and "not measured: " in md
+    table = table_rows(md, "step")
+    assert len(table) == len(df) and "not measured: " in md
 
     assert main([*args, "--budget", "0", "--out", str(tmp_path / "b")]) == 0
     none = pd.read_csv(tmp_path / "b" / "variants_cpu.csv", keep_default_na=False)
@@ -229,7 +230,7 @@ def test_variants_plan_on_a_gpu():
     compiles the fastest eager variant with CUDA graphs."""
     import torch
 
-    from roadmap.bench.core import Setting
+    from roadmap.bench.trainer_step import Setting
     from roadmap.nets.model import ModelConfig
     from roadmap.bench.variants import VARIANTS, Row, _effective, _priority, skip_reason
 
@@ -298,7 +299,7 @@ def exit_code(main, argv) -> int:
 def test_bad_bench_arguments_are_one_line_and_write_nothing(args, message, tmp_path, capsys):
     """--steps nope exited 0 and wrote a 1-byte CSV over the committed one; --roadmap nope and --device cuda on a
     CPU machine were tracebacks."""
-    from roadmap.bench.core import main
+    from roadmap.bench.cli import main
 
     assert exit_code(main, [*args, "--out", str(tmp_path / "out")]) == 2
     out, err = capsys.readouterr()
@@ -307,7 +308,7 @@ def test_bad_bench_arguments_are_one_line_and_write_nothing(args, message, tmp_p
 
 
 def test_a_bench_out_that_is_a_file_is_one_line(tmp_path, capsys):
-    from roadmap.bench.core import main
+    from roadmap.bench.cli import main
 
     (tmp_path / "file").write_text("x")
     assert exit_code(main, ["--steps", "gelu", "--out", str(tmp_path / "file" / "out")]) == 2

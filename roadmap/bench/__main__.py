@@ -1,5 +1,5 @@
 import sys
 
-from roadmap.bench.core import main
+from roadmap.bench.cli import main
 
 sys.exit(main())

@@ -19,15 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
-import torchcodec
 import torchvision
-from torchcodec.encoders import JpegEncoder
 
-from roadmap.data import datasets as data_lib
-from roadmap.bench.core import device_name, device_of, measure, sync
+from roadmap.bench.throughput import measure
+from roadmap.bench.timing import device_name, device_of, sync, timer
 from roadmap.config import compose, model_config
+from roadmap.data import datasets as data_lib
 from roadmap.nets.model import RoadmapNet
+from roadmap.tables import markdown
 
 H100_CONVNEXT_T_224 = 3000.0  # img/s, ConvNeXt-T training at 224px in bf16 on an H100-class GPU (issue target)
 WORKERS = 16
@@ -35,6 +36,10 @@ WORKERS = 16
 
 def jpeg_tree(root: Path, n: int, size=(375, 500)) -> Path:
     """n JPEGs of ImageNet's typical size in root/train/<class>/ (smooth content plus noise, quality 90)."""
+    # here, not at the top: the command line imports this module, and a node whose TorchCodec does not load with its
+    # torch still runs every other benchmark (roadmap.data.corruptions imports it where it encodes, for the same reason)
+    from torchcodec.encoders import JpegEncoder
+
     g = torch.Generator().manual_seed(0)
     for i in range(n):
         folder = root / "train" / f"c{i % 4}"
@@ -55,14 +60,8 @@ def device_loader(device, batch: int, batches: int) -> float:
                                    norm=data_lib.normalize(cfg.data))
     mix = data_lib.batch_mix(cfg.recipe, cfg.data.num_classes)
     it = iter(loader)
-    for _ in range(2):  # warm-up batches
-        mix(*next(it))
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(batches):
-        x, y = mix(*next(it))
-    sync(device)
-    return batch * batches / (time.perf_counter() - t)
+    # Timer.timeit: 2 warm-up batches, then `batches` batches timed back to back (the loader holds batches + 2)
+    return batch / timer(lambda: mix(*next(it)), device).timeit(batches).median
 
 
 def convnext_img_s(device, scale: str, batch: int, iters: int) -> float:
@@ -80,6 +79,8 @@ def folder_rates(root: Path, device, n: int) -> dict:
     train_tf = torchvision.transforms.v2.Compose([data_lib.train_augment(cfg.data, cfg.recipe),
                                                   data_lib.normalize(cfg.data), data_lib.erase(cfg.recipe)])
     files = data_lib.ImageFiles(root / "train", train_tf)
+    # our own loops here, not Timer: each call reads other files (one pass over them), where Timer repeats one
+    # statement and its warm-up would read ahead of the timed pass
     t = time.perf_counter()
     for i in range(n):
         files[i]
@@ -128,26 +129,29 @@ def loaders(device=None, quick: bool = False) -> dict:
                            f"({'nvJPEG' if gpu else 'CPU decode on this machine'})", "img_s": rates["device_decode"],
                  "feeds": f"the same: {needed:.0f} img/s", "ratio": rates["device_decode"] / needed, "target": 1.0})
     meta = {"device": device_name(device), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "torchcodec": torchcodec.__version__,
+            "torchcodec": _torchcodec_version(),
             "date": datetime.date.today().isoformat(), "batch": batch, "quick": quick}
     return {"meta": meta, "rows": rows}
 
 
-def write_loaders(result: dict, out: Path) -> list[Path]:
-    import pandas as pd
+def _torchcodec_version() -> str:
+    import torchcodec  # here, not at the top: see jpeg_tree
 
+    return torchcodec.__version__
+
+
+def write_loaders(result: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     meta = result["meta"]
     stem = out / f"loader_{'cpu' if 'CPU' in meta['device'] else 'gpu'}"
     pd.DataFrame(result["rows"]).to_csv(stem.with_suffix(".csv"), index=False)
+    cells = [[r["loader"], f"{r['img_s']:.0f}", r["feeds"], f"{r['ratio']:.2f}x", f">= {r['target']:.0f}x",
+              "met" if r["ratio"] >= r["target"] else "not met"] for r in result["rows"]]
     lines = [f"# Loader benchmark on {meta['device']}", "",
-             f"torch {meta['torch']}, torchvision {meta['torchvision']}, torchcodec {meta['torchcodec']}, {meta['date']}; `python -m roadmap.bench "
-             f"--loader{' --quick' if meta['quick'] else ''}`; device-loader batch {meta['batch']}.", "",
-             "| loader | img/s | what it feeds | ratio | target | |", "|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        met = "met" if r["ratio"] >= r["target"] else "not met"
-        lines.append(f"| {r['loader']} | {r['img_s']:.0f} | {r['feeds']} | {r['ratio']:.2f}x | "
-                     f">= {r['target']:.0f}x | {met} |")
+             f"torch {meta['torch']}, torchvision {meta['torchvision']}, torchcodec {meta['torchcodec']}, "
+             f"{meta['date']}; `python -m roadmap.bench --loader{' --quick' if meta['quick'] else ''}`; "
+             f"device-loader batch {meta['batch']}.", "",
+             *markdown(cells, ("loader", "img/s", "what it feeds", "ratio", "target", ""))]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
 

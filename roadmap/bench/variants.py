@@ -3,7 +3,7 @@ one call of bounded time (made for a GPU lent for a few minutes).
 
 For every step asked (default: the roadmap's baseline and endpoint, kernel_7, kernel_9, kernel_11) at every scale
 asked (default: cifar = 32px, batch 512, full width; imagenet = 224px, batch 128), the training step as the trainer
-runs it (`bench.trainer_step`) is timed under each variant of VARIANTS: the trainer's own eager setting, cuDNN
+runs it (roadmap.bench.trainer_step) is timed under each variant of VARIANTS: the trainer's own eager setting, cuDNN
 autotuning, the depthwise conv on NCHW input and/or in fp32 (a wrapper around the built model's depthwise convs: the
 design switches stay as they are), the whole model in the other memory format, torch.compile, torch.compile with CUDA
 graphs, and compile on top of the fastest eager variant of the row. A variant that does not exist on this device or
@@ -25,12 +25,17 @@ import gc
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torchvision
 from torch import nn
+from torch._dynamo.utils import counters
 
-from roadmap.bench.core import Setting, device_name, timings, trainer_setting, trainer_step
+from roadmap.bench.timing import device_name, peak_tflops, timings
+from roadmap.bench.trainer_step import Setting, trainer_setting, trainer_step
+from roadmap.config import load_roadmap
 from roadmap.nets.model import RoadmapNet, gmacs
+from roadmap.tables import markdown
 
 KERNEL_STEPS = ("kernel_7", "kernel_9", "kernel_11")
 MATMUL_BF16_TFLOPS = {"H200": 790.0, "H100": 790.0}  # measured on an 8192^3 bf16 product (DESIGN.md): the floor's rate
@@ -106,8 +111,6 @@ def wrap_depthwise(model: nn.Module, nchw: bool, low: torch.dtype | None) -> int
 
 def floor_tflops(device, given: float | None) -> float | None:
     """The rate of the FLOP floor: --peak-tflops, else the measured matrix rate of a known GPU, else its peak."""
-    from roadmap.bench.core import peak_tflops
-
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if given or device.type != "cuda":
         return given
@@ -180,10 +183,8 @@ def measure_variant(base: nn.Module, s: Setting, v: Variant, warmup: int, iters:
     if v.dw_nchw or v.dw_fp32:
         low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(s.precision) if v.dw_fp32 else None
         note.append(f"{wrap_depthwise(model, v.dw_nchw, low)} depthwise convs wrapped")
-    counters = None
     if v.compile:
         torch._dynamo.reset()
-        from torch._dynamo.utils import counters
         counters.clear()
     previous = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = v.cudnn_benchmark
@@ -193,7 +194,7 @@ def measure_variant(base: nn.Module, s: Setting, v: Variant, warmup: int, iters:
         w = max(warmup, 3) if v.compile else warmup  # CUDA graphs: a warm-up run, a recording, then replays
         warm_s, step_s = timings(fn, s.device, w, iters)
         compile_s = max(0.0, warm_s - w * step_s) if v.compile else None
-        if counters is not None:
+        if v.compile:
             breaks = sum(counters["graph_break"].values())
             skips = sum(counters["inductor"].get(k, 0) for k in ("cudagraph_skips",))
             note += [f"{breaks} graph breaks"] if breaks else []
@@ -221,37 +222,49 @@ def _priority(row: Row, steps: list[str], ends: list[str], scales: list[str]) ->
     return (1, int(v.on_best), ends_first, scales.index(s.scale), mode)
 
 
-def run_variants(steps, scales, roadmap="convnext_t", device=None, batch=None, warmup=3, iters=6, budget=200.0,
-                 only=None, compile_estimate=40.0, out: Path = Path("benchmarks"), peak=None) -> list[Path]:
-    """Time every variant (or those in `only`) of every step at every scale in measuring order while the budget
-    lasts, rewriting the tables after each measurement; the paths of the tables."""
-    from roadmap.config import load_roadmap
+@dataclasses.dataclass(frozen=True)
+class VariantsSettings:
+    """What `run_variants` times and within which budget (the command line's defaults for a device: cli)."""
+    roadmap: str = "convnext_t"
+    device: str | None = None  # None: cuda where torch sees a GPU, else cpu
+    batch: int | None = None  # None: the scale's batch on this device (trainer_step.DEVICE_BATCH)
+    warmup: int = 3  # untimed steps first (at least 3 when compiled)
+    iters: int = 6  # timed steps
+    budget: float = 200.0  # seconds of measuring in all
+    only: tuple[str, ...] | None = None  # only these variants (and eager); None: all
+    compile_estimate: float = 40.0  # seconds a compile is expected to take until one has been timed
+    out: Path = Path("benchmarks")
+    peak: float | None = None  # TFLOP/s of the FLOP floor (floor_tflops); None: no floor
 
+
+def run_variants(steps, scales, p: VariantsSettings = VariantsSettings()) -> list[Path]:
+    """Time every variant (or those in `p.only`) of every step at every scale in measuring order while the budget
+    lasts, rewriting the tables after each measurement; the paths of the tables."""
     torch.set_flush_denormal(True)  # as the trainer
-    road = load_roadmap(roadmap)
+    road = load_roadmap(p.roadmap)
     ends = [road.endpoint.name, road.baseline]
-    rows = _plan(steps, scales, roadmap, device, batch, only)
-    meta = _meta(rows, roadmap, budget, warmup, iters, peak)
+    rows = _plan(steps, scales, p.roadmap, p.device, p.batch, p.only)
+    meta = _meta(rows, p.roadmap, p.budget, p.warmup, p.iters, p.peak)
     bases, macs = {}, {}
     start = time.perf_counter()
-    deadline = start + budget
+    deadline = start + p.budget
     longest = None
     for row in sorted(rows, key=lambda r: _priority(r, list(steps), ends, list(scales))):
         if row.status != "planned":
             continue
-        v = _runnable(row, rows, deadline - time.perf_counter(), budget,
-                      longest if longest is not None else compile_estimate)
+        v = _runnable(row, rows, deadline - time.perf_counter(), p.budget,
+                      longest if longest is not None else p.compile_estimate)
         if isinstance(v, str):
             row.status = v
             continue
-        _measure_row(row, v, bases, macs, warmup, iters)
+        _measure_row(row, v, bases, macs, p.warmup, p.iters)
         if row.compile_s is not None:
             longest = max(longest or 0.0, row.compile_s)
         print(_progress(row, rows, deadline - time.perf_counter()), flush=True)
         meta["elapsed"] = time.perf_counter() - start
-        paths = write_variants(rows, meta, macs, out)
+        paths = write_variants(rows, meta, macs, p.out)
     meta["elapsed"] = time.perf_counter() - start
-    paths = write_variants(rows, meta, macs, out)
+    paths = write_variants(rows, meta, macs, p.out)
     print("\n".join(_table(rows, macs, meta)))
     return paths
 
@@ -341,24 +354,26 @@ def _fmt(x, spec: str) -> str:
     return "" if x is None else format(x, spec)
 
 
+TABLE_COLUMNS = ("step", "scale", "px", "batch", "variant", "ms/step", "img/s", "vs eager", "compile s", "floor ms",
+                 "status")
+
+
 def _table(rows, macs, meta) -> list[str]:
-    lines = ["| step | scale | px | batch | variant | ms/step | img/s | vs eager | compile s | floor ms | status |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in _records(rows, macs, meta):
-        status = r["status"] if r["status"] != "measured" else ""
-        if r["note"]:
-            status = f"{status}; {r['note']}" if status else r["note"]
-        name = r["variant"] + (f" ({r['description']})" if r["variant"] == "compile_best" and r["ms_per_step"] else "")
-        lines.append(f"| {r['step']} | {r['scale']} | {r['resolution']} | {r['batch']} | {name} | "
-                     f"{_fmt(r['ms_per_step'], '.2f')} | {_fmt(r['img_s'], '.0f')} | "
-                     f"{_fmt(r['ratio_to_eager'], '.3f')} | {_fmt(r['compile_s'], '.0f')} | "
-                     f"{_fmt(r['floor_ms'], '.2f')} | {status} |")
-    return lines
+    return markdown([_cells(r) for r in _records(rows, macs, meta)], TABLE_COLUMNS)
+
+
+def _cells(r: dict) -> list[str]:
+    """A record as the table's cells: the status holds the note; compile_best names what it compiled."""
+    status = r["status"] if r["status"] != "measured" else ""
+    if r["note"]:
+        status = f"{status}; {r['note']}" if status else r["note"]
+    name = r["variant"] + (f" ({r['description']})" if r["variant"] == "compile_best" and r["ms_per_step"] else "")
+    return [r["step"], r["scale"], str(r["resolution"]), str(r["batch"]), name, _fmt(r["ms_per_step"], ".2f"),
+            _fmt(r["img_s"], ".0f"), _fmt(r["ratio_to_eager"], ".3f"), _fmt(r["compile_s"], ".0f"),
+            _fmt(r["floor_ms"], ".2f"), status]
 
 
 def write_variants(rows: list[Row], meta: dict, macs: dict, out: Path) -> list[Path]:
-    import pandas as pd
-
     out.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if rows[0].setting.device.type == "cpu" else "gpu"
     stem = out / f"variants_{tag}"
