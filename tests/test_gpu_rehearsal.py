@@ -26,7 +26,7 @@ from roadmap.config import compose, load_roadmap
 from roadmap.gpu.roadmap import Cost, faster, plan
 from roadmap.settings import validate
 
-from helpers import ROOT
+from helpers import ROOT, table_rows
 
 ORDER = [*[s.name for s in load_roadmap("convnext_t").steps], *[r.name for r in load_roadmap("convnext_t").references]]
 
@@ -115,8 +115,9 @@ def test_gpu_check_rehearsal_runs_every_stage(tmp_path, capsys):
     assert gpu_check.main(["--rehearse", "--out", str(tmp_path)]) == 0, capsys.readouterr().out
     report = (tmp_path / "gpu_check.md").read_text()
     assert report.startswith("# GPU check: rehearsal on cpu")
+    results = {r["stage"]: r["result"] for r in table_rows(report, "stage")}
     for name in ("gpu tests", "training", "calibration", "benchmark", "loader benchmark", "variants", "profile"):
-        assert f"| {name} | ok |" in report, name
+        assert results[name] == "ok", name
     collected = (tmp_path / "pytest_gpu.txt").read_text()  # every gpu-marked test, not only tests/test_gpu.py
     assert "tests/test_graphs.py::test_cuda_graph_training_equals_eager_within_bf16_tolerance" in collected
     assert "tests/test_gpu.py::test_killed_cuda_run_resumes_to_the_same_result" in collected
@@ -138,16 +139,19 @@ def test_a_failed_training_run_is_a_failed_row_and_no_finished_run_fails_the_sta
     failed = store.run_dir(runs, "cifar", "convnext_t", "roadmap", "separate_downsampling", 0)
     store.write_failure(failed, {"step": "separate_downsampling", "seed": 0, "dataset": "fashion_mnist",
                                  "message": "RuntimeError: CUDA out of memory"}, create=True)
-    table = "\n".join(gpu_check.training_table(gpu_check.training_rows(runs)))
-    assert "| resnet50 | done | 23,528,522 | 0.0848 | 9000 | 90.10 | bf16 | False |" in table
-    assert "| separate_downsampling | failed: RuntimeError: CUDA out of memory | - | - | - | - | - | - |" in table
+    table = {r["step"]: list(r.values()) for r in table_rows(
+        "\n".join(gpu_check.training_table(gpu_check.training_rows(runs))), "step")}
+    assert table["resnet50"] == ["resnet50", "done", "23,528,522", "0.0848", "9000", "90.10", "bf16", "False"]
+    assert table["separate_downsampling"] == ["separate_downsampling", "failed: RuntimeError: CUDA out of memory", "-",
+                                              "-", "-", "-", "-", "-"]
 
     stages = gpu_check.Stages(tmp_path, 300, ["# check", ""])
     monkeypatch.setattr(gpu_check, "stage", lambda name, cmd, timeout, log=None: {  # a sweep that trained nothing
         "stage": name, "ok": True, "code": 0, "seconds": 1.0, "tail": "", "output": ""})
     result = gpu_check.training(stages, ["data=synthetic"], 1, 100)
     assert result["ok"] is False and result["code"] == "0 of 3 runs finished"
-    assert "| training | FAILED: 0 of 3 runs finished |" in (tmp_path / "gpu_check.md").read_text()
+    results = {r["stage"]: r["result"] for r in table_rows((tmp_path / "gpu_check.md").read_text(), "stage")}
+    assert results["training"] == "FAILED: 0 of 3 runs finished"
 
 
 def test_a_node_whose_torchcodec_does_not_load_trains_without_robustness_and_says_so(monkeypatch, capsys):
@@ -164,8 +168,8 @@ def test_the_compiled_benchmark_is_left_out_not_failed_when_the_budget_is_short(
     monkeypatch.setattr(gpu_check, "plan", lambda a: [("benchmark, compiled", ["python", "-V"], 360, None)])
     monkeypatch.setattr(gpu_check, "stage", lambda *args, **kwargs: pytest.fail("the stage ran"))
     assert gpu_check.main(["--rehearse", "--budget", "60", "--out", str(tmp_path)]) == 0  # 120 s with the slack
-    assert ("| benchmark, compiled | not run: under 150 s of the budget left | 0 s |"
-            in (tmp_path / "gpu_check.md").read_text())
+    assert table_rows((tmp_path / "gpu_check.md").read_text(), "stage") == [
+        {"stage": "benchmark, compiled", "result": "not run: under 150 s of the budget left", "wall time": "0 s"}]
 
 
 def test_a_stage_past_its_limit_is_stopped_with_all_its_processes(monkeypatch):

@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 
 from roadmap import store
-from roadmap.gpu.roadmap import REHEARSAL, data_setting, robustness_setting
 from roadmap.gpu.processes import bounded
+from roadmap.gpu.roadmap import REHEARSAL, data_setting, robustness_setting
+from roadmap.tables import markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_STEPS = ("baseline", "inverted_bottleneck", "separate_downsampling")
@@ -63,8 +64,8 @@ class Stages:
         self.write()
 
     def write(self) -> None:
-        lines = [*self.header, "| stage | result | wall time |", "|---|---|---|"]
-        lines += [f"| {s['stage']} | {_result(s)} | {s['seconds']:.0f} s |" for s in self.done]
+        lines = [*self.header, *markdown([[s["stage"], _result(s), f"{s['seconds']:.0f} s"] for s in self.done],
+                                         ("stage", "result", "wall time"))]
         lines += training_table(self.training)
         lines += ["", "Output of every stage (last lines):", ""]
         for s in self.done:
@@ -106,16 +107,14 @@ def training_table(rows: list[dict]) -> list[str]:
     if not rows:
         return []
     first = next((r for r in rows if r["status"] == "done"), rows[0])
-    lines = ["", f"Training at full width on the device (scale=cifar, data={first['dataset']}, {first['epochs']} "
-                 f"epochs, the paper's recipe):", "",
-             "| step | status | params | GMACs | img/s | top-1 | precision | CUDA graph |",
-             "|---|---|---|---|---|---|---|---|"]
+    cells = []
     for r in rows:
         status = r["status"] if r["status"] == "done" else f"{r['status']}: {r['message'] or ''}".strip(": ")
-        lines.append(f"| {r['step']} | {status} | {_cell(r['params'], ',')} | {_cell(r['gmacs'], '.4f')} | "
-                     f"{_cell(r['img_s'], '.0f')} | {_cell(r['final_top1'], '.2f')} | {r['precision'] or '-'} | "
-                     f"{_cell(r['cuda_graphs'], '')} |")
-    return lines
+        cells.append([r["step"], status, _cell(r["params"], ","), _cell(r["gmacs"], ".4f"), _cell(r["img_s"], ".0f"),
+                      _cell(r["final_top1"], ".2f"), r["precision"] or "-", _cell(r["cuda_graphs"], "")])
+    return ["", f"Training at full width on the device (scale=cifar, data={first['dataset']}, {first['epochs']} "
+                f"epochs, the paper's recipe):", "",
+            *markdown(cells, ("step", "status", "params", "GMACs", "img/s", "top-1", "precision", "CUDA graph"))]
 
 
 def _cell(value, spec: str) -> str:
