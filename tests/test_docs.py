@@ -328,10 +328,11 @@ def _hydra_option(group: str, option: str) -> str | None:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    if GlobalHydra.instance().is_initialized():  # a Hydra context someone else holds: asked as it is
         options = GlobalHydra.instance().config_loader().get_group_options(group)
-    GlobalHydra.instance().clear()
+    else:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            options = GlobalHydra.instance().config_loader().get_group_options(group)
     if option not in options:
         return f"{group}={option}: Hydra knows no such option; options: {', '.join(options)}"
     return None
