@@ -65,8 +65,9 @@ def build(run: Run, ckpt: dict | None) -> Job:
         len(train_loader), tc.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ConfigError(f"train.batch_size={tc.batch_size} is larger than the training set")
+    ema = recipe_lib.ema(model, s.recipe)  # a copy of the plain model, before DDP wraps it
     net = model
-    if rt.world > 1:  # every process restores the same checkpoint below: DDP's first broadcast changes nothing
+    if rt.world > 1:  # DDP's broadcast of rank 0's weights: the restore below loads the same last.pt in every process
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rt.device] if rt.device.type == "cuda"
                                                         else None)
     if tc.compile:
@@ -74,7 +75,6 @@ def build(run: Run, ckpt: dict | None) -> Job:
     parts = assemble_step(model, s.recipe, batch_size=tc.batch_size, precision=run.precision, device=rt.device,
                           net=net, graphs=run.cuda_graphs)
     sched = recipe_lib.schedule(parts.opt, s.recipe, tc.epochs * steps_per_epoch)
-    ema = recipe_lib.ema(model, s.recipe)
     if ckpt is not None:
         restore(run, ckpt, model, parts.opt, sched, parts.scaler, ema)
     if rt.device.type == "cuda" and s.data.kind == "tensor":
