@@ -5,24 +5,29 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import itertools
-import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
+from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError, OmegaConfBaseException
 
+from roadmap.ablation import ablated, sweep_steps
 from roadmap.errors import ConfigError
 from roadmap.nets.identity import network_id
 from roadmap.nets.model import ModelConfig
 from roadmap.nets.swin import ReferenceConfig
+from roadmap.settings import RunSettings, from_sections
 from roadmap.steps import Roadmap, Step
+from roadmap.store import run_dir
+from roadmap.user_config import CONF_DIR, check_folders, read_yaml, step_file, step_parents
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _times(value, factor):
@@ -36,8 +41,6 @@ def _step_list(steps, which="all", *, _root_=None):
     (conf/step/<reference>.yaml includes conf/reference/<reference>.yaml); trunk = `baseline` and every adopted step
     after it, each network once (ablation.sweep_steps)."""
     if which == "trunk":
-        from roadmap.ablation import sweep_steps
-
         return sweep_steps(with_parents(OmegaConf.to_container(steps, resolve=True)), _root_.roadmap.baseline)
     return ",".join([*steps.keys(), *(_root_.roadmap.get("references") or {}).keys()])
 
@@ -49,8 +52,6 @@ def _explore_id(model):
 
 def _run_dir(root, scale, roadmap, kind, step, seed):
     """${run_dir:root,scale,roadmap,kind,step,seed}: where the run lives (roadmap.store lays the runs out)."""
-    from roadmap.store import run_dir
-
     return str(run_dir(root, scale, roadmap, kind, step, seed))
 
 
@@ -78,8 +79,6 @@ def searchpath(config_dirs) -> list[str]:
 @contextmanager
 def _hydra(config_dirs=()):
     """Hydra initialised on conf/ (plus config_dirs), or the running app's Hydra as it is."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
 
     register()
     if GlobalHydra.instance().is_initialized():
@@ -102,8 +101,6 @@ def compose(overrides=(), config_dirs=()) -> DictConfig:
 
 
 def _compose(overrides: tuple, config_dirs: tuple) -> DictConfig:
-    from hydra import compose as hydra_compose
-
     with _hydra(config_dirs) as extra:
         return hydra_compose(config_name="config", overrides=[*extra, *overrides])
 
@@ -117,9 +114,6 @@ def _kept(overrides: tuple, config_dirs: tuple, files: tuple) -> DictConfig:
 def _sources(config_dirs) -> tuple[str, ...] | None:
     """The folders a compose reads: conf/ and config_dirs, or the running app's; None under a Hydra context that is
     not an app's (its folders are not known here, so nothing is kept)."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
     if not GlobalHydra.instance().is_initialized():
         return (str(CONF_DIR), *(str(Path(d).resolve()) for d in config_dirs))
     if not HydraConfig.initialized():
@@ -127,103 +121,10 @@ def _sources(config_dirs) -> tuple[str, ...] | None:
     return tuple(s.path for s in HydraConfig.get().runtime.config_sources if s.schema == "file")
 
 
-# A user's config folders, checked as conf/'s are (its files are checked by the tests) ------------------------------
-
 def user_folders(config_dirs=()) -> list[Path]:
     """The config folders of the user's that a compose reads besides conf/: config_dirs, or the running app's."""
     sources = _sources(config_dirs) or tuple(str(Path(d).resolve()) for d in config_dirs)
     return [Path(s) for s in sources if Path(s).resolve() != CONF_DIR]
-
-
-def check_folders(folders) -> None:
-    """A one-line ConfigError naming the file for what Hydra would ignore or misread in a user's config folder: a YAML
-    error; a file at a path conf/ has (Hydra reads conf/'s, so yours would silently not count); a step file that does
-    not start with `# @package _global_`, does not name itself (`step: <its name>`), builds on a step no folder has,
-    or, through its parents, on itself. Checked once per state of the files."""
-    files = tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size)
-                  for folder in folders for p in _config_files(Path(folder)))
-    if files:
-        _check_files(tuple(map(str, folders)), files)
-
-
-def _config_files(folder: Path) -> list[Path]:
-    """The YAML files of a config folder that Hydra may read as configs: at most two folders deep
-    (group/subgroup/option.yaml), hidden folders left out."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        depth = len(Path(root).relative_to(folder).parts)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < 2 else []
-        found += [Path(root) / f for f in sorted(files) if f.endswith(".yaml")]
-    return found
-
-
-@functools.lru_cache(maxsize=64)
-def _check_files(folders: tuple, files: tuple) -> None:
-    """check_folders, once per folders and state of their files (`files` is only the key)."""
-    folders = [Path(f) for f in folders]
-    for folder in folders:
-        for path in _config_files(folder):
-            _check_file(path, path.relative_to(folder), folders)
-    for folder in folders:
-        for path in sorted((folder / "step").glob("*.yaml")):
-            _check_lineage(path, folders)
-
-
-def _check_file(path: Path, relative: Path, folders: list[Path]) -> None:
-    if (CONF_DIR / relative).is_file():
-        raise ConfigError(f"{path}: conf/{relative} has this name, and Hydra reads conf/'s first, so yours would not "
-                          f"count; give yours a name of its own")
-    values = read_yaml(path)
-    if relative.parent != Path("step"):
-        return
-    header = "\n".join(itertools.takewhile(lambda line: line.startswith("#") or not line.strip(),
-                                           path.read_text().splitlines()))
-    if not re.search(r"^#\s*@package\s+_global_\s*$", header, re.M) or not isinstance(values, dict):
-        raise ConfigError(f"{path}: a step file starts with `# @package _global_`, as conf/step/'s do, and sets "
-                          f"`step:`, `model:`, ... at the top level")
-    if values.get("step") != path.stem:
-        said = f"says step: {values['step']}" if "step" in values else "has no `step:`"
-        raise ConfigError(f"{path}: {said}; a step file names itself (`step: {path.stem}`), or its runs go to "
-                          f"another step's folder")
-    for parent in step_parents(values):
-        if step_file(parent, folders) is None:
-            raise ConfigError(f"{path}: builds on step {parent} (its defaults), and there is no step/{parent}.yaml "
-                              f"in conf/ or {' or '.join(map(str, folders))}")
-
-
-def _check_lineage(path: Path, folders: list[Path]) -> None:
-    """A step file whose parents lead back to itself: one line with the circle."""
-    chain = [path.stem]
-    while (parent := next(iter(step_parents(read_yaml(step_file(chain[-1], folders)))), None)) is not None:
-        chain.append(parent)
-        if parent in chain[:-1]:
-            raise ConfigError(f"{path}: its defaults go round in a circle: {' -> '.join(chain)}; a step builds on "
-                              f"one before it")
-
-
-def read_yaml(path: Path):
-    """A YAML file's values, or a one-line ConfigError with the file, line and column of its syntax error."""
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.MarkedYAMLError as e:
-        mark, context = e.problem_mark, f" ({e.context} at line {e.context_mark.line + 1})" if e.context else ""
-        raise ConfigError(f"{path}: YAML error at line {mark.line + 1}, column {mark.column + 1}: "
-                          f"{e.problem}{context}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: YAML error: {' '.join(str(e).split())}") from None
-
-
-def step_file(name: str, folders=()) -> Path | None:
-    """The step/<name>.yaml Hydra reads: conf/'s, else the first user folder's that has one; None where none has."""
-    return next((p for folder in (CONF_DIR, *map(Path, folders))
-                 if (p := folder / "step" / f"{name}.yaml").is_file()), None)
-
-
-def step_parents(values) -> list[str]:
-    """The steps a step file's defaults list includes (`- <step>` or `- /step/<step>`), in order."""
-    defaults = values.get("defaults") if isinstance(values, dict) else None
-    names = [d.removeprefix("/step/") for d in defaults or () if isinstance(d, str) and d != "_self_"]
-    return [n for n in names if not n.startswith("/")]
 
 
 def resolved(cfg: DictConfig, key: str):
@@ -252,9 +153,6 @@ def default_roadmap() -> str:
 
 def lineage(step: str, config_dirs=()) -> list[str]:
     """The step files a step is built from, itself first: each file's defaults list includes its parent."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
-
     with _hydra(config_dirs) as extra:
         loader = GlobalHydra.instance().config_loader()
         try:
@@ -354,8 +252,6 @@ def model_config(cfg: DictConfig) -> ModelConfig | ReferenceConfig:
     model = ModelConfig.from_dict(resolved(cfg, "model"))
     if kind in ("roadmap", "explore"):
         return model
-    from roadmap.ablation import ablated
-
     name = cfg.roadmap.name
     arch = ablated(kind, cfg.step, roadmap_of(cfg), lambda step: step_model_config(step, name))
     keep = ("num_classes", "in_channels", "width_multiplier", "drop_path")
@@ -387,3 +283,19 @@ def step_model_config(step: str, roadmap: str = "convnext_t", num_classes: int =
         raise ConfigError(str(e).splitlines()[0]) from e
     step_of(cfg, config_dirs=config_dirs)
     return dataclasses.replace(model_config(cfg), num_classes=num_classes, width_multiplier=1.0, drop_path=0.0)
+
+
+def validate(cfg) -> RunSettings:
+    """The run's settings from its resolved config (a DictConfig or a plain dict), or a one-line ConfigError naming
+    the first bad key. An interpolation that cannot be resolved is reported as the key that holds it."""
+    def section(name):
+        node = cfg.get(name)
+        if not isinstance(node, DictConfig):  # a plain value, a plain dict, or absent
+            return node
+        try:
+            return OmegaConf.to_container(node, resolve=True)
+        except OmegaConfBaseException as e:
+            key = getattr(e, "full_key", None) or name
+            raise ConfigError(f"{key}: {str(e).splitlines()[0]}") from None
+
+    return from_sections(section)

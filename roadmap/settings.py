@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from roadmap.errors import ConfigError
+from roadmap.store import KINDS
 
 PRECISIONS = ("auto", "mixed", "bf16", "fp16", "fp32")
 IMAGE_CHANNELS = 3  # what every loader gives the network (roadmap.data.datasets decodes RGB and repeats grayscale channels)
@@ -301,22 +302,10 @@ def differences(old: dict, new: dict, prefix="") -> list[str]:
     return out
 
 
-def validate(cfg) -> RunSettings:
-    """The run's settings from its resolved config (a DictConfig or a plain dict), or a one-line ConfigError naming
-    the first bad key. An interpolation that cannot be resolved is reported as the key that holds it."""
-    from omegaconf import DictConfig, OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    def section(name):
-        node = cfg.get(name)
-        if not isinstance(node, DictConfig):  # a plain value, a plain dict, or absent
-            return node
-        try:
-            return OmegaConf.to_container(node, resolve=True)
-        except OmegaConfBaseException as e:
-            key = getattr(e, "full_key", None) or name
-            raise ConfigError(f"{key}: {str(e).splitlines()[0]}") from None
-
+def from_sections(section) -> RunSettings:
+    """The run's settings from `section(name)`, which gives a top-level section of the resolved config as plain
+    values (None where absent; roadmap.config.validate reads them from Hydra's config), or a one-line ConfigError
+    naming the first bad key."""
     seed = section("seed")
     if not (_is_int(seed) and seed >= 0):
         raise ConfigError(f"seed={seed!r}: must be an integer >= 0")
@@ -330,8 +319,6 @@ def validate(cfg) -> RunSettings:
 
 
 def _kind(kind, explore) -> str:
-    from roadmap.store import KINDS
-
     if kind not in KINDS:
         raise ConfigError(f"kind={kind!r}: must be one of {', '.join(KINDS)}")
     if (kind == "explore") != (explore is not None):

@@ -100,7 +100,7 @@ def test_device_decoding_gives_the_workers_pixels(tmp_path, capsys):
 
 def test_bad_data_options_are_one_line_errors(tmp_path):
     root = image_tree(tmp_path / "data", n=1)
-    from roadmap.settings import validate
+    from roadmap.config import validate
 
     for option, message in (("data.decode=tpu", "data.decode='tpu': must be one of cpu, gpu"),
                             ("data.bad_images=ignore", "data.bad_images='ignore': must be one of warn, error")):

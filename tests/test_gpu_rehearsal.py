@@ -24,7 +24,7 @@ from roadmap.gpu import processes
 from roadmap.data import datasets as data_lib
 from roadmap.config import compose, load_roadmap
 from roadmap.gpu.roadmap import Cost, faster, plan
-from roadmap.settings import validate
+from roadmap.config import validate
 
 from helpers import ROOT, table_rows
 

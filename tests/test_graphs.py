@@ -11,7 +11,7 @@ from roadmap.train import step as graphs
 from roadmap.train import recipe as recipe_lib
 from roadmap.config import compose
 from roadmap.errors import ConfigError
-from roadmap.settings import validate
+from roadmap.config import validate
 from roadmap.train.preflight import cuda_graphs
 from roadmap.train.runtime import Runtime
 

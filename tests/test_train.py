@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import roadmap
+import roadmap.data
 from roadmap.data import datasets as data_lib
 from roadmap.config import compose
 from roadmap.nets.model import ConfigError
@@ -292,7 +293,7 @@ def test_augmented_tensor_batches_on_the_device():
     torch.manual_seed(0)
     assert not torch.equal(a[0], next(iter(val))[0])
     x, y = a[0], next(iter(loader))[1]
-    mixed_x, soft = roadmap.data.datasets.batch_mix(cfg.recipe, 10)(x, y)
+    mixed_x, soft = roadmap.data.batch_mix(cfg.recipe, 10)(x, y)
     assert soft.shape == (64, 10) and torch.allclose(soft.sum(1), torch.ones(64))
     assert (x == 0).float().mean() > 0.01  # random erasing blanked some pixels (value 0)
 
@@ -575,7 +576,7 @@ def test_a_device_torch_does_not_have_is_one_line(tmp_path, capsys):
 
 def test_batchnorm_needs_two_images_per_process_and_only_batchnorm(tmp_path):
     from roadmap.config import model_config
-    from roadmap.settings import validate
+    from roadmap.config import validate
     from roadmap.train.preflight import runnable
 
     def check(step, batch, world):
@@ -625,11 +626,11 @@ def test_a_multirun_whose_folder_cannot_be_written_is_one_line(tmp_path, capsys,
 
 
 def test_num_classes_below_the_datasets_labels_is_refused(monkeypatch):
-    from roadmap.settings import validate
+    from roadmap.config import validate
 
     cfg = compose(["+step=gelu", *TINY, "data.num_classes=5"])
     ten = data_lib.TensorSplit(torch.zeros(20, 3, 32, 32, dtype=torch.uint8), torch.arange(20) % 10)
-    monkeypatch.setattr(data_lib, "load_tensor_dataset", lambda d, device: (ten, ten))
+    monkeypatch.setattr(roadmap.data, "load_tensor_dataset", lambda d, device: (ten, ten))  # what the trainer calls
     with pytest.raises(ConfigError, match=r"^data.num_classes=5: synthetic has 10 classes \(labels 0 to 9\); "
                                           r"must be >= 10$"):
         build_loaders(validate(cfg), _runtime(), 4)

@@ -80,18 +80,18 @@ def test_values_from_the_issue_through_the_command_line(tmp_path, capsys):
 
 
 def test_good_configs_of_every_roadmap_and_scale_validate():
-    from roadmap.config import compose, load_roadmap
+    from roadmap.config import compose, load_roadmap, validate
 
     for roadmap in ("convnext_t", "convnext_b", "bag_of_tricks"):
         for step in load_roadmap(roadmap).names():
-            s = S.validate(compose([f"+step={step}", f"roadmap={roadmap}"]))
+            s = validate(compose([f"+step={step}", f"roadmap={roadmap}"]))
             assert s.train.epochs >= 1 and s.data.resolution == 32 and s.recipe.lr > 0
     for scale, extra in (("cifar", []), ("imagenette", ["data.root=/data"]), ("imagenet", ["data.root=/data"])):
-        s = S.validate(compose(["+step=mixup", "roadmap=bag_of_tricks", f"scale={scale}", *extra]))
+        s = validate(compose(["+step=mixup", "roadmap=bag_of_tricks", f"scale={scale}", *extra]))
         assert s.scale.name == scale and s.data.kind == ("tensor" if scale == "cifar" else "folder")
-    s = S.validate(compose(["+step=gelu"]))
+    s = validate(compose(["+step=gelu"]))
     assert (s.train.epochs, s.train.batch_size, s.data.name, s.recipe.randaugment) == (2, 256, "fashion_mnist", None)
-    modern = S.validate(compose(["+step=gelu", "scale=cifar"])).recipe
+    modern = validate(compose(["+step=gelu", "scale=cifar"])).recipe
     assert modern.randaugment == S.RandAugment(num_ops=2, magnitude=9) and modern.betas == (0.9, 0.999)
 
 

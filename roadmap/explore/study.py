@@ -156,7 +156,7 @@ class Exploration:
 
         from roadmap import store
         from roadmap.explore.space import budget_gmacs
-        from roadmap.settings import validate
+        from roadmap.config import validate
 
         ex = validate(cfg).explore
         if ex is None or ex.sampler is None:

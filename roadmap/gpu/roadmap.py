@@ -254,7 +254,7 @@ def main(argv=None) -> int:
 
 def roadmap_on_gpu(args, start: float, torch) -> int:
     from roadmap.config import compose, load_roadmap
-    from roadmap.settings import validate
+    from roadmap.config import validate
 
     roadmap = load_roadmap(args.roadmap)
     args.robustness = robustness_setting()

@@ -14,13 +14,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from roadmap import store
-from roadmap.config import model_config, roadmap_of, step_of
+from roadmap.config import model_config, roadmap_of, step_of, validate
 from roadmap.errors import ConfigError
 from roadmap.explore.space import admitted
 from roadmap.nets import swin as reference
 from roadmap.nets.model import ModelConfig
 from roadmap.nets.swin import ReferenceConfig
-from roadmap.settings import IMAGE_CHANNELS, RunSettings, validate
+from roadmap.settings import IMAGE_CHANNELS, RunSettings
 from roadmap.steps import Roadmap, Step
 from roadmap.train.runtime import Runtime, setup_runtime
 
