@@ -26,7 +26,7 @@ import torchvision
 from roadmap.bench.throughput import measure
 from roadmap.bench.timing import device_name, device_of, sync, timer
 from roadmap.config import compose, model_config
-from roadmap.data import datasets as data_lib
+from roadmap import data as data_lib
 from roadmap.nets.model import RoadmapNet
 from roadmap.tables import markdown
 
@@ -91,13 +91,13 @@ def folder_rates(root: Path, device, n: int) -> dict:
     generator = torch.Generator(device).manual_seed(0)
     batch = min(n, 64)
     items = [raw[i] for i in range(batch)]
-    bytes_, labels, paths, _ = data_lib._collate(items)
+    bytes_, labels, paths, _ = data_lib.collate(items)
     stage(bytes_, labels, paths, generator)  # warm-up (nvJPEG handles, kernels)
     sync(device)
     times = []
     for start in range(0, n - batch + 1, batch):
         t = time.perf_counter()
-        bytes_, labels, paths, _ = data_lib._collate([raw[i] for i in range(start, start + batch)])
+        bytes_, labels, paths, _ = data_lib.collate([raw[i] for i in range(start, start + batch)])
         stage(bytes_, labels, paths, generator)
         sync(device)
         times.append(time.perf_counter() - t)

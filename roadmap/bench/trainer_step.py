@@ -5,15 +5,12 @@ format, the recipe's loss and optimizer), and one training step of it on a fixed
 from __future__ import annotations
 
 import dataclasses
-from contextlib import nullcontext
 
 import torch
 
 from roadmap.bench.timing import device_of
 from roadmap.config import compose
-from roadmap.train import recipe as recipe_lib
-from roadmap.train.step import eager_step
-from roadmap.train.trainer import check
+from roadmap.train import assemble_step, check
 
 # batch per scale and device type when the scale's own batch does not suit one device: the paper's global 4096 at
 # 224px is 128 on one GPU (as `make bench`), and CPUs get the bench's small CPU batches
@@ -58,9 +55,8 @@ def trainer_step(model, s: Setting, *, channels_last: bool | None = None, compil
     autocast, the recipe's loss, backward (loss scaling for fp16), the recipe's optimizer step; on one fixed random
     batch already on the device (the data loader is measured apart: `--loader`). compile_mode: None (eager),
     "default" or "reduce-overhead" (torch.compile with CUDA graphs). annotate: mark the forward, backward and
-    optimizer phases for torch.profiler. The step is assembled here (the recipe's optimizer, a GradScaler, the
-    trainer's autocast, train.step.eager_step) as the trainer assembles its own, until the trainer offers that as one
-    public function."""
+    optimizer phases for torch.profiler. The step is the trainer's own assembly (roadmap.train.assemble_step: the
+    recipe's optimizer, a GradScaler, the trainer's autocast, the eager step)."""
     device = s.device
     cl = s.channels_last if channels_last is None else channels_last
     fmt = torch.channels_last if cl else torch.contiguous_format
@@ -68,16 +64,12 @@ def trainer_step(model, s: Setting, *, channels_last: bool | None = None, compil
     net = model
     if compile_mode is not None:
         net = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
-    opt = recipe_lib.optimizer(model, s.recipe, s.global_batch)
-    scaler = torch.amp.GradScaler(device.type, enabled=s.precision == "fp16")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(s.precision)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(s.batch, model.config.in_channels if hasattr(model, "config") else 3, s.resolution,
                     s.resolution, generator=g).to(device).contiguous(memory_format=fmt)
     y = torch.randint(0, s.num_classes, (s.batch,), generator=g).to(device)
-    train = eager_step(net, recipe_lib.loss_fn(s.recipe), opt, scaler, autocast, s.recipe.grad_clip,
-                       list(model.parameters()), phase=torch.profiler.record_function if annotate else None)
+    train = assemble_step(model, s.recipe, batch_size=s.global_batch, precision=s.precision, device=device, net=net,
+                          phase=torch.profiler.record_function if annotate else None).step
     graphs = compile_mode == "reduce-overhead"
 
     def step():

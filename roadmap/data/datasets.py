@@ -19,10 +19,6 @@ from torchvision.transforms import v2
 from roadmap.data.augment import BatchAugment
 from roadmap.data.folders import ImageFiles
 from roadmap.data.transforms import eval_view
-# TEMP (until the trainer and bench import roadmap.data's surface): the names that moved to folders and transforms
-from roadmap.data.folders import (DeviceStage, FolderLoader, collate as _collate, decode, decode_batch,  # noqa: F401
-                                  folder_loaders, read_file, same_classes)
-from roadmap.data.transforms import batch_augment, batch_mix, erase, normalize, train_augment  # noqa: F401
 from roadmap.errors import ConfigError
 from roadmap.seeding import derive
 

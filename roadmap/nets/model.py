@@ -16,7 +16,7 @@ from torchvision.models.convnext import LayerNorm2d
 from torchvision.ops import Permute, StochasticDepth
 
 from roadmap.errors import ConfigError
-from roadmap.nets.legacy import rename_legacy_keys, upgrade_state_dict  # noqa: F401  TEMP until the trainer imports legacy
+from roadmap.nets.legacy import rename_legacy_keys
 
 
 CHOICES = {

@@ -7,7 +7,7 @@ import dataclasses
 
 import torch
 
-from roadmap.data import datasets as data_lib
+from roadmap import data as data_lib
 from roadmap.errors import ConfigError
 from roadmap.nets import swin as reference
 from roadmap.nets.model import gmacs, num_params

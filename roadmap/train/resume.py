@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from roadmap import store
 from roadmap.errors import ConfigError
-from roadmap.nets.model import upgrade_state_dict
+from roadmap.nets.legacy import upgrade_state_dict
 from roadmap.settings import differences
 from roadmap.train import recipe as recipe_lib
 from roadmap.train.preflight import Run

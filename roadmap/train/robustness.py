@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from roadmap.data import datasets as data_lib
+from roadmap import data as data_lib
 from roadmap.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from roadmap.train.job import Job
 from roadmap.train.preflight import Run
