@@ -10,6 +10,8 @@ import scipy.stats
 
 import roadmap
 from roadmap.report import build as report
+from roadmap.report import figures
+from roadmap.report.ablation import ablation_steps
 
 from helpers import ROOT, TINY, multirun_here, summary
 
@@ -308,7 +310,7 @@ def ablation_table(runs_dir, kind):
     group = runs[runs["kind"] == kind]
     rm = report.roadmap_of(group)
     folder = runs_dir / "embedded" / "convnext_t" / kind
-    return report.step_table(group, report.ablation_steps(rm, group), reference=rm.baseline,
+    return report.step_table(group, ablation_steps(rm, group), reference=rm.baseline,
                              invalid=read_invalid(folder, kind)), rm
 
 
@@ -346,7 +348,7 @@ def test_ablation_reports_every_step_and_figures_without_overlaps(tmp_path, kind
         NOT_BUILT[kind], "note"] and steps.loc["gelu", "compared_to"] == "resnet50"
 
     table, rm = ablation_table(tmp_path / "runs", kind)
-    fig = report.draw_figure(table, "title", "Fashion-MNIST", rm, kind)
+    fig = figures.draw_figure(table, "title", "Fashion-MNIST", rm, kind)
     assert overlapping_texts(fig) == []
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
@@ -384,7 +386,7 @@ def test_intervals_are_drawn_within_0_and_100(tmp_path):
     assert (table.loc["gelu", "ci_low"], table.loc["gelu", "ci_high"]) == pytest.approx((low, high))  # -107, 147
     with pytest.warns(UserWarning):
         rm = report.roadmap_of(report.load_runs(tmp_path / "runs"))
-    fig = report.draw_figure(table.reset_index(), "title", "Fashion-MNIST", rm)
+    fig = figures.draw_figure(table.reset_index(), "title", "Fashion-MNIST", rm)
     ax = fig.axes[0]
     from matplotlib.collections import LineCollection
 
@@ -425,7 +427,7 @@ def test_capped_runs_are_marked(tmp_path):
         table = table_of(tmp_path / "runs").reset_index()
     with pytest.warns(UserWarning):
         rm = report.roadmap_of(report.load_runs(tmp_path / "runs"))
-    fig = report.draw_figure(table, "title", "Fashion-MNIST", rm)
+    fig = figures.draw_figure(table, "title", "Fashion-MNIST", rm)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert [label for label in labels if "capped" in label] == ["ReLU → GELU (capped)"]
     assert "Dotted bars, (capped): train.max_steps_per_epoch cut the epochs short (a smoke run, not a full run)." in \
@@ -911,7 +913,7 @@ def test_a_failing_figure_costs_only_itself(tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(report, "transfer_figure", broken)
+    monkeypatch.setattr(figures, "transfer_figure", broken)
     fake_runs(tmp_path / "runs", seeds=2)
     assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     assert "warning: transfer.png/.pdf not written: RuntimeError: boom" in capsys.readouterr().err.splitlines()

@@ -1,3 +1,5 @@
+"""`python -m roadmap.report RUNS_DIR ...`: the report's command line (roadmap.report.build.main)."""
+
 import sys
 
 from roadmap.report.build import main

@@ -5,55 +5,38 @@ endpoint and baseline networks trained alike, paired by seed."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import matplotlib
+import optuna
 import pandas as pd
 
-from roadmap.explore import analysis as design_space
-
-from roadmap.report import stats
-
 from roadmap import store
-
+from roadmap.explore import analysis as design_space
 from roadmap.explore import study
 from roadmap.explore.space import SWITCHES, network_id, overrides
-from roadmap.report.build import drawn, interval, roadmap_of
+from roadmap.report import stats
+from roadmap.report.formatting import interval
+from roadmap.report.runs import roadmap_of
+from roadmap.report.section import Section, drawn
 
 
-def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: str, title: str,
-                    dataset: str) -> tuple[str, list[Path]]:
+def explore_section(group: pd.DataFrame, runs: pd.DataFrame, section: Section) -> tuple[str, list[Path]]:
     """A population of networks drawn from the design space: EDFs, per-switch effects (OLS with complexity as a
     covariate), interactions, the top networks, where the roadmap's own choices disagree with the population, and
-    the best network against the roadmap's endpoints by seed."""
+    the best network against the roadmap's endpoints by seed. `section.suffix` names the files without the
+    exploration's `_explore`."""
+    out, suffix, title = section.out, section.suffix, section.title
     done = group[group["status"] == "done"]
-    folder = store.folder_of(Path(group["run_dir"].iloc[0]))
-    found = study.studies(folder)
-    sampler_of = [e.get("sampler", "?") if isinstance(e, dict) else "?"
-                  for e in group.get("explore", [None] * len(group))]
-    counts = []
-    first = {"random": 0, "search": 1, "gp": 2}
-    order = sorted(dict.fromkeys([*found, *sampler_of]), key=lambda n: (first.get(n, 3), n))
-    for name in order:
-        mine = group[[s == name for s in sampler_of]]
-        if name not in found:  # networks given by hand (net), or a study's journal that is gone
-            counts.append(f"{name}: {mine['step'].nunique()} networks trained ({(mine['status'] == 'done').sum()} "
-                          f"finished runs)")
-            continue
-        trials = found[name].get_trials(deepcopy=False)
-        c = study.counts(trials)
-        elsewhere = len({t.user_attrs["network"] for t in trials if t.user_attrs.get("outcome") == "trained"}
-                        - set(mine["step"]))  # a network another exploration had trained is not trained again
-        counts.append(f"{name}: {c['trained']} networks from {len(trials)} draws ({c['invalid']} invalid, "
-                      f"{c['repaired']} repaired, {c['over_budget']} over the complexity budget, {c['redrawn']} drawn "
-                      f"again" + (f"; {elsewhere} of the networks trained before by another exploration" if elsewhere
-                                  else "") + ")")
+    found = study.studies(store.folder_of(Path(group["run_dir"].iloc[0])))
     lines = [f"## {title}", "",
              f"Networks drawn from the design space, by exploration (random: uniform over the valid networks; "
              f"search: multivariate TPE; gp: Gaussian process; net: given networks, e.g. more seeds): "
-             f"{'; '.join(counts)}. {group['step'].nunique()} networks trained in all, "
-             f"{len(group) - len(done)} runs failed or diverged. Top-1 on {dataset}. Population members train on "
-             f"capped epochs (train.max_steps_per_epoch = scale.explore_steps{_cut(group)}), by design: they compare "
-             f"with each other and with the networks trained alike below, not with full runs.", ""]
+             f"{'; '.join(_sampler_counts(group, found))}. {group['step'].nunique()} networks trained in all, "
+             f"{len(group) - len(done)} runs failed or diverged. Top-1 on {section.dataset}. Population members train "
+             f"on capped epochs (train.max_steps_per_epoch = scale.explore_steps{_cut(group)}), by design: they "
+             f"compare with each other and with the networks trained alike below, not with full runs.", ""]
     if done.empty:
         return "\n".join(lines + ["No finished run yet."]) + "\n", []
     samples = pd.concat([done[["step", "seed", "final_top1", "gmacs", "params"]].reset_index(drop=True),
@@ -88,6 +71,31 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, out: Path, suffix: 
     lines += ["### The best network against the roadmap's endpoints", "",
               *_best_against(all_nets, done, roadmap_nets)]
     return "\n".join(lines) + "\n", written
+
+
+def _sampler_counts(group: pd.DataFrame, found: dict) -> list[str]:
+    """For each exploration (sampler), how many networks it drew, trained and rejected; for networks given by hand,
+    how many were trained."""
+    sampler_of = [e.get("sampler", "?") if isinstance(e, dict) else "?"
+                  for e in group.get("explore", [None] * len(group))]
+    counts = []
+    first = {"random": 0, "search": 1, "gp": 2}
+    order = sorted(dict.fromkeys([*found, *sampler_of]), key=lambda n: (first.get(n, 3), n))
+    for name in order:
+        mine = group[[s == name for s in sampler_of]]
+        if name not in found:  # networks given by hand (net), or a study's journal that is gone
+            counts.append(f"{name}: {mine['step'].nunique()} networks trained ({(mine['status'] == 'done').sum()} "
+                          f"finished runs)")
+            continue
+        trials = found[name].get_trials(deepcopy=False)
+        c = study.counts(trials)
+        elsewhere = len({t.user_attrs["network"] for t in trials if t.user_attrs.get("outcome") == "trained"}
+                        - set(mine["step"]))  # a network another exploration had trained is not trained again
+        counts.append(f"{name}: {c['trained']} networks from {len(trials)} draws ({c['invalid']} invalid, "
+                      f"{c['repaired']} repaired, {c['over_budget']} over the complexity budget, {c['redrawn']} drawn "
+                      f"again" + (f"; {elsewhere} of the networks trained before by another exploration" if elsewhere
+                                  else "") + ")")
+    return counts
 
 
 def _cut(group: pd.DataFrame) -> str:
@@ -151,8 +159,6 @@ def _best_against(nets: pd.DataFrame, done: pd.DataFrame, roadmap_nets: list[tup
 def _importances(population, switches) -> list[str]:
     """Optuna's PED-ANOVA importance of every switch in the uniform population (how much each switch's values
     separate the top networks from the rest), beside the OLS effects."""
-    import optuna
-
     if population is None:
         return []
     nets = study.trained(population)
@@ -168,11 +174,9 @@ def _importances(population, switches) -> list[str]:
 def _study_figures(found: dict, out: Path, suffix: str, title: str) -> list[Path]:
     """Optuna's own plots of the studies: the EDF of top-1 by exploration, and the optimisation history of the
     model-based searches (random's for comparison)."""
-    import warnings
-
-    import matplotlib
+    # optuna's matplotlib plots draw through pyplot (global figure state the report's own figures do without):
+    # imported only where an exploration has studies to plot
     import matplotlib.pyplot as plt
-    import optuna
     from optuna.visualization import matplotlib as ovm
 
     nets = {name: study.trained(s) for name, s in found.items()}

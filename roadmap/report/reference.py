@@ -9,9 +9,9 @@ import warnings
 
 import pandas as pd
 
-from roadmap.report import comparison
-
-from roadmap.report import stats
+from roadmap.report import comparison, stats
+from roadmap.report.formatting import fmt, interval
+from roadmap.report.step_stats import NO_CHANGE, step_table
 from roadmap.steps import Roadmap, Step
 
 # the paired change is the compared step minus the reference: helps = the step is more accurate
@@ -25,12 +25,10 @@ def is_reference(runs: pd.DataFrame) -> pd.Series:
 
 def reference_table(refs: pd.DataFrame, table: pd.DataFrame, roadmap: Roadmap) -> pd.DataFrame:
     """One row per reference network the runs `refs` trained: its statistics over seeds as the step table has them
-    (`report.step_table`), then the change of the step it is compared with (the roadmap's `parent` for it, the
+    (step_stats.step_table), then the change of the step it is compared with (the roadmap's `parent` for it, the
     endpoint by default) versus it, by seed, with its 95% paired interval and verdict, and the published difference
     (`table`: the steps' table). A reference is trained alike: where its setting differs from the step's in more
     than the network, the change is left out (verdict `not comparable`, the reason in `unlike`)."""
-    from roadmap.report.build import NO_CHANGE, step_table
-
     steps = []
     for name, g in refs.groupby("step", sort=True):
         parent = g["parent"].dropna().iloc[0] if g["parent"].notna().any() else roadmap.endpoint.name
@@ -62,8 +60,6 @@ def agreement(refs: pd.DataFrame) -> dict:
 
 def markdown(refs: pd.DataFrame, title: str, dataset: str) -> str:
     """The section of results.md: each reference with the step compared with it."""
-    from roadmap.report.build import _fmt, interval
-
     lines = [f"### {title}: reference networks trained alike", "",
              f"Trained with the steps' recipe, data ({dataset}), epochs, batch and seeds, scaled as they are "
              f"(roadmap/nets/swin.py). Change: the compared step's top-1 minus the reference's, the mean of per-seed "
@@ -76,8 +72,8 @@ def markdown(refs: pd.DataFrame, title: str, dataset: str) -> str:
         verdict = f"**{VERDICTS[r.verdict]}**" if r.verdict in VERDICTS else r.verdict
         params = "" if r.params is None or pd.isna(r.params) else f"{int(r.params):,}"
         lines.append(f"| {r.label} | {ours} | {interval(r.ci_low, r.ci_high)} | {r.seeds} | {params} | "
-                     f"{_fmt(r.gmacs, 4)} | {r.compared_to} | {_fmt(r.change, sign=True)} | "
-                     f"{interval(r.change_ci_low, r.change_ci_high, True)} | {verdict} | {_fmt(r.paper_top1)} | "
-                     f"{_fmt(r.paper_change, sign=True)} |")
+                     f"{fmt(r.gmacs, 4)} | {r.compared_to} | {fmt(r.change, sign=True)} | "
+                     f"{interval(r.change_ci_low, r.change_ci_high, True)} | {verdict} | {fmt(r.paper_top1)} | "
+                     f"{fmt(r.paper_change, sign=True)} |")
     unlike = [f"- {r.label}: change {comparison.NOT_COMPARABLE}: {r.unlike}." for r in refs.itertuples() if r.unlike]
     return "\n".join(lines + ([""] + unlike if unlike else [])) + "\n"

@@ -11,9 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
 from roadmap.report import stats
+from roadmap.report.formatting import VERDICT_MARK, fmt, interval
 from roadmap.report.reference import VERDICTS as REFERENCE_VERDICTS
-from roadmap.report.build import VERDICT_MARK, _fmt, drawn, interval, save_figure
+from roadmap.report.section import Section, drawn, save_figure
 
 
 def _records(group: pd.DataFrame) -> dict:
@@ -70,10 +75,6 @@ def robustness_table(table: pd.DataFrame, group: pd.DataFrame, baseline: str) ->
 def robustness_figure(rows: pd.DataFrame, title: str, dataset: str, baseline: str):
     """Left: every step's clean and corrupted top-1 (95% interval), the verdict of its corrupted change and its mCE;
     right: its top-1 under each corruption (mean over severities and seeds)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
     names = [c.removeprefix("top1:") for c in rows.columns if c.startswith("top1:")]
     n = len(rows)
     fig = Figure(figsize=(15, 0.42 * n + 2.6))
@@ -123,14 +124,14 @@ def robustness_figure(rows: pd.DataFrame, title: str, dataset: str, baseline: st
     return fig
 
 
-def robustness_section(table: pd.DataFrame, group: pd.DataFrame, baseline: str, out: Path, suffix: str,
-                       title: str, dataset: str) -> tuple[str, list[Path], pd.DataFrame]:
+def robustness_section(table: pd.DataFrame, group: pd.DataFrame, baseline: str,
+                       section: Section) -> tuple[str, list[Path], pd.DataFrame]:
     """The section of results.md, robustness<suffix>.png/.pdf and the rows (empty when no run measured it)."""
     rows = robustness_table(table, group, baseline)
     if rows.empty:
         return "", [], rows
-    stem = out / f"robustness{suffix}"
-    written = drawn(stem, lambda: save_figure(robustness_figure(rows, title, dataset, baseline), stem))
+    title, stem = section.title, section.stem("robustness")
+    written = drawn(stem, lambda: save_figure(robustness_figure(rows, title, section.dataset, baseline), stem))
     images = sorted({int(r["images"]) for seeds in _records(group).values() for r in seeds.values()})
     lines = [f"### {title}: robustness to corruptions", "",
              f"Top-1 on corrupted copies of {', '.join(map(str, images))} validation images: "
@@ -148,8 +149,8 @@ def robustness_section(table: pd.DataFrame, group: pd.DataFrame, baseline: str, 
         verdict = (REFERENCE_VERDICTS if r.section == "reference" else {}).get(r.corrupted_verdict,
                                                                               r.corrupted_verdict)
         verdict = f"**{verdict}**" if r.corrupted_verdict in ("helps", "hurts") else verdict
-        lines.append(f"| {r.order} | {r.step} | {_fmt(r.clean_top1)} | {_fmt(r.corrupted_top1)} | "
-                     f"{interval(r.corrupted_ci_low, r.corrupted_ci_high)} | {_fmt(r.corrupted_change, sign=True)} | "
+        lines.append(f"| {r.order} | {r.step} | {fmt(r.clean_top1)} | {fmt(r.corrupted_top1)} | "
+                     f"{interval(r.corrupted_ci_low, r.corrupted_ci_high)} | {fmt(r.corrupted_change, sign=True)} | "
                      f"{interval(r.corrupted_change_ci_low, r.corrupted_change_ci_high, True)} | {verdict} | "
-                     f"{_fmt(r.mce, 1)} | {interval(r.mce_ci_low, r.mce_ci_high)} |")
+                     f"{fmt(r.mce, 1)} | {interval(r.mce_ci_low, r.mce_ci_high)} |")
     return "\n".join(lines) + "\n", written, rows

@@ -10,8 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from roadmap.errors import ReportError
-from roadmap.report.build import _fmt, drawn, save_figure
+from roadmap.report.formatting import fmt
+from roadmap.report.section import Section, drawn, save_figure
 
 BENCH_COLUMNS = ("step", "model", "gmacs", "train_img_s", "infer_img_s")
 
@@ -60,9 +64,6 @@ def speed_table(table: pd.DataFrame, bench: pd.DataFrame | None) -> pd.DataFrame
 def speed_figure(rows: pd.DataFrame, title: str, dataset: str, device: str | None):
     """Top-1 against the runs' training img/s (left) and, with a benchmark, the published networks' inference img/s
     (right); marker area by GMACs, the front joined by a line and its steps labelled."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     panels = [("run_train_img_s", "gmacs", "run_front", f"training img/s of its runs (on {dataset})")]
     if "bench_infer_img_s" in rows:
         panels.append(("bench_infer_img_s", "bench_gmacs", "bench_front",
@@ -92,14 +93,14 @@ def _panel(axis, rows: pd.DataFrame, x: str, size: str, front: str, xlabel: str,
     axis.legend(title="area: GMACs; gray: branch", fontsize=8, title_fontsize=8, loc="lower left")
 
 
-def speed_section(table: pd.DataFrame, bench: pd.DataFrame | None, device: str | None, out: Path, suffix: str,
-                  title: str, dataset: str) -> tuple[str, list[Path]]:
+def speed_section(table: pd.DataFrame, bench: pd.DataFrame | None, device: str | None,
+                  section: Section) -> tuple[str, list[Path]]:
     """The section of results.md and the figure speed<suffix>.png/.pdf."""
     rows = speed_table(table, bench)
     if rows.empty or (bench is None and rows["run_train_img_s"].isna().all()):  # summaries without img/s
         return "", []
-    stem = out / f"speed{suffix}"
-    written = drawn(stem, lambda: save_figure(speed_figure(rows, title, dataset, device), stem))
+    title, stem = section.title, section.stem("speed")
+    written = drawn(stem, lambda: save_figure(speed_figure(rows, title, section.dataset, device), stem))
     head = "| step | top-1 | GMACs | train img/s (runs) | front |"
     line = "|---|---|---|---|---|"
     if bench is not None:
@@ -113,7 +114,7 @@ def speed_section(table: pd.DataFrame, bench: pd.DataFrame | None, device: str |
         text = (f"| {r.label} | {r.top1_mean:.2f} | {r.gmacs:.4f} | {r.run_train_img_s:.0f} | "
                 f"{'**front**' if r.run_front else ''} |")
         if bench is not None:  # a reference network has no row in the benchmark
-            text += (f" {_fmt(r.bench_infer_img_s, 1)} | {_fmt(r.bench_train_img_s, 1)} | "
+            text += (f" {fmt(r.bench_infer_img_s, 1)} | {fmt(r.bench_train_img_s, 1)} | "
                      f"{'**front**' if r.bench_front else ''} |")
         lines.append(text)
     return "\n".join(lines) + "\n", written
