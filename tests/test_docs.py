@@ -32,7 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_LANGS = {"", "bash", "sh", "shell", "console"}
-OPERATORS = {"&&", "||", ";", "|", "&"}
+OPERATORS = {"&&", "||", ";", "|", "&", ";;"}
 # placeholders a guide may write in a checked command, and what the test puts in their place
 PLACEHOLDERS = {"<dir>": "runs/embedded/convnext_t", "RUNS_DIR": "runs/embedded/convnext_t", "<name>": "convnext_t",
                 "<GPUs>": "2", "<file>": "requirements.txt"}
@@ -179,20 +179,11 @@ class Checker:
         for old, new in PLACEHOLDERS.items():
             line = line.replace(old, new)
         try:
-            tokens = shlex.split(line, comments=True)
+            segments = self.segments(line)
         except ValueError as e:
             self.problems.append(f"{where}: {line}: the shell cannot read it ({e})")
             return
-        tokens = [str(self.files.get(t, t)) for t in tokens]
-        segments, current = [], []
-        for t in tokens:
-            if t in OPERATORS:
-                segments.append(current)
-                current = []
-            else:
-                current.append(t)
-        segments.append(current)
-        for segment in filter(None, segments):
+        for segment in segments:
             key = tuple(segment)
             if key not in _RESULTS:  # a command documented twice (or in a copy of a guide) is checked once
                 _RESULTS[key] = self.check_segment(segment)
@@ -201,6 +192,28 @@ class Checker:
                 self.problems.append(f"{where}: {line}: {problem}")
             else:
                 self.checked += 1
+
+    def segments(self, line: str) -> list[list[str]]:
+        """The commands of a shell line: split at ; & && | ||, a for loop's header and its do/done/wait dropped,
+        and the command an `sbatch --wrap "..."` wraps in place of the wrapper."""
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        out, current = [], []
+        for t in [*lexer, ";"]:
+            if t not in OPERATORS:
+                current.append(str(self.files.get(t, t)))
+                continue
+            while current[:1] in (["do"], ["then"]):
+                current = current[1:]
+            if not current or current[0] in ("for", "while", "if", "done", "fi", "wait"):
+                current = []
+                continue
+            if current[0] == "sbatch" and "--wrap" in current[:-1]:
+                out += self.segments(current[current.index("--wrap") + 1])
+            else:
+                out.append(current)
+            current = []
+        return [s for s in out if s]
 
     def check_segment(self, tokens: list[str]) -> str | None:
         while tokens and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", tokens[0]):  # VAR=value before the command
@@ -235,9 +248,8 @@ class Checker:
     def check_config(self, entry, argv: list[str]) -> str | None:
         from omegaconf import OmegaConf
 
-        from roadmap.config import compose, default_roadmap, load_roadmap, model_config, step_of
+        from roadmap.config import compose, default_roadmap, load_roadmap, model_config, step_of, validate
         from roadmap.errors import ConfigError
-        from roadmap.settings import validate
 
         dirs, rest = entry.config_dirs(argv)
         flags = [a for a in rest if a.startswith("-")]
@@ -420,6 +432,16 @@ def test_a_doc_with_a_renamed_override_fails(tmp_path):
     assert any("roadmap-and-steps.md" in p for p in link_problems(broken, doc))
     broken = text.replace("(#one-gpu)", "(#one-gpus)", 1)
     assert any("#one-gpus" in p for p in link_problems(broken, doc))
+
+
+def test_loops_and_wrappers_are_checked_inside():
+    checker = Checker()
+    parts = checker.segments('for k in 0 1; do CUDA_VISIBLE_DEVICES=$k python run.py +step=gelu & done; wait')
+    assert parts == [["CUDA_VISIBLE_DEVICES=$k", "python", "run.py", "+step=gelu"]]
+    assert checker.segments('sbatch --array=0-3 --wrap "python run.py +step=gelu seed=1"  # 4 jobs') == [
+        ["python", "run.py", "+step=gelu", "seed=1"]]
+    checker.check('sbatch --wrap "python run.py +step=gelu model.activation=swish"', "t")
+    assert len(checker.problems) == 1 and "swish" in checker.problems[0]
 
 
 def test_unchecked_and_file_marks_are_read():
