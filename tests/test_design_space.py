@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import table_rows
 from roadmap.explore import analysis as ds
 
 SWITCHES = ["stem", "block", "norm", "kernel_size", "layer_scale"]
@@ -126,6 +127,7 @@ def test_markdown(nets):
     effects = ds.main_effects(nets, SWITCHES)
     text = ds.markdown(nets, SWITCHES, effects, ds.interactions(nets, SWITCHES), ds.top_networks(nets, SWITCHES, 3),
                        ds.disagreements(nets, SWITCHES, {"block": "bottleneck", "stem": "patchify"}))
-    assert "200 networks, 200 runs" in text and "| disagrees |" in text
-    assert text.count("| net") == 3 and "### Interactions" in text
+    choices = table_rows(text.split("### Roadmap's choices vs the population")[1], "switch")
+    assert "200 networks, 200 runs" in text and "disagrees" in [r["verdict"] for r in choices]
+    assert [r["id"][:4] for r in table_rows(text, "id")] == ["net-"] * 3 and "### Interactions" in text
     assert "inverted" in text and "95% CIs" in text

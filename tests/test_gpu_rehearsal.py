@@ -59,16 +59,19 @@ def test_gpu_roadmap_rehearsal_plans_every_run_cuts_later_seeds_first_and_report
         assert (out / name).stat().st_size > 0, name
     record = (out / "gpu_roadmap.md").read_text()
     assert record.startswith("# The convnext_t roadmap on one GPU (a rehearsal on the CPU)")
-    assert "rehearsal on cpu" in record and "| report | ok |" in record
-    assert any(cut in record for cut in ("| seed 0 | stopped at its limit", "| seed 1 | stopped at its limit",
-                                         "| seed 1 | not run: the budget is spent"))  # 55 s: a cut on any VM
+    results = {r["sweep"]: r["result"] for r in table_rows(record, "sweep")}
+    assert "rehearsal on cpu" in record and results["report"] == "ok"
+    assert any(results.get(seed, "").startswith(cut) for seed, cut in (
+        ("seed 0", "stopped at its limit"), ("seed 1", "stopped at its limit"),
+        ("seed 1", "not run: the budget is spent")))  # 55 s: a cut on any VM
 
     # a rerun: the recorded plan (no calibration); with no time left, nothing trains and the record says so
     code = gpu_roadmap.main(["--rehearse", "--seeds", "2", "--budget", "26", "--runs", str(runs), "--out", str(out)])
     said = capsys.readouterr().out
     assert code == 1 and "the plan recorded in" in said and "calibration:" not in said
     assert [(seed, step) for seed in (0, 1) for step in _finished(runs, seed)] == done
-    assert "| seed 1 | not run: the budget is spent |" in (out / "gpu_roadmap.md").read_text()
+    rerun = {r["sweep"]: r["result"] for r in table_rows((out / "gpu_roadmap.md").read_text(), "sweep")}
+    assert rerun["seed 1"] == "not run: the budget is spent"
 
     code = gpu_roadmap.main(["--rehearse", "--runs", str(runs), "--out", str(out), "--epochs", "3"])
     assert code == 2 and capsys.readouterr().err == (
@@ -124,7 +127,8 @@ def test_gpu_check_rehearsal_runs_every_stage(tmp_path, capsys):
     rows = (tmp_path / "training.csv").read_text().splitlines()
     assert [r.split(",")[:2] for r in rows[1:]] == [["resnet50", "done"], ["inverted_bottleneck", "done"],
                                                      ["separate_downsampling", "done"]]
-    assert "| resnet50 | eager |" in (tmp_path / "gpu_roadmap_calibration.md").read_text()
+    calibration = table_rows((tmp_path / "gpu_roadmap_calibration.md").read_text(), "step")
+    assert ("resnet50", "eager") in [(r["step"], r["step mode"]) for r in calibration]
     for name in ("variants_cpu.md", "profile_cpu_cifar.md", "loader_cpu.md"):
         assert (tmp_path / name).exists(), name
 

@@ -18,6 +18,8 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
 
+from roadmap.tables import markdown as markdown_table
+
 BASE_COLUMNS = ("id", "seed", "top1", "gmacs", "params")
 EFFECT_COLUMNS = ["switch", "level", "reference", "effect", "ci_low", "ci_high", "p_value", "n", "verdict"]
 INTERACTION_COLUMNS = ["a", "b", "f", "p_value", "df"]
@@ -252,8 +254,7 @@ def _table(frame, columns: dict) -> list[str]:
     if frame is None or len(frame) == 0:
         return ["_none_"]
     cell = lambda f, r: str(f(r)).replace("|", "\\|")  # noqa: E731
-    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-            + ["| " + " | ".join(cell(f, r) for f in columns.values()) + " |" for r in frame.to_dict("records")])
+    return markdown_table([[cell(f, r) for f in columns.values()] for r in frame.to_dict("records")], list(columns))
 
 
 def _p(p):

@@ -34,6 +34,7 @@ from pathlib import Path
 from roadmap import store
 from roadmap.errors import ConfigError
 from roadmap.gpu.processes import bounded
+from roadmap.tables import markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 # The networks calibrated (those the roadmap has, and its references); every other step is taken to cost what the
@@ -324,10 +325,9 @@ def write_record(args, torch, costs: dict, chosen: Plan, sweeps: list[dict], rep
              f"Plan: the {'CUDA graph' if chosen.graphs else 'eager'} step; {chosen.describe()}. The sweeps took "
              f"{sum(s['seconds'] for s in sweeps):.0f} s.",
              "",
-             "| sweep | result | wall time |",
-             "|---|---|---|",
-             *[f"| seed {s['seed']} | {outcome(s['code'])} | {s['seconds']:.0f} s |" for s in sweeps],
-             f"| report | {outcome(report['code'])} | {report['seconds']:.0f} s |",
+             *markdown([*[[f"seed {s['seed']}", outcome(s["code"]), f"{s['seconds']:.0f} s"] for s in sweeps],
+                        ["report", outcome(report["code"]), f"{report['seconds']:.0f} s"]],
+                       ["sweep", "result", "wall time"]),
              "",
              f"Everything, from the start of `make` (the kit's install and the GPU probe included): {total:.0f} s of "
              f"{args.budget:.0f} s.",
@@ -349,9 +349,9 @@ def device_name(args, torch) -> str:
 
 def calibration_table(costs: dict) -> list[str]:
     return ["Calibration at the sweep's setting (training img/s; a run's fixed costs in seconds):", "",
-            "| step | step mode | img/s | build | capture | checkpoint | robustness |", "|---|---|---|---|---|---|---|",
-            *[f"| {s} | {'graph' if g else 'eager'} | {c.img_s:.0f} | {c.build:.1f} | {c.capture:.1f} | "
-              f"{c.checkpoint:.2f} | {c.robustness:.1f} |" for (s, g), c in costs.items()]]
+            *markdown([[s, "graph" if g else "eager", f"{c.img_s:.0f}", f"{c.build:.1f}", f"{c.capture:.1f}",
+                        f"{c.checkpoint:.2f}", f"{c.robustness:.1f}"] for (s, g), c in costs.items()],
+                      ["step", "step mode", "img/s", "build", "capture", "checkpoint", "robustness"])]
 
 
 def outcome(code) -> str:
