@@ -129,5 +129,5 @@ def test_markdown(nets):
                        ds.disagreements(nets, SWITCHES, {"block": "bottleneck", "stem": "patchify"}))
     choices = table_rows(text.split("### Roadmap's choices vs the population")[1], "switch")
     assert "200 networks, 200 runs" in text and "disagrees" in [r["verdict"] for r in choices]
-    assert [r["id"][:4] for r in table_rows(text, "id")] == ["net-"] * 3 and "### Interactions" in text
+    assert [r["id"][:3] for r in table_rows(text, "id")] == ["net"] * 3 and "### Interactions" in text
     assert "inverted" in text and "95% CIs" in text
