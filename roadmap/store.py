@@ -28,7 +28,9 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from roadmap import record as record_lib
 from roadmap.errors import ConfigError
+from roadmap.record import RunRecord
 
 KINDS = ("roadmap", "isolated", "leave_one_out", "explore")
 FINISHED = ("done", "diverged")  # a run with one of these statuses is not trained again
@@ -132,12 +134,9 @@ def check_writable(root, run: Path, key: str = "runs_root") -> None:
 
 # -- one run -------------------------------------------------------------------------------------------------------
 
-def upgraded_summary(summary: dict, run: Path) -> dict:
-    """A summary with the fields of today's summaries: `kind` was called `ablation` (None for the roadmap's own
-    runs); failed runs' summaries may say neither."""
-    if "kind" not in summary:
-        summary["kind"] = (summary.pop("ablation") or "roadmap") if "ablation" in summary else kind_of_path(run)
-    return summary
+def upgraded_summary(summary: dict, run: Path) -> RunRecord:
+    """A summary in today's format (roadmap.record.upgraded; a failed run's kind from where its directory is)."""
+    return record_lib.upgraded(summary, kind_of_path(run))
 
 
 def read_summary(run: Path) -> dict | None:

@@ -25,7 +25,9 @@ def test_summaries_written_before_the_store_read_with_their_kind(tmp_path):
              group / "isolated" / "gelu" / "seed0": ({"ablation": "isolated"}, "isolated"),
              group / "explore" / "net-1" / "seed0": ({"ablation": "explore"}, "explore"),
              group / "leave_one_out" / "gelu" / "seed0": ({}, "leave_one_out"),  # a failed run's: no field at all
-             group / "kernel_7" / "seed1": ({"kind": "roadmap"}, "roadmap")}
+             group / "kernel_7" / "seed1": ({"kind": "roadmap", "roadmap": "convnext_t", "scale": "embedded"},
+                                            "roadmap"),
+             group / "kernel_9" / "seed0": ({"regime": "convnext_t"}, "roadmap")}  # before roadmaps were configs
     for run, (fields, _) in cases.items():
         run.mkdir(parents=True)
         store.write_summary(run, {"step": run.parent.name, "status": "done", **fields})
@@ -34,7 +36,11 @@ def test_summaries_written_before_the_store_read_with_their_kind(tmp_path):
     with pytest.warns(UserWarning, match="broken/seed0/summary.json: unreadable summary"):
         found = dict(store.summaries(tmp_path))
     assert {run: s["kind"] for run, s in found.items()} == {run: kind for run, (_, kind) in cases.items()}
-    assert all("ablation" not in s for s in found.values())
+    assert all("ablation" not in s and "regime" not in s for s in found.values())
+    assert {run.parent.name: (s["roadmap"], s["scale"]) for run, s in found.items() if "kernel" in str(run)} == {
+        "kernel_7": ("convnext_t", "embedded"), "kernel_9": ("convnext_t", "unknown")}
+    others = {(s["roadmap"], s["scale"]) for run, s in found.items() if "kernel" not in str(run)}
+    assert others == {("unknown", "unknown")}
     assert store.read_summary(group / "gelu" / "seed0")["kind"] == "roadmap"
     assert store.read_summary(group / "missing" / "seed0") is None
 

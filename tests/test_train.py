@@ -15,6 +15,7 @@ from PIL import Image
 
 import roadmap
 import roadmap.data
+from roadmap import record
 from roadmap.data import datasets as data_lib
 from roadmap.config import compose
 from roadmap.nets.model import ConfigError
@@ -33,6 +34,7 @@ def test_train_eval_then_finished_run_is_not_trained_again(tmp_path, capsys):
     run_dir = tmp_path / RUN.format(step="fewer_norms")
     s = summary(run_dir)
     assert s["status"] == "done" and s["step"] == "fewer_norms" and s["order"] == 14 and s["epochs"] == 2
+    assert sorted(set(s) - set(record.FIELDS)) == []  # the run record's schema holds every field the trainer writes
     assert s["label"] == "fewer norms" and s["roadmap"] == "convnext_t" and s["scale"] == "embedded" and s["seed"] == 0
     assert s["parent"] == "fewer_activations" and s["section"] == "micro design" and s["paper_top1_std"] == 0.09
     assert s["params"] > 10_000 and 0 < s["gmacs"] < 0.01 and s["paper_top1"] == 81.41

@@ -1,10 +1,9 @@
-"""The runs of a folder as one table, and what they belong to: every summary.json under it as a row (load_runs,
-with DEFAULTS for what a summary lacks), the dataset they trained on, the roadmap they belong to and its steps in
-order with the runs' own steps placed, and the runs split into what compares like with like (groups)."""
+"""The runs of a folder as one table, and what they belong to: every summary.json under it as a row (load_runs, with the
+run record's DEFAULTS for what a summary lacks), the dataset they trained on, the roadmap they belong to and its
+steps in order with the runs' own steps placed, and the runs split into what compares like with like (groups)."""
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -12,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from roadmap import store
+from roadmap import record, store
 from roadmap.report import comparison
 from roadmap.report.formatting import as_text, optional_float
 from roadmap.steps import Roadmap, Step
@@ -20,36 +19,25 @@ from roadmap.steps import Roadmap, Step
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
                  "imagefolder": "image folder", "synthetic": "synthetic data"}
 DATA_LABELS = {"dataset": lambda v: DATASET_NAMES.get(v, v), "resolution": lambda v: f"{v}px"}  # in titles
-# what every summary may lack (a failed run's has only step, roadmap, scale, seed, status and message; summaries
-# written before runs recorded their steps per epoch lack those and count as not capped)
-DEFAULTS = {"seed": math.nan, "order": math.nan, "parent": None, "label": None, "section": None, "adopted": None,
-            "dataset": None,
-            "final_top1": math.nan, "params": math.nan, "gmacs": math.nan, "paper_top1": math.nan,
-            "paper_top1_std": math.nan, "paper_gmacs": math.nan, "message": None, "steps_per_epoch": math.nan,
-            "full_steps_per_epoch": math.nan, "capped": False}
-NUMBERS = ("seed", "order", "final_top1", "params", "gmacs", "img_s", "paper_top1", "paper_top1_std", "paper_gmacs",
-           "steps_per_epoch", "full_steps_per_epoch")  # what a summary gives as numbers: anything else is no number
 
 
 def load_runs(runs_dir: Path) -> pd.DataFrame:
-    """One row per run directory with a readable summary.json (the run store warns about unreadable ones). Every
-    column of DEFAULTS is there (missing values filled), `capped` is a bool, `kind` says what the run is, `setting`
-    what the summary itself records of the run's data, training and network (comparison.setting)."""
+    """One row per run directory with a readable summary.json (the run store warns about unreadable ones). Every column
+    of the run record's DEFAULTS is there (missing values filled), `capped` is a bool, `kind` says what the run is,
+    `setting` what the summary itself records of the run's data, training and network (comparison.setting)."""
     rows = []
     for run_dir, s in store.summaries(runs_dir):
         s.pop("fingerprint", None)
         s["run_dir"] = str(run_dir)
         s["setting"] = comparison.setting(s)
-        s.setdefault("roadmap", s.get("regime", "unknown"))  # summaries written before roadmaps were configuration
-        s.setdefault("scale", "unknown")
         rows.append(s)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    for key, value in DEFAULTS.items():
+    for key, value in record.DEFAULTS.items():
         if key not in df:
             df[key] = value
-    for key in [k for k in NUMBERS if k in df]:
+    for key in [k for k in record.NUMBERS if k in df]:
         df[key] = pd.to_numeric(df[key], errors="coerce")
     df["capped"] = df["capped"].map(lambda c: bool(c) if isinstance(c, (bool, np.bool_)) else False)
     return df

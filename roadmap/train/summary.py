@@ -1,7 +1,7 @@
 """A run's summary.json, assembled in one place: what the run is (the step as its roadmap describes it, the setting,
 the network's cost: `describe`), how it ended (done, diverged or interrupted), its robustness and its results
-(`summary_of`); and the record of a run that stopped with an error (`write_failure`). The run store writes them
-(roadmap.store.write_summary / write_failure)."""
+(`summary_of`); and the record of a run that stopped with an error (`write_failure`): roadmap.record.RunRecord's
+fields. The run store writes them (roadmap.store.write_summary / write_failure)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from roadmap import store
 from roadmap.explore.space import switches
 from roadmap.nets.model import ModelConfig
 from roadmap.nets.swin import ReferenceConfig
+from roadmap.record import RunRecord
 from roadmap.train.job import Job
 from roadmap.train.preflight import Run
 
 
 def summary_of(run: Run, job: Job, status: str, message: str | None, history: list[dict],
-               robustness: dict | None = None) -> dict:
+               robustness: dict | None = None) -> RunRecord:
     """The summary of a run that ended with `status` (done, diverged or interrupted) after the epochs of `history`;
     an interrupted run's holds no results (the same command resumes it)."""
     summary = {**describe(run, job), "status": status, "message": message, "epochs": len(history),
@@ -37,7 +38,7 @@ def summary_of(run: Run, job: Job, status: str, message: str | None, history: li
     return summary
 
 
-def describe(run: Run, job: Job) -> dict:
+def describe(run: Run, job: Job) -> RunRecord:
     """What a summary says about the run besides its results: the step as its roadmap describes it, the setting,
     the network's cost."""
     cfg, s = run.cfg, run.step
