@@ -15,7 +15,7 @@ from roadmap.report import build as report
 from roadmap.config import CONF_DIR
 from roadmap.explore.space import SWITCHES, network_id, switches
 
-from helpers import ROOT, TINY, multirun_here
+from helpers import ROOT, TINY, multirun_here, table_rows
 
 
 def test_network_ids_are_stable_across_processes_and_ignore_the_scale():
@@ -105,23 +105,26 @@ def test_the_report_recovers_a_planted_switch_effect(tmp_path):
     assert "random: 119 networks from 120 draws (1 invalid, 0 repaired, 0 over the complexity budget, 0 drawn " \
            "again); net: 1 networks trained (3 finished runs)." in section
     # Optuna's importances beside the effects: the planted switch first
-    table = section[section.index("### Switch importances (Optuna's PED-ANOVA"):].split("\n\n")[1].splitlines()
-    assert table[2].startswith("| block | ") and float(table[2].split("|")[2]) > 0.3 and len(table) == 2 + 6
+    importances = section[section.index("### Switch importances (Optuna's PED-ANOVA"):]
+    table = table_rows(importances, "switch")
+    assert table[0]["switch"] == "block" and float(table[0]["importance"]) > 0.3 and len(table) == 6
+    assert importances.split("\n\n")[1].splitlines()[0].startswith("| switch ")  # the table right under the title
     assert {"explore_edf.png", "explore_history.png"} <= names
     # optuna's plots set matplotlib's ggplot style globally: the report's later figures keep the default look
     assert __import__("matplotlib").rcParams["axes.facecolor"] == "white"
     assert "120 networks trained in all" in section
-    row = next(line for line in section.splitlines() if line.startswith("| block |"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    effect = float(cells[3])
-    low, high = (float(x) for x in cells[4].strip("[]").split(","))
+    row = next(r for r in table_rows(section[section.index("### Main effects"):], "switch") if r["switch"] == "block")
+    effect = float(row["effect"])
+    low, high = (float(x) for x in row["CI"].strip("[]").split(","))
     assert abs(abs(effect) - 3.0) < 0.3 and low <= effect <= high and (low > 0 or high < 0)
-    assert cells[7] in ("better", "worse")
+    assert row["verdict"] in ("better", "worse")
     # the roadmap's choices: ConvNeXt uses inverted blocks (agrees) and layer norm (unresolved: no planted effect)
-    agree = next(line for line in section.splitlines() if line.startswith("| block | inverted |"))
-    assert agree.rstrip(" |").endswith("agrees")
+    agree = next(r for r in table_rows(section[section.index("### Roadmap's choices"):], "switch")
+                 if [r["switch"], r["roadmap"]] == ["block", "inverted"])
+    assert agree["verdict"].endswith("agrees")
     # the best against the endpoint's network trained like the population (not the roadmap's longer runs)
-    assert "| separate_downsampling's network | 0.0017 | 3 | 88.10 |" in section
+    endpoint = next(r for r in table_rows(section, "network") if r["network"] == "separate_downsampling's network")
+    assert [endpoint["GMACs"], endpoint["seeds"], endpoint["top-1"]] == ["0.0017", "3", "88.10"]
     best = section[section.index("### The best network"):section.index("\n## ", section.index("### The best"))]
     assert "86.10" not in best and "resnet50_classic's network" not in best  # the baseline: no run at all
     assert "Rank correlation: not defined over 1 trained step(s)" in md

@@ -14,7 +14,7 @@ from roadmap.errors import ConfigError
 from roadmap.nets.model import gmacs, num_params
 from roadmap.nets.swin import ReferenceConfig
 
-from helpers import TINY, run_here, summary
+from helpers import TINY, run_here, summary, table_rows
 from test_report import fake_runs
 
 
@@ -102,8 +102,9 @@ def test_report_compares_the_endpoint_with_the_reference_by_seed(tmp_path):
     assert 0 < agree["change_ci_low"] < 1.0 < agree["change_ci_high"]  # pairing removes the ±1.5 seed noise
     assert agree["paper_change"] == pytest.approx(81.97 - 81.3)
     md = (tmp_path / "out" / "results.md").read_text()
-    row = next(line for line in md.splitlines() if line.startswith("| Swin-T |"))
-    assert "| separate_downsampling | +1.00 |" in row and "| **step better** |" in row and "| +0.67 |" in row
+    row = next(r for r in table_rows(md, "network") if r["network"] == "Swin-T")
+    assert [row["compared with"], row["change"]] == ["separate_downsampling", "+1.00"]
+    assert row["verdict"] == "**step better**" and row["published change"] == "+0.67"
     assert "Swin-T" in md[md.index("accuracy against measured speed"):]  # among the speed figure's points
     assert tmp_path / "out" / "roadmap.png" in written
     steps = json.loads((tmp_path / "out" / "agreement.json").read_text())["steps"]

@@ -13,7 +13,7 @@ from roadmap.report import stats
 from roadmap.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from roadmap.errors import ConfigError
 
-from helpers import TINY, run_here, summary
+from helpers import TINY, run_here, summary, table_rows
 from test_report import fake_runs
 
 
@@ -135,5 +135,5 @@ def test_report_gives_paired_robustness_verdicts_and_mce(tmp_path):
     assert "robustness" not in runs and [gelu[k] for k in range(3)] == pytest.approx([value[("gelu", k)]
                                                                                       for k in range(3)])
     md = (tmp_path / "out" / "results.md").read_text()
-    row = next(line for line in md[md.index("robustness to corruptions"):].splitlines() if "| gelu |" in line)
-    assert "| **helps** |" in row and f"| {steps.loc['gelu', 'mce']:.1f} |" in row
+    row = next(r for r in table_rows(md[md.index("robustness to corruptions"):], "#") if r["step"] == "gelu")
+    assert row["verdict"] == "**helps**" and row["mCE"] == f"{steps.loc['gelu', 'mce']:.1f}"

@@ -20,6 +20,7 @@ from roadmap.report import stats
 from roadmap.report.formatting import interval
 from roadmap.report.runs import roadmap_of
 from roadmap.report.section import Section, drawn
+from roadmap.tables import markdown
 
 
 def explore_section(group: pd.DataFrame, runs: pd.DataFrame, section: Section) -> tuple[str, list[Path]]:
@@ -124,6 +125,12 @@ def _roadmap_networks(runs: pd.DataFrame, group: pd.DataFrame) -> list[tuple[str
 
 
 BEST_VERDICT = {"helps": "best is better", "hurts": "best is worse"}  # the paired change is best − this
+BEST_COLUMNS = ("network", "GMACs", "seeds", "top-1", "95% CI", "best − this (paired)", "95% CI", "verdict")
+
+
+def _table(rows, columns) -> list[str]:
+    """The lines of a Markdown table of these formatted cells, a "|" in a cell escaped."""
+    return markdown([[c.replace("|", "\\|") for c in row] for row in rows], columns)
 
 
 def _best_against(nets: pd.DataFrame, done: pd.DataFrame, roadmap_nets: list[tuple[str, dict, pd.DataFrame]]):
@@ -137,16 +144,16 @@ def _best_against(nets: pd.DataFrame, done: pd.DataFrame, roadmap_nets: list[tup
     seeds = {name: dict(zip(r["seed"].astype(int), r["final_top1"].astype(float))) for name, r in runs_of.items()}
     first = next(iter(seeds))
     lines = ["Trained alike (the population's epochs and batches): the best network and the roadmap's endpoint and "
-             "baseline networks.", "",
-             "| network | GMACs | seeds | top-1 | 95% CI | best − this (paired) | 95% CI | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+             "baseline networks.", ""]
+    rows = []
     for name, r in runs_of.items():
         m = stats.mean_interval(list(seeds[name].values()))
         c = stats.paired_change(seeds[first], seeds[name]) if name != first else None
-        lines.append(f"| {name} | {r['gmacs'].iloc[0]:.4f} | {m['n']} | {m['mean']:.2f} | "
-                     f"{interval(m['ci_low'], m['ci_high'])} | " + ("| | |" if c is None else
-                     f"{c['change']:+.2f} | {interval(c['change_ci_low'], c['change_ci_high'], True)} | "
-                     f"{BEST_VERDICT.get(c['verdict'], c['verdict'])} |"))
+        rows.append([name, f"{r['gmacs'].iloc[0]:.4f}", f"{m['n']}", f"{m['mean']:.2f}",
+                     interval(m['ci_low'], m['ci_high']), *(("", "", "") if c is None else
+                     (f"{c['change']:+.2f}", interval(c['change_ci_low'], c['change_ci_high'], True),
+                      f"{BEST_VERDICT.get(c['verdict'], c['verdict'])}"))])
+    lines += _table(rows, BEST_COLUMNS)
     lines += ["", "Train them with more seeds (finished seeds are kept):", ""]
     for name, switches in [(first, best_runs["switches"].iloc[0]),
                            *((f"{name}'s network", sw) for name, sw, _ in roadmap_nets)]:
@@ -168,7 +175,7 @@ def _importances(population, switches) -> list[str]:
     except (ValueError, RuntimeError) as e:
         return [f"Switch importances not computed: {e}.", ""]
     return ["### Switch importances (Optuna's PED-ANOVA over the uniform population's top 10%)", "",
-            "| switch | importance |", "|---|---|", *(f"| {k} | {v:.3f} |" for k, v in imp.items()), ""]
+            *_table([[f"{k}", f"{v:.3f}"] for k, v in imp.items()], ("switch", "importance")), ""]
 
 
 def _study_figures(found: dict, out: Path, suffix: str, title: str) -> list[Path]:

@@ -13,9 +13,12 @@ from roadmap.report import comparison, stats
 from roadmap.report.formatting import fmt, interval
 from roadmap.report.step_stats import NO_CHANGE, step_table
 from roadmap.steps import Roadmap, Step
+from roadmap.tables import markdown as markdown_table
 
 # the paired change is the compared step minus the reference: helps = the step is more accurate
 VERDICTS = {"helps": "step better", "hurts": "reference better"}
+COLUMNS = ("network", "top-1", "95% CI", "seeds", "params", "GMACs", "compared with", "change", "change 95% CI",
+           "verdict", "published top-1", "published change")
 
 
 def is_reference(runs: pd.DataFrame) -> pd.Series:
@@ -64,16 +67,15 @@ def markdown(refs: pd.DataFrame, title: str, dataset: str) -> str:
              f"Trained with the steps' recipe, data ({dataset}), epochs, batch and seeds, scaled as they are "
              f"(roadmap/nets/swin.py). Change: the compared step's top-1 minus the reference's, the mean of per-seed "
              f"differences with its 95% paired t interval; **step better** / **reference better** when that interval "
-             f"excludes 0. Published: the same difference on ImageNet-1K.", "",
-             "| network | top-1 | 95% CI | seeds | params | GMACs | compared with | change | change 95% CI | verdict "
-             "| published top-1 | published change |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"excludes 0. Published: the same difference on ImageNet-1K.", ""]
+    rows = []
     for r in refs.itertuples():
         ours = f"{r.top1_mean:.2f}" + (f" ± {r.top1_std:.2f}" if r.seeds > 1 else "") if r.seeds else r.status
         verdict = f"**{VERDICTS[r.verdict]}**" if r.verdict in VERDICTS else r.verdict
         params = "" if r.params is None or pd.isna(r.params) else f"{int(r.params):,}"
-        lines.append(f"| {r.label} | {ours} | {interval(r.ci_low, r.ci_high)} | {r.seeds} | {params} | "
-                     f"{fmt(r.gmacs, 4)} | {r.compared_to} | {fmt(r.change, sign=True)} | "
-                     f"{interval(r.change_ci_low, r.change_ci_high, True)} | {verdict} | {fmt(r.paper_top1)} | "
-                     f"{fmt(r.paper_change, sign=True)} |")
+        rows.append([f"{r.label}", f"{ours}", interval(r.ci_low, r.ci_high), f"{r.seeds}", params, fmt(r.gmacs, 4),
+                     f"{r.compared_to}", fmt(r.change, sign=True), interval(r.change_ci_low, r.change_ci_high, True),
+                     f"{verdict}", fmt(r.paper_top1), fmt(r.paper_change, sign=True)])
+    lines += markdown_table([[c.replace("|", "\\|") for c in row] for row in rows], COLUMNS)
     unlike = [f"- {r.label}: change {comparison.NOT_COMPARABLE}: {r.unlike}." for r in refs.itertuples() if r.unlike]
     return "\n".join(lines + ([""] + unlike if unlike else [])) + "\n"

@@ -19,7 +19,10 @@ from roadmap.report import stats
 from roadmap.report.formatting import VERDICT_MARK, fmt, interval
 from roadmap.report.reference import VERDICTS as REFERENCE_VERDICTS
 from roadmap.report.section import Section, drawn, save_figure
+from roadmap.tables import markdown
 
+COLUMNS = ("#", "step", "clean top-1", "corrupted top-1", "95% CI", "change", "change 95% CI", "verdict", "mCE",
+           "mCE 95% CI")
 
 def _records(group: pd.DataFrame) -> dict:
     """{step: {seed: robustness record}} of the finished runs that measured it."""
@@ -141,16 +144,16 @@ def robustness_section(table: pd.DataFrame, group: pd.DataFrame, baseline: str,
              f"paired by seed (for a reference network: the step compared with it minus it); **helps** / **hurts** "
              f"when its 95% interval excludes 0. mCE (Hendrycks & Dietterich): "
              f"per corruption the errors summed over severities divided by {baseline}'s, averaged over corruptions, "
-             f"seed by seed (lower is more robust; {baseline} = 100).", "",
-             "| # | step | clean top-1 | corrupted top-1 | 95% CI | change | change 95% CI | verdict | mCE "
-             "| mCE 95% CI |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"seed by seed (lower is more robust; {baseline} = 100).", ""]
+    cells = []
     for r in rows.itertuples():
         verdict = (REFERENCE_VERDICTS if r.section == "reference" else {}).get(r.corrupted_verdict,
                                                                               r.corrupted_verdict)
         verdict = f"**{verdict}**" if r.corrupted_verdict in ("helps", "hurts") else verdict
-        lines.append(f"| {r.order} | {r.step} | {fmt(r.clean_top1)} | {fmt(r.corrupted_top1)} | "
-                     f"{interval(r.corrupted_ci_low, r.corrupted_ci_high)} | {fmt(r.corrupted_change, sign=True)} | "
-                     f"{interval(r.corrupted_change_ci_low, r.corrupted_change_ci_high, True)} | {verdict} | "
-                     f"{fmt(r.mce, 1)} | {interval(r.mce_ci_low, r.mce_ci_high)} |")
+        row = [f"{r.order}", f"{r.step}", fmt(r.clean_top1), fmt(r.corrupted_top1),
+               interval(r.corrupted_ci_low, r.corrupted_ci_high), fmt(r.corrupted_change, sign=True),
+               interval(r.corrupted_change_ci_low, r.corrupted_change_ci_high, True), f"{verdict}", fmt(r.mce, 1),
+               interval(r.mce_ci_low, r.mce_ci_high)]
+        cells.append([c.replace("|", "\\|") for c in row])
+    lines += markdown(cells, COLUMNS)
     return "\n".join(lines) + "\n", written, rows

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from roadmap.errors import ReportError
 from roadmap.report.formatting import fmt
 from roadmap.report.section import Section, drawn, save_figure
+from roadmap.tables import markdown
 
 BENCH_COLUMNS = ("step", "model", "gmacs", "train_img_s", "infer_img_s")
 
@@ -101,20 +102,19 @@ def speed_section(table: pd.DataFrame, bench: pd.DataFrame | None, device: str |
         return "", []
     title, stem = section.title, section.stem("speed")
     written = drawn(stem, lambda: save_figure(speed_figure(rows, title, section.dataset, device), stem))
-    head = "| step | top-1 | GMACs | train img/s (runs) | front |"
-    line = "|---|---|---|---|---|"
+    columns = ["step", "top-1", "GMACs", "train img/s (runs)", "front"]
     if bench is not None:
-        head += " infer img/s (bench) | train img/s (bench) | front |"
-        line += "---|---|---|"
+        columns += ["infer img/s (bench)", "train img/s (bench)", "front"]
     lines = [f"### {title}: accuracy against measured speed", "",
              "Top-1 is the mean over seeds; the runs' img/s is their training throughput as measured (it depends "
              "on what else ran on the machine); the benchmark's is the published network's on its device. "
-             "**front**: no other step is both faster and more accurate.", "", head, line]
+             "**front**: no other step is both faster and more accurate.", ""]
+    cells = []
     for r in rows.itertuples():
-        text = (f"| {r.label} | {r.top1_mean:.2f} | {r.gmacs:.4f} | {r.run_train_img_s:.0f} | "
-                f"{'**front**' if r.run_front else ''} |")
+        row = [f"{r.label}", f"{r.top1_mean:.2f}", f"{r.gmacs:.4f}", f"{r.run_train_img_s:.0f}",
+               "**front**" if r.run_front else ""]
         if bench is not None:  # a reference network has no row in the benchmark
-            text += (f" {fmt(r.bench_infer_img_s, 1)} | {fmt(r.bench_train_img_s, 1)} | "
-                     f"{'**front**' if r.bench_front else ''} |")
-        lines.append(text)
+            row += [fmt(r.bench_infer_img_s, 1), fmt(r.bench_train_img_s, 1), "**front**" if r.bench_front else ""]
+        cells.append([c.replace("|", "\\|") for c in row])
+    lines += markdown(cells, columns)
     return "\n".join(lines) + "\n", written

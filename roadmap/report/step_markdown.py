@@ -10,12 +10,16 @@ from roadmap.report import comparison
 from roadmap.report.formatting import BOUNDS, STATUS_MARK, as_text, fmt, interval
 from roadmap.report.paper_agreement import agreement_markdown
 from roadmap.steps import Roadmap
+from roadmap.tables import markdown as markdown_table
 
 CHANGE_VERSUS = {  # what a table's change is measured against, by the kind of sweep
     "roadmap": "the step each one modifies",
     "isolated": "the baseline (the reference row): what the step's switches do on their own",
     "leave_one_out": "the endpoint with every step (the reference row): what leaving the step's switches out does "
                      "(negative: the step helps)"}
+
+COLUMNS = ("#", "step", "section", "ours top-1", "95% CI", "seeds", "change", "change 95% CI", "verdict", "params",
+           "GMACs", "published top-1", "published change", "published GMACs", "status")
 
 
 def _name(r) -> str:
@@ -35,10 +39,8 @@ def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, ag
              f"same data order) with its 95% paired t interval; **helps** / **hurts** when that interval excludes 0, "
              f"unresolved otherwise." + ("" if kind != "roadmap" else
                                          f" Published: {reference} top-1 and GMACs at 224x224" +
-                                         (f" ({roadmap.source})." if roadmap.source else ".")), "",
-             "| # | step | section | ours top-1 | 95% CI | seeds | change | change 95% CI | verdict | params | GMACs "
-             "| published top-1 | published change | published GMACs | status |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                                         (f" ({roadmap.source})." if roadmap.source else ".")), ""]
+    rows = []
     for r in table.itertuples():
         ours = (f"{r.top1_mean:.2f}" + (f" ± {r.top1_std:.2f}" if r.seeds > 1 else "") if r.seeds
                 else STATUS_MARK.get(r.status, r.status))
@@ -47,11 +49,11 @@ def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, ag
         verdict = f"**{r.verdict}**" if r.verdict in ("helps", "hurts") else r.verdict
         note = getattr(r, "note", "")
         status = f"{STATUS_MARK.get(r.status, r.status)}: {note}" if note else r.status
-        lines.append(f"| {r.order} | {_name(r)} | {r.section} | {ours} | {interval(r.ci_low, r.ci_high)} | "
-                     f"{r.seeds} | {fmt(r.change, sign=True)} | {interval(r.change_ci_low, r.change_ci_high, True)} "
-                     f"| {verdict} | {'' if r.params is None or pd.isna(r.params) else f'{int(r.params):,}'} | "
-                     f"{fmt(r.gmacs, 4)} | {paper} | {fmt(r.paper_change, sign=True)} | {fmt(r.paper_gmacs, 3)} | "
-                     f"{status.replace('|', '/')} |")
+        rows.append([f"{r.order}", _name(r), f"{r.section}", ours, interval(r.ci_low, r.ci_high), f"{r.seeds}",
+                     fmt(r.change, sign=True), interval(r.change_ci_low, r.change_ci_high, True), f"{verdict}",
+                     "" if r.params is None or pd.isna(r.params) else f"{int(r.params):,}", fmt(r.gmacs, 4), paper,
+                     fmt(r.paper_change, sign=True), fmt(r.paper_gmacs, 3), status.replace("|", "/")])
+    lines += markdown_table([[c.replace("|", "\\|") for c in row] for row in rows], COLUMNS)
     notes = table_notes(table, runs)
     if notes:
         lines += ["", *notes]
