@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from roadmap import store
 from roadmap.errors import ConfigError
+from roadmap.kinds import kind_of
 from roadmap.steps import Roadmap, Step
 
 if TYPE_CHECKING:  # torch-free at run time: the report reads the ablations through this module
@@ -35,8 +36,9 @@ def ablated(kind: str, step: str, roadmap: Roadmap, configs) -> ModelConfig:
     A step that changes no switch, or whose switches do not make a valid network in this ablation, is a one-line
     ConfigError that names the ablation and the step."""
     baseline, endpoint = configs(roadmap.baseline), configs(roadmap.endpoint.name)
+    from_baseline = kind_of(kind).start == "baseline"
     if step == roadmap.baseline:
-        return baseline if kind == "isolated" else endpoint
+        return baseline if from_baseline else endpoint
     info = roadmap.step(step)
     mine, parent = configs(step), configs(info.parent) if info.parent else baseline
     changed = sorted(f.name for f in dataclasses.fields(mine)
@@ -44,7 +46,7 @@ def ablated(kind: str, step: str, roadmap: Roadmap, configs) -> ModelConfig:
     if not changed:
         raise ConfigError(f"ablation={kind}: step {step} changes no switch of the network (only the recipe or "
                           f"training); nothing to ablate")
-    if kind == "isolated":
+    if from_baseline:
         values, how = {k: getattr(mine, k) for k in changed}, "applied alone to the baseline"
         start = baseline
     else:  # leave one out: undo the step's change where no later step changed the field again

@@ -20,6 +20,7 @@ from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 
 from roadmap.ablation import ablated, sweep_steps
 from roadmap.errors import ConfigError
+from roadmap.kinds import kind_of
 from roadmap.nets.identity import network_id
 from roadmap.nets.model import ModelConfig
 from roadmap.nets.swin import ReferenceConfig
@@ -245,12 +246,12 @@ def model_config(cfg: DictConfig) -> ModelConfig | ReferenceConfig:
     them before training), or a reference network (`+reference=...`)."""
     kind = cfg.get("kind", "roadmap")
     if cfg.get("reference") is not None:
-        if kind != "roadmap":
+        if kind_of(kind).network != "step":
             raise ConfigError(f"+reference={cfg.step} trains a reference network beside a roadmap's steps, not in a "
                               f"kind={kind} sweep")
         return ReferenceConfig.from_dict(resolved(cfg, "reference"))
     model = ModelConfig.from_dict(resolved(cfg, "model"))
-    if kind in ("roadmap", "explore"):
+    if kind_of(kind).network != "ablated":
         return model
     name = cfg.roadmap.name
     arch = ablated(kind, cfg.step, roadmap_of(cfg), lambda step: step_model_config(step, name))

@@ -16,7 +16,7 @@ class RunRecord(TypedDict, total=False):
     roadmap: str
     scale: str
     seed: int
-    kind: str  # roadmap.store.KINDS
+    kind: str  # roadmap.kinds.KINDS
     dataset: str
     parent: str | None
     order: int | None

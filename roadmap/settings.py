@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from roadmap.errors import ConfigError
-from roadmap.store import KINDS
+from roadmap.kinds import kind_of
 
 PRECISIONS = ("auto", "mixed", "bf16", "fp16", "fp32")
 IMAGE_CHANNELS = 3  # what every loader gives the network (roadmap.data.datasets decodes RGB and repeats grayscale channels)
@@ -279,7 +279,7 @@ class ExploreConfig(Settings):
 class RunSettings:
     """Every section of one run, checked."""
     seed: int
-    kind: str  # what the run is (roadmap.store.KINDS): a roadmap step, an ablation's network, a drawn network
+    kind: str  # what the run is (roadmap.kinds.KINDS): a roadmap step, an ablation's network, a drawn network
     train: TrainConfig
     eval: EvalConfig
     data: DataConfig
@@ -319,9 +319,7 @@ def from_sections(section) -> RunSettings:
 
 
 def _kind(kind, explore) -> str:
-    if kind not in KINDS:
-        raise ConfigError(f"kind={kind!r}: must be one of {', '.join(KINDS)}")
-    if (kind == "explore") != (explore is not None):
+    if kind_of(kind).needs_explore != (explore is not None):
         why = ("an exploration's runs are kind=explore (+explore=... sets it)" if explore is not None else
                "needs +explore=... (the exploration's settings)")
         raise ConfigError(f"kind={kind}: {why}")

@@ -30,11 +30,10 @@ from pathlib import Path
 
 from roadmap import record as record_lib
 from roadmap.errors import ConfigError
+from roadmap.kinds import KINDS, kind_of
 from roadmap.record import RunRecord
 
-KINDS = ("roadmap", "isolated", "leave_one_out", "explore")
 FINISHED = ("done", "diverged")  # a run with one of these statuses is not trained again
-RECORDS = {"isolated": "invalid.jsonl", "leave_one_out": "invalid.jsonl"}
 
 
 def run_dir(root, scale: str, roadmap: str, kind: str, step: str, seed) -> Path:
@@ -49,9 +48,8 @@ def group_dir(root, scale: str, roadmap: str) -> Path:
 
 def kind_dir(group: Path, kind: str) -> Path:
     """The folder of a group's runs of one kind: the group itself for the roadmap's own runs."""
-    if kind not in KINDS:
-        raise ConfigError(f"kind={kind!r}: must be one of {', '.join(KINDS)}")
-    return Path(group) if kind == "roadmap" else Path(group) / kind
+    folder = kind_of(kind).folder
+    return Path(group) if folder is None else Path(group) / folder
 
 
 def folder_of(run: Path) -> Path:
@@ -62,13 +60,14 @@ def folder_of(run: Path) -> Path:
 def group_of(run: Path, kind: str) -> Path:
     """The group folder a run directory of `kind` belongs to."""
     folder = folder_of(run)
-    return folder if kind == "roadmap" else folder.parent
+    return folder if kind_of(kind).folder is None else folder.parent
 
 
 def kind_of_path(run: Path) -> str:
     """A run's kind from where its directory is (for summaries that do not say it)."""
     folder = folder_of(run).name
-    return folder if folder in KINDS[1:] else "roadmap"
+    return next((k.name for k in KINDS.values() if k.folder == folder),
+                next(k.name for k in KINDS.values() if k.folder is None))
 
 
 # -- files ---------------------------------------------------------------------------------------------------------
@@ -349,9 +348,9 @@ def summaries(folder: Path):
 
 def record(run: Path, kind: str, entry: dict) -> None:
     """A run of an ablation that is not trained (why, in `entry`), in its kind's folder."""
-    append_line(folder_of(run) / RECORDS[kind], entry)
+    append_line(folder_of(run) / kind_of(kind).records, entry)
 
 
 def records(folder: Path, kind: str) -> list[dict]:
     """What `record` wrote in the folder of a group's runs of `kind`."""
-    return read_lines(Path(folder) / RECORDS[kind])
+    return read_lines(Path(folder) / kind_of(kind).records)

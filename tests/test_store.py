@@ -6,12 +6,13 @@ import pytest
 
 from roadmap import store
 from roadmap.errors import ConfigError
+from roadmap.kinds import KINDS
 
 
 def test_layout_of_every_kind_and_back(tmp_path):
     group = store.group_dir(tmp_path, "embedded", "convnext_t")
     assert group == tmp_path / "embedded" / "convnext_t"
-    for kind in store.KINDS:
+    for kind in KINDS:
         run = store.run_dir(tmp_path, "embedded", "convnext_t", kind, "gelu", 2)
         assert run == (group if kind == "roadmap" else group / kind) / "gelu" / "seed2"
         assert store.group_of(run, kind) == group and store.kind_of_path(run) == kind

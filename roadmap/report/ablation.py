@@ -12,6 +12,7 @@ import pandas as pd
 
 from roadmap import store
 from roadmap.ablation import read_invalid, trunk
+from roadmap.kinds import kind_of
 from roadmap.report import comparison, figures
 from roadmap.report.formatting import as_text
 from roadmap.report.runs import Group
@@ -33,7 +34,7 @@ def ablation_steps(roadmap: Roadmap, runs: pd.DataFrame) -> list[Step]:
     the endpoint (leave_one_out), then any other step the runs trained."""
     kind = runs["kind"].iloc[0]
     base, end = roadmap.get(roadmap.baseline), roadmap.endpoint
-    if kind == "isolated":
+    if kind_of(kind).start == "baseline":
         label, prefix = f"baseline: {base.label if base else roadmap.baseline}", "+ "
     else:
         label, prefix = f"{end.label.split(' = ', 1)[1] if ' = ' in end.label else end.name} (every step)", "− "

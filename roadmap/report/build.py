@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from roadmap.errors import ReportError  # report.ReportError: one class, also under `python -m`
+from roadmap.kinds import kind_of
 from roadmap.report.ablation import ablation_section
 from roadmap.report.roadmap_section import roadmap_section
 from roadmap.report.runs import DATA_LABELS, Group, dataset_of, groups, load_runs, roadmap_of
@@ -80,7 +81,7 @@ def report(runs_dir: Path, out: Path, bench: Path | None = None) -> list[Path]:
         table_of[g.runs.index] = i
         roadmap = roadmap_of(g.counted)
         section = _section(g, roadmap, out, several)
-        if g.kind == "explore":
+        if kind_of(g.kind).report == "explore":
             # imported here for start-up time: this section needs Optuna, statsmodels and torch (through
             # roadmap.explore.study), which only a folder with explorations pays for; `from roadmap import report` in
             # a notebook stays light (and without tqdm's notebook warning that importing Optuna prints there)
@@ -90,7 +91,7 @@ def report(runs_dir: Path, out: Path, bench: Path | None = None) -> list[Path]:
             md.append(text)
             written += files
             continue
-        if g.kind == "roadmap":
+        if kind_of(g.kind).report == "roadmap":
             table, text, files = roadmap_section(g, roadmap, section, bench_rows,
                                                  None if bench is None else Path(bench).name)
         else:
@@ -130,15 +131,10 @@ def _section(g: Group, roadmap: Roadmap, out: Path, several: bool) -> Section:
     """Where the table of `g` goes: its files' suffix (scale and roadmap where the report has several, the data
     where its scale and roadmap have several, the kind of sweep; an exploration's files without it), its title and
     its dataset."""
-    data = {k: DATA_LABELS[k](v) for k, v in g.data.items()}
+    data, kind = {k: DATA_LABELS[k](v) for k, v in g.data.items()}, kind_of(g.kind)
     suffix = (f"_{g.scale}_{g.roadmap}" if several else "") + "".join(
-        f"_{v}" + ("px" if k == "resolution" else "") for k, v in g.data.items()) + (
-        "" if g.kind == "roadmap" else f"_{g.kind}")
-    title = f"{roadmap.title or g.roadmap}: {g.scale} scale" + "".join(f", {v}" for v in data.values()) + (
-        "" if g.kind == "roadmap" else " — design-space exploration" if g.kind == "explore" else
-        f" — {g.kind.replace('_', '-')} ablation")
-    if g.kind == "explore":
-        suffix = suffix.removesuffix("_explore")
+        f"_{v}" + ("px" if k == "resolution" else "") for k, v in g.data.items()) + kind.files
+    title = f"{roadmap.title or g.roadmap}: {g.scale} scale" + "".join(f", {v}" for v in data.values()) + kind.title
     return Section(out, suffix, title, dataset_of(g.counted))
 
 

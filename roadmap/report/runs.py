@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from roadmap import record, store
+from roadmap.kinds import kind_of
 from roadmap.report import comparison
 from roadmap.report.formatting import as_text, optional_float
 from roadmap.steps import Roadmap, Step
@@ -116,7 +117,7 @@ def groups(runs: pd.DataFrame) -> list[Group]:
     for each mix found."""
     out = []
     for (scale, name, kind), group in runs.groupby(["scale", "roadmap", "kind"], sort=True):
-        where = f"{scale}/{name}" + ("" if kind == "roadmap" else f" ({kind})")
+        where = f"{scale}/{name}" + ("" if kind_of(kind).folder is None else f" ({kind})")
         parts, mix = comparison.by_data(group)
         if mix:
             warnings.warn(f"{where}: the runs {mix}", stacklevel=2)

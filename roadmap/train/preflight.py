@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from roadmap import store
 from roadmap.config import model_config, roadmap_of, step_of, validate
 from roadmap.errors import ConfigError
+from roadmap.kinds import kind_of
 from roadmap.explore.space import admitted
 from roadmap.nets import swin as reference
 from roadmap.nets.model import ModelConfig
@@ -35,7 +36,7 @@ class Run:
     model_cfg: ModelConfig | ReferenceConfig  # a roadmap network, or a reference network (roadmap.nets.swin)
     rt: Runtime
     dir: Path
-    kind: str  # roadmap, isolated, leave_one_out or explore (roadmap.store.KINDS)
+    kind: str  # roadmap, isolated, leave_one_out or explore (roadmap.kinds.KINDS)
     fingerprint: dict
     precision: str  # bf16, fp16 or fp32, as trained
     channels_last: bool
@@ -72,12 +73,12 @@ def network(cfg: DictConfig, kind: str) -> ModelConfig | ReferenceConfig:
     """The run's network; a drawn network is checked against its exploration (valid, within the budget), and a step
     an ablation sweep cannot build is recorded next to the sweep's runs (the report lists it with the reason) before
     its error stops the run."""
-    if kind == "explore":
+    if kind_of(kind).network == "drawn":
         return admitted(cfg)
     try:
         return model_config(cfg)
     except ConfigError as e:
-        if kind != "roadmap":
+        if kind_of(kind).records is not None:
             store.record(Path(cfg.run_dir), kind, {"step": cfg.step, "reason": str(e)})
         raise
 

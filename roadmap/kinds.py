@@ -1,0 +1,42 @@
+"""What a run is, as a registry: the roadmap's own steps, the two ablations of them, a design-space exploration. Each
+kind says once where its runs live, which network a run trains, and how the report shows them; the run store, the
+settings, the trainer and the report read these fields and never branch on a kind's name. A new kind is one entry
+(with, for a new way of ablating or a new report section, the code that `network` or `report` names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from roadmap.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    network: str  # "step": the step's own network; "ablated": its switches ablated (roadmap.ablation); "drawn": a
+    # network drawn from the design space (roadmap.explore)
+    report: str  # the report's section for its runs: "roadmap", "ablation" or "explore"
+    title: str = ""  # what the report adds to the title of its runs' section
+    files: str = ""  # what the report adds to the names of its section's files
+    folder: str | None = None  # its runs' folder in their group (None: the group's own folder)
+    start: str | None = None  # an ablation's reference network and starting point: "baseline" or "endpoint"
+    records: str | None = None  # the file beside its runs of the networks it could not build, with why
+    needs_explore: bool = False  # set by +explore=... (its settings), and only then
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("roadmap", network="step", report="roadmap"),
+    Kind("isolated", network="ablated", report="ablation", title=" — isolated ablation", files="_isolated", folder="isolated",
+         start="baseline", records="invalid.jsonl"),
+    Kind("leave_one_out", network="ablated", report="ablation", title=" — leave-one-out ablation",
+         files="_leave_one_out", folder="leave_one_out", start="endpoint", records="invalid.jsonl"),
+    Kind("explore", network="drawn", report="explore", title=" — design-space exploration", folder="explore",
+         needs_explore=True),
+)}
+
+
+def kind_of(name) -> Kind:
+    """The kind called `name`, or a one-line ConfigError listing the kinds."""
+    if name not in KINDS:
+        raise ConfigError(f"kind={name!r}: must be one of {', '.join(KINDS)}")
+    return KINDS[name]
