@@ -23,7 +23,7 @@ from roadmap.report.build import main as report_main
 from roadmap.train.job import build_loaders
 from roadmap.train.runtime import Runtime
 
-from helpers import ROOT, TINY, free_port, metrics, multirun_here, run, run_here, summary
+from helpers import ROOT, TINY, free_port, metrics, multirun_here, run, run_here, summary, table_rows
 
 RUN = "embedded/convnext_t/{step}/seed0"
 
@@ -205,7 +205,8 @@ def test_a_users_own_step_trains_and_follows_its_parent(tmp_path, capsys):
     row = table.set_index("step").loc["dw_kernel_3"]
     assert row["compared_to"] == "separate_downsampling" and row["verdict"] == "1 seed" and math.isnan(row["paper_top1"])
     md = written[1].read_text()
-    assert "| 17 | dw_kernel_3 | micro design |" in md
+    mine = [r for r in table_rows(md, "#") if r["step"] == "dw_kernel_3"]
+    assert [(r["#"], r["section"]) for r in mine] == [("17", "micro design")]
 
 
 def test_missing_fashion_mnist_names_the_three_ways(tmp_path, monkeypatch):
