@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def table_rows(text: str, header_first: str) -> list[dict]:
     """The rows of the Markdown table in `text` whose header's first cell is `header_first`, as dicts of its cells
     (stripped), so a test reads a table by its columns whatever its padding."""
     lines = text.splitlines()
-    cells = lambda line: [c.strip() for c in line.strip()[1:-1].split("|")]  # noqa: E731
+    cells = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]  # noqa: E731 (not "\|")
     start = next(i for i, line in enumerate(lines) if line.startswith("|") and cells(line)[0] == header_first)
     header, rows = cells(lines[start]), []
     for line in lines[start + 2:]:

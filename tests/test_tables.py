@@ -18,3 +18,9 @@ def test_an_empty_table_is_its_header_and_a_cell_must_come_formatted():
     assert markdown([], ["a", "b"]) == ["| a   | b   |", "|-----|-----|"]
     with pytest.raises(TypeError, match=r"row 1 has a cell that is not formatted text: \['x', 2\]"):
         markdown([["x", "1"], ["x", 2]], ["a", "b"])
+
+
+def test_a_bar_in_a_cell_stays_in_its_cell():
+    lines = markdown([["a|b", "x"]], ["name", "value"])
+    assert lines[2] == "| a\\|b   | x       |"
+    assert table_rows("\n".join(lines), "name") == [{"name": "a\\|b", "value": "x"}]

@@ -253,7 +253,7 @@ def _table(frame, columns: dict) -> list[str]:
     """Markdown table lines; `columns` maps a header to a function of the row (a dict)."""
     if frame is None or len(frame) == 0:
         return ["_none_"]
-    cell = lambda f, r: str(f(r)).replace("|", "\\|")  # noqa: E731
+    cell = lambda f, r: str(f(r))  # noqa: E731
     return markdown_table([[cell(f, r) for f in columns.values()] for r in frame.to_dict("records")], list(columns))
 
 

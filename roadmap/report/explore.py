@@ -130,7 +130,7 @@ BEST_COLUMNS = ("network", "GMACs", "seeds", "top-1", "95% CI", "best − this (
 
 def _table(rows, columns) -> list[str]:
     """The lines of a Markdown table of these formatted cells, a "|" in a cell escaped."""
-    return markdown([[c.replace("|", "\\|") for c in row] for row in rows], columns)
+    return markdown(rows, columns)
 
 
 def _best_against(nets: pd.DataFrame, done: pd.DataFrame, roadmap_nets: list[tuple[str, dict, pd.DataFrame]]):

@@ -76,6 +76,6 @@ def markdown(refs: pd.DataFrame, title: str, dataset: str) -> str:
         rows.append([f"{r.label}", f"{ours}", interval(r.ci_low, r.ci_high), f"{r.seeds}", params, fmt(r.gmacs, 4),
                      f"{r.compared_to}", fmt(r.change, sign=True), interval(r.change_ci_low, r.change_ci_high, True),
                      f"{verdict}", fmt(r.paper_top1), fmt(r.paper_change, sign=True)])
-    lines += markdown_table([[c.replace("|", "\\|") for c in row] for row in rows], COLUMNS)
+    lines += markdown_table(rows, COLUMNS)
     unlike = [f"- {r.label}: change {comparison.NOT_COMPARABLE}: {r.unlike}." for r in refs.itertuples() if r.unlike]
     return "\n".join(lines + ([""] + unlike if unlike else [])) + "\n"

@@ -154,6 +154,6 @@ def robustness_section(table: pd.DataFrame, group: pd.DataFrame, baseline: str,
                interval(r.corrupted_ci_low, r.corrupted_ci_high), fmt(r.corrupted_change, sign=True),
                interval(r.corrupted_change_ci_low, r.corrupted_change_ci_high, True), f"{verdict}", fmt(r.mce, 1),
                interval(r.mce_ci_low, r.mce_ci_high)]
-        cells.append([c.replace("|", "\\|") for c in row])
+        cells.append(row)
     lines += markdown(cells, COLUMNS)
     return "\n".join(lines) + "\n", written, rows

@@ -115,6 +115,6 @@ def speed_section(table: pd.DataFrame, bench: pd.DataFrame | None, device: str |
                "**front**" if r.run_front else ""]
         if bench is not None:  # a reference network has no row in the benchmark
             row += [fmt(r.bench_infer_img_s, 1), fmt(r.bench_train_img_s, 1), "**front**" if r.bench_front else ""]
-        cells.append([c.replace("|", "\\|") for c in row])
+        cells.append(row)
     lines += markdown(cells, columns)
     return "\n".join(lines) + "\n", written

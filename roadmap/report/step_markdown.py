@@ -53,7 +53,7 @@ def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, ag
                      fmt(r.change, sign=True), interval(r.change_ci_low, r.change_ci_high, True), f"{verdict}",
                      "" if r.params is None or pd.isna(r.params) else f"{int(r.params):,}", fmt(r.gmacs, 4), paper,
                      fmt(r.paper_change, sign=True), fmt(r.paper_gmacs, 3), status.replace("|", "/")])
-    lines += markdown_table([[c.replace("|", "\\|") for c in row] for row in rows], COLUMNS)
+    lines += markdown_table(rows, COLUMNS)
     notes = table_notes(table, runs)
     if notes:
         lines += ["", *notes]
