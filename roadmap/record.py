@@ -1,7 +1,7 @@
 """The run record: what a run's summary.json holds, as one schema. The trainer fills it (roadmap.train.summary), the
 run store reads and upgrades it (roadmap.store.summaries), the report's columns come from it (roadmap.report.runs).
-A field added to summaries is added here first; `upgraded` is the one place an older summary's format becomes
-today's."""
+A field added to summaries is added here first; `upgraded` and `upgraded_fingerprint` are the one place an older
+summary's (or checkpoint's fingerprint's) format becomes today's."""
 
 from __future__ import annotations
 
@@ -89,3 +89,10 @@ def upgraded(record: dict, kind_by_path: str) -> RunRecord:
         record["roadmap"] = record.pop("regime", "unknown")
     record.setdefault("scale", "unknown")
     return record
+
+
+def upgraded_fingerprint(old: dict, precision: str) -> dict:
+    """A fingerprint (a summary's or a checkpoint's) written before the cap on steps per epoch and the precision were
+    part of it: no cap (the default then), and `precision` (what its summary recorded; a checkpoint alone does not
+    say: the resuming run's, assumed unchanged)."""
+    return {"max_steps_per_epoch": None, "precision": precision, **old}

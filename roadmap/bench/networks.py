@@ -21,7 +21,7 @@ from roadmap.bench.timing import device_name, device_of, peak_tflops
 from roadmap.config import compose, load_roadmap, model_config, step_model_config
 from roadmap.nets.model import RoadmapNet, gmacs, num_params
 from roadmap.tables import markdown
-from roadmap.train.trainer import train
+from roadmap.train import train
 
 # torchvision's models and the roadmap steps that are the same network
 REFERENCES = {"convnext_t": {"resnet50": "resnet50", "convnext_tiny": "separate_downsampling"},

@@ -1,25 +1,16 @@
 """Resuming a run from its directory: the summary and checkpoint found there, taken only where they belong to this
-configuration (fingerprints written before the cap and the precision were part of them are upgraded), the history of
+configuration (older fingerprints upgraded: roadmap.record.upgraded_fingerprint), the history of
 the epochs last.pt holds, and the training state restored from it (checkpoints from before named layers too). What a
 checkpoint holds is written here as well (`checkpoint_state`), so saving and restoring stay one format."""
 
 from __future__ import annotations
 
-from roadmap import store
+from roadmap import record, store
 from roadmap.errors import ConfigError
 from roadmap.nets.legacy import upgrade_state_dict
 from roadmap.settings import differences
 from roadmap.train import recipe as recipe_lib
 from roadmap.train.preflight import Run
-
-
-def upgraded(old: dict, summary: dict | None, precision: str) -> dict:
-    """A fingerprint written before the cap and the precision were part of it: no cap (the default then), and the
-    precision its summary recorded (a checkpoint alone does not say: assumed unchanged)."""
-    old = dict(old)
-    old.setdefault("max_steps_per_epoch", None)
-    old.setdefault("precision", (summary or {}).get("precision", precision))
-    return old
 
 
 def previous_state(run: Run) -> tuple[dict | None, dict | None]:
@@ -36,7 +27,7 @@ def previous_state(run: Run) -> tuple[dict | None, dict | None]:
         if not isinstance(old["fingerprint"], dict):
             raise ConfigError(f"{run.dir / name} is damaged (its fingerprint is {old['fingerprint']!r:.40}); move it "
                               f"away or rerun with train.overwrite=true to start over")
-        before = upgraded(old["fingerprint"], previous, run.precision)
+        before = record.upgraded_fingerprint(old["fingerprint"], (previous or {}).get("precision", run.precision))
         if before != run.fingerprint:
             diff = "; ".join(differences(before, run.fingerprint)[:3])
             raise ConfigError(f"{run.dir} holds a run with a different configuration ({diff}); use another "
