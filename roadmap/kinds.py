@@ -22,14 +22,24 @@ class Kind:
     start: str | None = None  # an ablation's reference network and starting point: "baseline" or "endpoint"
     records: str | None = None  # the file beside its runs of the networks it could not build, with why
     needs_explore: bool = False  # set by +explore=... (its settings), and only then
+    # what a step's change is measured against, in the report's table and in its figure's footnote
+    change_versus: str = "the step each one modifies"
+    change_footnote: str = "the change versus the step it modifies (mean of per-seed differences)"
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("roadmap", network="step", report="roadmap"),
     Kind("isolated", network="ablated", report="ablation", title=" — isolated ablation", files="_isolated", folder="isolated",
-         start="baseline", records="invalid.jsonl"),
+         start="baseline", records="invalid.jsonl",
+         change_versus="the baseline (the reference row): what the step's switches do on their own",
+         change_footnote="the change versus the baseline, the first row (mean of per-seed differences): what the "
+                         "step's switches do on their own"),
     Kind("leave_one_out", network="ablated", report="ablation", title=" — leave-one-out ablation",
-         files="_leave_one_out", folder="leave_one_out", start="endpoint", records="invalid.jsonl"),
+         files="_leave_one_out", folder="leave_one_out", start="endpoint", records="invalid.jsonl",
+         change_versus="the endpoint with every step (the reference row): what leaving the step's switches out "
+                       "does (negative: the step helps)",
+         change_footnote="the change versus the endpoint with every step, the first row (mean of per-seed "
+                         "differences): what leaving the step's switches out does (▼: the step helps)"),
     Kind("explore", network="drawn", report="explore", title=" — design-space exploration", folder="explore",
          needs_explore=True),
 )}

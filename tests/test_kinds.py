@@ -10,7 +10,8 @@ from roadmap.config import compose, model_config, validate
 from roadmap.report import build as report
 
 HALFWAY = kinds.Kind("halfway", network="ablated", report="ablation", title=" — halfway ablation", files="_halfway",
-                     folder="halfway", start="baseline", records="invalid.jsonl")
+                     folder="halfway", start="baseline", records="invalid.jsonl",
+                     change_versus="the halfway reference (the first row)")
 
 
 def test_a_new_kind_is_one_entry(tmp_path, monkeypatch):
@@ -32,4 +33,5 @@ def test_a_new_kind_is_one_entry(tmp_path, monkeypatch):
     md = (tmp_path / "out" / "results.md").read_text()
     assert [line for line in md.splitlines() if line.startswith("## ")] == [
         "## Modernizing a ConvNet: ResNet-50 → ConvNeXt-T: embedded scale — halfway ablation"]
+    assert "Change: versus the halfway reference (the first row), the mean of per-seed differences" in md
     assert sorted(p.name for p in (tmp_path / "out").glob("*halfway*.png")) == ["roadmap_halfway.png"]

@@ -15,18 +15,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # no pyplot: no global backend state, works headless and in notebooks
 from matplotlib.ticker import MaxNLocator
 
+from roadmap.kinds import kind_of
 from roadmap.report.formatting import BOUNDS, STATUS_MARK, VERDICT_MARK
 from roadmap.report.section import save_figure
 from roadmap.steps import Roadmap
 
 CAPPED = "train.max_steps_per_epoch cut the epochs short (a smoke run, not a full run)"
-FOOTNOTE_CHANGE = {
-    "roadmap": "the change versus the step it modifies (mean of per-seed differences)",
-    "isolated": "the change versus the baseline, the first row (mean of per-seed differences): what the step's "
-                "switches do on their own",
-    "leave_one_out": "the change versus the endpoint with every step, the first row (mean of per-seed differences): "
-                     "what leaving the step's switches out does (▼: the step helps)"}
-
 
 def figure(table: pd.DataFrame, path_stem: Path, title: str, dataset: str, roadmap: Roadmap,
            kind: str = "roadmap", references: pd.DataFrame | None = None) -> list[Path]:
@@ -188,7 +182,7 @@ def _label_rows(axes: tuple, table: pd.DataFrame, y: list[int], colors: dict, ca
 
 def _footnote(fig, table: pd.DataFrame, kind: str, clipped: int, capped: list[bool]) -> float:
     """Write the legend of the marks at the foot of the figure; return the fraction of its height it takes."""
-    note = (f"Right of each bar: top-1 (GMACs), then {FOOTNOTE_CHANGE.get(kind, FOOTNOTE_CHANGE['roadmap'])}; "
+    note = (f"Right of each bar: top-1 (GMACs), then {kind_of(kind).change_footnote}; "
             f"▲ helps / ▼ hurts: its 95% interval excludes 0; ● unresolved. Whiskers: 95% t interval of the mean, "
             f"clipped to [0, 100]" + (f" ({clipped} end(s) reach beyond it)" if clipped else "") + "; dots: seeds."
             + (" Hatched: a branch the roadmap does not adopt." if not table["adopted"].all() else "")

@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from roadmap.kinds import kind_of
 from roadmap.report import comparison
 from roadmap.report.formatting import BOUNDS, STATUS_MARK, as_text, fmt, interval
 from roadmap.report.paper_agreement import agreement_markdown
 from roadmap.steps import Roadmap
 from roadmap.tables import markdown as markdown_table
-
-CHANGE_VERSUS = {  # what a table's change is measured against, by the kind of sweep
-    "roadmap": "the step each one modifies",
-    "isolated": "the baseline (the reference row): what the step's switches do on their own",
-    "leave_one_out": "the endpoint with every step (the reference row): what leaving the step's switches out does "
-                     "(negative: the step helps)"}
 
 COLUMNS = ("#", "step", "section", "ours top-1", "95% CI", "seeds", "change", "change 95% CI", "verdict", "params",
            "GMACs", "published top-1", "published change", "published GMACs", "status")
@@ -35,9 +30,9 @@ def markdown(table: pd.DataFrame, title: str, dataset: str, roadmap: Roadmap, ag
     reference = roadmap.dataset or "published"
     lines = [f"## {title}", "",
              f"Ours: top-1 on {dataset}, mean ± std over seeds, with the 95% t interval of the mean. Change: versus "
-             f"{CHANGE_VERSUS.get(kind, CHANGE_VERSUS['roadmap'])}, the mean of per-seed differences (same seed, "
+             f"{kind_of(kind).change_versus}, the mean of per-seed differences (same seed, "
              f"same data order) with its 95% paired t interval; **helps** / **hurts** when that interval excludes 0, "
-             f"unresolved otherwise." + ("" if kind != "roadmap" else
+             f"unresolved otherwise." + ("" if kind_of(kind).report != "roadmap" else
                                          f" Published: {reference} top-1 and GMACs at 224x224" +
                                          (f" ({roadmap.source})." if roadmap.source else ".")), ""]
     rows = []
