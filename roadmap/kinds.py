@@ -29,8 +29,8 @@ class Kind:
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("roadmap", network="step", report="roadmap"),
-    Kind("isolated", network="ablated", report="ablation", title=" — isolated ablation", files="_isolated", folder="isolated",
-         start="baseline", records="invalid.jsonl",
+    Kind("isolated", network="ablated", report="ablation", title=" — isolated ablation", files="_isolated",
+         folder="isolated", start="baseline", records="invalid.jsonl",
          change_versus="the baseline (the reference row): what the step's switches do on their own",
          change_footnote="the change versus the baseline, the first row (mean of per-seed differences): what the "
                          "step's switches do on their own"),
