@@ -13,7 +13,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 import roadmap
 from roadmap.report import build as report
 from roadmap.config import CONF_DIR
-from roadmap.explore.space import SWITCHES, network_id, switches
+from roadmap.explore.space import SWITCHES
+from roadmap.nets.identity import network_id, switches
 
 from helpers import ROOT, TINY, multirun_here, table_rows
 
@@ -21,7 +22,7 @@ from helpers import ROOT, TINY, multirun_here, table_rows
 def test_network_ids_are_stable_across_processes_and_ignore_the_scale():
     net = roadmap.build_model("separate_downsampling").config
     here = network_id(net)
-    code = "import roadmap; from roadmap.explore.space import network_id; " \
+    code = "import roadmap; from roadmap.nets.identity import network_id; " \
            "print(network_id(roadmap.build_model('separate_downsampling').config))"
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert there.stdout.strip() == here and here.startswith("net-") and len(here) == 14

@@ -11,6 +11,8 @@ import scipy.stats
 import roadmap
 from roadmap.report import build as report
 from roadmap.report import figures
+from roadmap.report.runs import ordered_steps
+from roadmap.report.step_stats import step_table
 from roadmap.report.ablation import ablation_steps
 
 from helpers import ROOT, TINY, multirun_here, summary, table_rows
@@ -71,7 +73,7 @@ def _no_constant(name):
 
 def table_of(runs_dir):
     runs = report.load_runs(runs_dir)
-    return report.step_table(runs, report.ordered_steps(report.roadmap_of(runs), runs)).set_index("step")
+    return step_table(runs, ordered_steps(report.roadmap_of(runs), runs)).set_index("step")
 
 
 # what the ablation sweeps of convnext_t cannot build (run.py prints the error and writes nothing for them)
@@ -326,7 +328,7 @@ def ablation_table(runs_dir, kind):
     group = runs[runs["kind"] == kind]
     rm = report.roadmap_of(group)
     folder = runs_dir / "embedded" / "convnext_t" / kind
-    return report.step_table(group, ablation_steps(rm, group), reference=rm.baseline,
+    return step_table(group, ablation_steps(rm, group), reference=rm.baseline,
                              invalid=read_invalid(folder, kind)), rm
 
 
@@ -935,7 +937,7 @@ def test_seeds_that_agree_exactly_give_a_whole_report(tmp_path, capsys):
 
     with pytest.warns(UserWarning):
         runs = report.load_runs(tmp_path / "runs")
-    table = report.step_table(runs, report.ordered_steps(report.roadmap_of(runs), runs))
+    table = step_table(runs, ordered_steps(report.roadmap_of(runs), runs))
     from roadmap.report.robustness import robustness_table
 
     fig = robustness_figure(robustness_table(table, runs, "resnet50"), "t", "Fashion-MNIST", "resnet50")

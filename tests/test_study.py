@@ -17,7 +17,8 @@ from scipy import stats
 from roadmap.report import build as report
 from roadmap.config import CONF_DIR
 from roadmap.errors import ConfigError
-from roadmap.explore.space import SWITCHES, network_id, repair
+from roadmap.explore.space import SWITCHES, repair
+from roadmap.nets.identity import network_id
 from roadmap.nets.model import ModelConfig
 from roadmap.explore.study import Exploration, counts
 

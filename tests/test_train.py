@@ -183,6 +183,8 @@ def test_bad_input_from_a_fresh_interpreter(tmp_path):
 def test_a_users_own_step_trains_and_follows_its_parent(tmp_path, capsys):
     """One yaml in a config dir of one's own: built on ConvNeXt-T, one switch changed, no published number."""
     from roadmap.report import build as report
+    from roadmap.report.runs import ordered_steps
+    from roadmap.report.step_stats import step_table
     from test_model import write_user_step
 
     write_user_step(tmp_path / "conf")
@@ -198,7 +200,7 @@ def test_a_users_own_step_trains_and_follows_its_parent(tmp_path, capsys):
     out = tmp_path / "runs" / "embedded" / "convnext_t"
     written = report.report(out, tmp_path / "report")
     steps = list(report.load_runs(out)["step"])
-    table = report.step_table(report.load_runs(out), report.ordered_steps(report.roadmap_of(
+    table = step_table(report.load_runs(out), ordered_steps(report.roadmap_of(
         report.load_runs(out)), report.load_runs(out)))
     names = list(table["step"])
     assert names[-2:] == ["separate_downsampling", "dw_kernel_3"] and len(names) == 18 and len(steps) == 2

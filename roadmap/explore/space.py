@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from roadmap.config import roadmap_of, step_model_config
 from roadmap.errors import ConfigError
-from roadmap.nets.identity import SCALE_FIELDS, SWITCHES, network_id, switches  # noqa: F401 (the space's names)
+from roadmap.nets.identity import SWITCHES
 from roadmap.nets.model import ModelConfig, RoadmapNet, gmacs
 
 def check_space(space: dict) -> dict:

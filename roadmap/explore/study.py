@@ -38,7 +38,8 @@ from optuna.trial import TrialState
 
 from roadmap import seeding
 from roadmap.errors import ConfigError
-from roadmap.explore.space import check_space, cost, decode, encode, network_id, overrides, repair, switches
+from roadmap.explore.space import check_space, cost, decode, encode, overrides, repair
+from roadmap.nets.identity import network_id, switches
 from roadmap.nets.model import ModelConfig
 from roadmap.settings import differences
 

@@ -46,10 +46,6 @@ from roadmap.report.section import Section
 from roadmap.report.speed import read_bench
 from roadmap.steps import Roadmap
 
-# not used here: reached as roadmap.report.build.<name> by callers written before the split (tests/test_train.py)
-from roadmap.report.runs import ordered_steps  # noqa: F401
-from roadmap.report.step_stats import step_table  # noqa: F401
-
 STEP_COLUMNS = ["step", "scale", "roadmap", "kind", "_table", "ci_low", "ci_high", "compared_to", "change",
                 "change_ci_low", "change_ci_high", "pairs", "verdict"]  # what results.csv adds to each run
 

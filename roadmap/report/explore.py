@@ -15,7 +15,8 @@ import pandas as pd
 from roadmap import store
 from roadmap.explore import analysis as design_space
 from roadmap.explore import study
-from roadmap.explore.space import SWITCHES, network_id, overrides
+from roadmap.explore.space import overrides
+from roadmap.nets.identity import SWITCHES, network_id
 from roadmap.report import stats
 from roadmap.report.formatting import interval
 from roadmap.report.runs import roadmap_of

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from roadmap import store
-from roadmap.explore.space import switches
+from roadmap.nets.identity import switches
 from roadmap.nets.model import ModelConfig
 from roadmap.nets.swin import ReferenceConfig
 from roadmap.record import RunRecord
