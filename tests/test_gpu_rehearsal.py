@@ -2,6 +2,7 @@
 its deadline, the cut, the report, the record, the stages of the check with their limits, the offline kit), so the
 first GPU run does not spend its window on a defect a CPU can show."""
 
+import argparse
 import gzip
 import json
 import os
@@ -90,7 +91,7 @@ def test_one_sweep_per_seed_each_to_the_deadline(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gpu_roadmap, "bounded", fake_bounded)
     monkeypatch.setattr(gpu_roadmap.time, "time", lambda: clock[0])
-    args = gpu_roadmap.argparse.Namespace(budget=200.0, seeds=3, runs=tmp_path, rehearse=False)
+    args = argparse.Namespace(budget=200.0, seeds=3, runs=tmp_path, rehearse=False)
     chosen = gpu_roadmap.Plan(epochs=2, runs=54, graphs=True, seconds_per_epoch=1.0, fixed=1.0, estimate=1.0)
     result = gpu_roadmap.sweep_seeds(args, 1000.0, ["scale=cifar"], chosen)
     reserve = sum(gpu_roadmap.RESERVE["gpu"].values())

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from roadmap import store
+from roadmap.errors import OneLineParser
 from roadmap.gpu.processes import bounded
 from roadmap.gpu.roadmap import REHEARSAL, data_setting, robustness_setting
 from roadmap.tables import markdown
@@ -143,8 +144,8 @@ def training(stages: Stages, setting: list[str], epochs: int, limit: float) -> d
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m roadmap.gpu.check", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m roadmap.gpu.check", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=None,
                    help="default benchmarks/gpu (rehearsal: runs/gpu-check-rehearsal)")
     p.add_argument("--data", default="fashion_mnist", help="dataset of the training stage (default fashion_mnist)")

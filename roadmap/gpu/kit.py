@@ -14,7 +14,6 @@ library (the node has no Hydra until the kit is installed); `build` takes the da
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import importlib.metadata as metadata
 import json
@@ -23,6 +22,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from roadmap.errors import OneLineParser  # argparse only: `install` runs where Hydra is not yet installed
 
 ROOT = Path(__file__).resolve().parents[2]
 # What a PyTorch container has (NVIDIA's and PyTorch's images, and the GPU machines this project borrows); what
@@ -183,7 +184,7 @@ def install(kit: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m roadmap.gpu.kit", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m roadmap.gpu.kit", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="write the kit (needs the package index)")
     b.add_argument("--out", type=Path, default=Path("gpu-kit"))

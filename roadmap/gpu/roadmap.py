@@ -21,7 +21,6 @@ python -m roadmap.gpu.roadmap [--budget 480] [--seeds 2] [--data fashion_mnist] 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
@@ -32,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from roadmap import store
-from roadmap.errors import ConfigError
+from roadmap.errors import ConfigError, OneLineParser
 from roadmap.gpu.processes import bounded
 from roadmap.tables import markdown
 
@@ -220,7 +219,7 @@ def sizes(setting_cfg) -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m roadmap.gpu.roadmap", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m roadmap.gpu.roadmap", description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=480, help="seconds for everything, from --started")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--data", default="fashion_mnist")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from roadmap.errors import ReportError  # report.ReportError: one class, also under `python -m`
+from roadmap.errors import OneLineParser, ReportError  # ReportError: one class, also under `python -m`
 from roadmap.kinds import kind_of
 from roadmap.report.ablation import ablation_section
 from roadmap.report.roadmap_section import roadmap_section
@@ -156,8 +156,8 @@ def _write_tables(runs: pd.DataFrame, per_step: list[pd.DataFrame], md: list[str
 def main(argv=None) -> int:
     """The command line: 0 when the report is written, 2 with a one-line `error: ...` on bad input. Every warning is
     one line, each said once, after the report."""
-    parser = argparse.ArgumentParser(prog="python -m roadmap.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m roadmap.report", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUNS_DIR/report)")
     parser.add_argument("--bench", type=Path, default=None, help="a `make bench` CSV (benchmarks/bench_*.csv): "
