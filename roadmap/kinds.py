@@ -14,14 +14,13 @@ from roadmap.errors import ConfigError
 class Kind:
     name: str
     network: str  # "step": the step's own network; "ablated": its switches ablated (roadmap.ablation); "drawn": a
-    # network drawn from the design space (roadmap.explore)
+    # network drawn from the design space (roadmap.explore), which +explore=... (its settings) sets, and only it
     report: str  # the report's section for its runs: "roadmap", "ablation" or "explore"
     title: str = ""  # what the report adds to the title of its runs' section
     files: str = ""  # what the report adds to the names of its section's files
     folder: str | None = None  # its runs' folder in their group (None: the group's own folder)
     start: str | None = None  # an ablation's reference network and starting point: "baseline" or "endpoint"
     records: str | None = None  # the file beside its runs of the networks it could not build, with why
-    needs_explore: bool = False  # set by +explore=... (its settings), and only then
     # what a step's change is measured against, in the report's table and in its figure's footnote
     change_versus: str = "the step each one modifies"
     change_footnote: str = "the change versus the step it modifies (mean of per-seed differences)"
@@ -40,8 +39,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
                        "does (negative: the step helps)",
          change_footnote="the change versus the endpoint with every step, the first row (mean of per-seed "
                          "differences): what leaving the step's switches out does (▼: the step helps)"),
-    Kind("explore", network="drawn", report="explore", title=" — design-space exploration", folder="explore",
-         needs_explore=True),
+    Kind("explore", network="drawn", report="explore", title=" — design-space exploration", folder="explore"),
 )}
 
 

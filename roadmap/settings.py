@@ -15,7 +15,7 @@ from roadmap.errors import ConfigError
 from roadmap.kinds import kind_of
 
 PRECISIONS = ("auto", "mixed", "bf16", "fp16", "fp32")
-IMAGE_CHANNELS = 3  # what every loader gives the network (roadmap.data.datasets decodes RGB and repeats grayscale channels)
+IMAGE_CHANNELS = 3  # what every loader gives the network (roadmap.data decodes RGB and repeats grayscale channels)
 
 
 def _is_int(v) -> bool:
@@ -166,7 +166,7 @@ class TrainConfig(Settings):
 @dataclass(frozen=True)
 class EvalConfig(Settings):
     section = "eval"
-    robustness: bool = rule("bool", True)  # after training: top-1 on corrupted validation images (roadmap.train.robustness)
+    robustness: bool = rule("bool", True)  # after training: top-1 on corrupted images (roadmap.train.robustness)
     robustness_images: int = rule("int", 1000, low=1)  # how many validation images it corrupts
 
 
@@ -319,7 +319,7 @@ def from_sections(section) -> RunSettings:
 
 
 def _kind(kind, explore) -> str:
-    if kind_of(kind).needs_explore != (explore is not None):
+    if (kind_of(kind).network == "drawn") != (explore is not None):
         why = ("an exploration's runs are kind=explore (+explore=... sets it)" if explore is not None else
                "needs +explore=... (the exploration's settings)")
         raise ConfigError(f"kind={kind}: {why}")
