@@ -28,10 +28,9 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from roadmap import record as record_lib
 from roadmap.errors import ConfigError
 from roadmap.kinds import KINDS, kind_of
-from roadmap.record import RunRecord
+from roadmap.record import RunRecord, upgraded
 
 FINISHED = ("done", "diverged")  # a run with one of these statuses is not trained again
 
@@ -135,7 +134,7 @@ def check_writable(root, run: Path, key: str = "runs_root") -> None:
 
 def upgraded_summary(summary: dict, run: Path) -> RunRecord:
     """A summary in today's format (roadmap.record.upgraded; a failed run's kind from where its directory is)."""
-    return record_lib.upgraded(summary, kind_of_path(run))
+    return upgraded(summary, kind_of_path(run))
 
 
 def read_summary(run: Path) -> dict | None:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from roadmap import store
+from roadmap import record, store
 from roadmap.errors import ConfigError
 from roadmap.kinds import KINDS
 
@@ -133,3 +133,7 @@ def test_summaries_skip_the_stores_hidden_folders_and_what_is_no_run(tmp_path):
     with pytest.warns(UserWarning, match=r"skipping .*/12/seed0/summary.json: unreadable summary \(not a run summary: "
                                          r"no step and status as texts\)"):
         assert [path for path, _ in store.summaries(tmp_path)] == [run]
+
+
+def test_the_reports_columns_are_fields_of_the_run_record():
+    assert sorted((record.DEFAULTS.keys() | set(record.NUMBERS)) - set(record.FIELDS)) == []
