@@ -36,6 +36,7 @@ from roadmap.bench.trainer_step import Setting, trainer_setting, trainer_step
 from roadmap.config import load_roadmap
 from roadmap.nets.model import RoadmapNet, gmacs
 from roadmap.tables import markdown
+from roadmap.train import AUTOCAST_DTYPES
 
 KERNEL_STEPS = ("kernel_7", "kernel_9", "kernel_11")
 MATMUL_BF16_TFLOPS = {"H200": 790.0, "H100": 790.0}  # measured on an 8192^3 bf16 product (DESIGN.md): the floor's rate
@@ -181,7 +182,7 @@ def measure_variant(base: nn.Module, s: Setting, v: Variant, warmup: int, iters:
     model = copy.deepcopy(base)
     note = []
     if v.dw_nchw or v.dw_fp32:
-        low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(s.precision) if v.dw_fp32 else None
+        low = AUTOCAST_DTYPES.get(s.precision) if v.dw_fp32 else None
         note.append(f"{wrap_depthwise(model, v.dw_nchw, low)} depthwise convs wrapped")
     if v.compile:
         torch._dynamo.reset()

@@ -21,10 +21,11 @@ from roadmap.train.loop import save_checkpoint, train_batch
 from roadmap.train.preflight import Run, check
 from roadmap.train.robustness import measure_robustness
 from roadmap.train.signals import Interrupted, sigterm_interrupts
-from roadmap.train.step import AssembledStep, assemble_step
+from roadmap.train.step import AUTOCAST_DTYPES, AssembledStep, assemble_step
 from roadmap.train.summary import write_failure
 from roadmap.train.trainer import train
 from roadmap.train.validation import evaluate
 
 __all__ = ["train", "check", "build", "train_batch", "evaluate", "save_checkpoint", "measure_robustness",
-           "assemble_step", "AssembledStep", "Run", "Job", "Interrupted", "sigterm_interrupts", "write_failure"]
+           "assemble_step", "AssembledStep", "AUTOCAST_DTYPES", "Run", "Job", "Interrupted", "sigterm_interrupts",
+           "write_failure"]
