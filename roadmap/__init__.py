@@ -16,6 +16,11 @@ def __getattr__(name):
     raise AttributeError(f"module 'roadmap' has no attribute {name!r}")
 
 
+def __dir__():
+    """The lazy names too (PEP 562), so dir() and the API docs list them."""
+    return sorted(set(globals()) | set(__all__))
+
+
 def build_model(step: str, roadmap: str = "convnext_t", num_classes: int = 1000):
     """The network of a roadmap step, e.g. build_model("inverted_bottleneck") or build_model("widen", "convnext_b")."""
     from roadmap.config import step_model_config

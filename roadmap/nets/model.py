@@ -350,6 +350,7 @@ def gmacs(model: nn.Module, resolution: int = 224, in_channels: int = 3) -> floa
 
 
 def num_params(model: nn.Module) -> int:
+    """The number of parameters of a network, trainable or not."""
     return sum(p.numel() for p in model.parameters())
 
 

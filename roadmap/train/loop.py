@@ -81,6 +81,7 @@ def train_epoch(run: Run, job: Job, epoch: int, show_bar: bool) -> tuple[dict | 
 
 
 def save_checkpoint(run: Run, job: Job, epoch: int, folder: Path) -> None:
+    """What a resume needs after `epoch` (model, optimizer, schedule, scaler, EMA, fingerprint) into folder/last.pt."""
     store.save_checkpoint(folder, checkpoint_state(run, epoch, job.model, job.opt, job.sched, job.scaler, job.ema))
 
 

@@ -89,7 +89,8 @@ class AssembledStep:
     autocast: object  # the context forward passes run in (the evaluation's too): autocast, or nullcontext for fp32
 
 
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # fp32: no autocast
+#: the autocast dtype of each `train.precision` but fp32, which runs without autocast
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def assemble_step(model: torch.nn.Module, recipe, *, batch_size: int, precision: str, device: torch.device | str,
