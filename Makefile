@@ -16,7 +16,7 @@ SEED_LIST := $(if $(filter roadmap,$(MAKECMDGOALS)),$(if $(or $(filter-out 1,$(w
 JOBS ?= auto
 export WANDB_MODE ?= disabled
 
-.PHONY: setup data roadmap figure test bench gpu-check gpu-roadmap gpu-kit clean
+.PHONY: setup data roadmap figure test docs bench gpu-check gpu-roadmap gpu-kit
 
 setup: $(STAMP)
 $(STAMP): pyproject.toml
@@ -53,6 +53,12 @@ figure: setup
 # slow test near the end does not leave the other core idle); `$(PY) -m pytest -q` runs them in one process.
 test: setup data
 	$(PY) -m pytest -q -n auto --dist worksteal
+
+# The docs as a site (Sphinx + MyST: the README, the guides, results, benchmarks and the API from docstrings) in
+# docs/_build/html; strict: a warning, a broken link or #anchor fails it (tests/test_docs.py builds it too).
+docs: setup
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
 
 bench: setup
 	$(PY) -m roadmap.bench

@@ -53,7 +53,7 @@ def blocks(text: str, doc: str = "doc") -> list[Block]:
     """The fenced code blocks of a Markdown text, each with the HTML comment on the line before it."""
     out, lines, i = [], text.splitlines(), 0
     while i < len(lines):
-        m = re.match(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)", lines[i])
+        m = re.match(r"^\s*(`{3,}|~{3,})\s*(\{[\w-]+\}|[\w+-]*)", lines[i])  # a language or a MyST {directive}
         if not m:
             i += 1
             continue
