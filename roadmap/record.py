@@ -6,7 +6,7 @@ summary's (or checkpoint's fingerprint's) format becomes today's."""
 from __future__ import annotations
 
 import math
-from typing import Any, TypedDict
+from typing import Any, TypedDict, get_type_hints
 
 
 class RunRecord(TypedDict, total=False):
@@ -72,6 +72,8 @@ DEFAULTS = {"seed": math.nan, "order": math.nan, "parent": None, "label": None, 
             "dataset": None, "final_top1": math.nan, "params": math.nan, "gmacs": math.nan, "paper_top1": math.nan,
             "paper_top1_std": math.nan, "paper_gmacs": math.nan, "message": None, "steps_per_epoch": math.nan,
             "full_steps_per_epoch": math.nan, "capped": False}
+# the fields that hold a text where a record gives them (a run store skips a summary that holds something else there)
+TEXTS = tuple(k for k, t in get_type_hints(RunRecord).items() if t in (str, str | None))
 # the fields a table of records reads as numbers (a missing or odd value is NaN)
 NUMBERS = ("seed", "order", "final_top1", "params", "gmacs", "img_s", "paper_top1", "paper_top1_std", "paper_gmacs",
            "steps_per_epoch", "full_steps_per_epoch")

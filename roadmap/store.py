@@ -30,7 +30,7 @@ from pathlib import Path
 
 from roadmap.errors import ConfigError
 from roadmap.kinds import KINDS, kind_of
-from roadmap.record import RunRecord, upgraded
+from roadmap.record import TEXTS, RunRecord, upgraded
 
 FINISHED = ("done", "diverged")  # a run with one of these statuses is not trained again
 
@@ -336,13 +336,25 @@ def summaries(folder: Path):
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue
         try:
-            s = json.loads(path.read_text())
-            if not isinstance(s, dict) or not isinstance(s.get("step"), str) or not isinstance(s.get("status"), str):
-                raise ValueError("not a run summary: no step and status as texts")
+            s = _run_summary(json.loads(path.read_text()), path.parent)
         except (OSError, ValueError) as e:
             warnings.warn(f"skipping {path}: unreadable summary ({e})", stacklevel=2)
             continue
-        yield path.parent, upgraded_summary(s, path.parent)
+        yield path.parent, s
+
+
+def _run_summary(s, run: Path) -> RunRecord:
+    """A summary read from JSON, upgraded, or a ValueError saying why it is not a run's: the report groups and names
+    runs by their step, status, kind, scale and roadmap."""
+    if not isinstance(s, dict) or not isinstance(s.get("step"), str) or not isinstance(s.get("status"), str):
+        raise ValueError("not a run summary: no step and status as texts")
+    s = upgraded_summary(s, run)
+    wrong = [k for k in TEXTS if not isinstance(s.get(k), str) and (k in ("scale", "roadmap") or s.get(k) is not None)]
+    if wrong:
+        raise ValueError(f"not a run summary: its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not text")
+    if s["kind"] not in KINDS:
+        raise ValueError(f"not a run summary: kind {s['kind']!r} is none of {', '.join(KINDS)}")
+    return s
 
 
 def record(run: Path, kind: str, entry: dict) -> None:

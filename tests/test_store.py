@@ -137,3 +137,25 @@ def test_summaries_skip_the_stores_hidden_folders_and_what_is_no_run(tmp_path):
 
 def test_the_reports_columns_are_fields_of_the_run_record():
     assert sorted((record.DEFAULTS.keys() | set(record.NUMBERS)) - set(record.FIELDS)) == []
+
+
+@pytest.mark.parametrize("damage, why", [
+    ({"kind": "nope"}, "kind 'nope' is none of roadmap, isolated, leave_one_out, explore"),
+    ({"roadmap": None, "scale": 5}, "its roadmap, scale are not text"),
+    ({"dataset": ["x"]}, "its dataset is not text"),
+    ({"label": 3}, "its label is not text"),
+])
+def test_summaries_skip_one_whose_kind_or_texts_are_not_a_runs(tmp_path, damage, why):
+    """A summary whose kind is none of the kinds, or whose texts (scale, roadmap, dataset, label, ...) hold something
+    else, is skipped with a warning: the report groups, titles and names runs by them (it raised a traceback)."""
+    good, bad = (tmp_path / "embedded" / "convnext_t" / step / "seed0" for step in ("gelu", "widen"))
+    for run in (good, bad):
+        run.mkdir(parents=True)
+    summary = {"step": "gelu", "status": "done", "kind": "roadmap", "scale": "embedded", "roadmap": "convnext_t",
+               "dataset": "synthetic", "label": "GELU", "parent": None}
+    store.write_summary(good, summary)
+    store.write_summary(bad, {**summary, "step": "widen", **damage})
+    with pytest.warns(UserWarning) as warned:
+        assert [path for path, _ in store.summaries(tmp_path)] == [good]
+    assert [str(w.message) for w in warned] == [f"skipping {bad}/summary.json: unreadable summary (not a run summary: "
+                                                f"{why})"]
