@@ -30,7 +30,6 @@ html_title = "roadmap"
 default_role = "code"  # the docstrings' `name` is code, as in the guides
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-suppress_warnings = ["myst.header"]  # a guide's first heading is its title; levels below it may skip (GitHub's style)
 
 # pages of the site that live outside docs/, by their repository path
 SITE_PAGES = {ROOT / "README.md": DOCS / "index.md", ROOT / "benchmarks" / "RESULTS.md": DOCS / "benchmarks.md"}
