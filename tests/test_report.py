@@ -1004,3 +1004,32 @@ def test_a_corrupt_roadmap_json_is_said_once(tmp_path, capsys):
         f"warning: ignoring {group / 'roadmap.json'}: Unterminated string starting at: line 1 column 24 (char 23)"]
     md = (tmp_path / "out" / "results.md").read_text()
     assert "15" in [r["#"] for r in step_rows(md, "separate_downsampling")]  # from the summaries
+
+
+def test_a_damaged_robustness_record_is_ignored_and_corruptions_one_seed_lacks_are_left_out(tmp_path, capsys):
+    """A summary's robustness that is not a record of numbers (a damaged file, another version's) is one warning and
+    counts as not measured; a seed that lacks a corruption (an older run) leaves that corruption out of its step's
+    columns (both raised a KeyError traceback)."""
+    from roadmap.data.corruptions import CORRUPTIONS
+
+    fake_runs(tmp_path / "runs", seeds=2)
+    damaged = tmp_path / "runs" / "embedded" / "convnext_t" / "gelu" / "seed0"
+    first, *rest = CORRUPTIONS
+
+    def robustness(b):
+        if b["status"] != "done":
+            return None
+        if (b["step"], b["seed"]) == ("gelu", 0):
+            return {**b, "robustness": {"x": [1]}}
+        corruptions = rest if (b["step"], b["seed"]) == ("widen", 1) else CORRUPTIONS
+        return {**b, "robustness": {"images": 16, "clean_top1": 50.0, "mean_top1": 40.0, "seconds": 1.0,
+                                    "top1": {c: [40.0] * 3 for c in corruptions}}}
+
+    rewrite(tmp_path / "runs", robustness)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert (f"warning: ignoring the robustness record of {damaged}: not {{mean_top1, images, top1: {{corruption: "
+            f"[top-1 per severity]}}}} as numbers") in capsys.readouterr().err.splitlines()
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
+    assert steps.loc["gelu", "corrupted_seeds"] == 1 and steps.loc["widen", "corrupted_seeds"] == 2
+    assert math.isnan(steps.loc["widen", f"top1:{first}"]) and steps.loc["widen", f"top1:{rest[0]}"] == 40.0
+    assert steps.loc["stage_ratio", f"top1:{first}"] == 40.0

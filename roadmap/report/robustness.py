@@ -61,7 +61,7 @@ def robustness_table(table: pd.DataFrame, group: pd.DataFrame, baseline: str) ->
             {"verdict": r.verdict}  # not comparable: as the clean change
         mce = stats.mean_interval([stats.mean_corruption_error(_errors(rec), _errors(base[k]))
                                    for k, rec in mine.items() if k in base])
-        names = list(next(iter(mine.values()))["top1"])
+        names = [c for c in next(iter(mine.values()))["top1"] if all(c in rec["top1"] for rec in mine.values())]
         rows.append({"order": r.order, "step": r.step, "label": r.label, "adopted": r.adopted, "section": r.section,
                      "clean_top1": r.top1_mean, "corrupted_top1": summary["mean"],
                      "corrupted_ci_low": summary["ci_low"], "corrupted_ci_high": summary["ci_high"],

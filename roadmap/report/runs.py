@@ -4,6 +4,7 @@ steps in order with the runs' own steps placed, and the runs split into what com
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -31,6 +32,10 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
         s.pop("fingerprint", None)
         s["run_dir"] = str(run_dir)
         s["setting"] = comparison.setting(s)
+        if s.get("robustness") is not None and not measured_robustness(s["robustness"]):
+            warnings.warn(f"ignoring the robustness record of {run_dir}: not {{mean_top1, images, top1: {{corruption: "
+                          f"[top-1 per severity]}}}} as numbers", stacklevel=2)
+            s["robustness"] = None
         rows.append(s)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -42,6 +47,17 @@ def load_runs(runs_dir: Path) -> pd.DataFrame:
         df[key] = pd.to_numeric(df[key], errors="coerce")
     df["capped"] = df["capped"].map(lambda c: bool(c) if isinstance(c, (bool, np.bool_)) else False)
     return df
+
+
+def measured_robustness(record) -> bool:
+    """Whether a summary's `robustness` is a record the report can read (roadmap.train.robustness): numbers for its
+    mean_top1 and images, and for each corruption a list of top-1 per severity."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    return (isinstance(record, dict) and number(record.get("mean_top1")) and number(record.get("images"))
+            and isinstance(record.get("top1"), dict) and len(record["top1"]) > 0
+            and all(isinstance(v, list) and v and all(map(number, v)) for v in record["top1"].values()))
 
 
 def dataset_of(runs: pd.DataFrame) -> str:
