@@ -14,6 +14,8 @@ SEED_LIST := $(if $(filter roadmap,$(MAKECMDGOALS)),$(if $(or $(filter-out 1,$(w
 # runs side by side: auto = one per GPU where torch sees GPUs (each run takes one of its own), else one per core;
 # N; or 1 (one after the other). Through Ray where it is installed, else joblib (python -m roadmap.train.launch).
 JOBS ?= auto
+# a folder of your own steps and roadmaps (python run.py --config-dir), e.g. make roadmap ROADMAP=mine CONFIG_DIR=my_conf
+CONFIG_DIR ?=
 export WANDB_MODE ?= disabled
 
 .PHONY: setup data roadmap figure test docs bench gpu-check gpu-roadmap gpu-kit
@@ -39,7 +41,7 @@ REPORT_ARGS = --out $(REPORT) $(if $(BENCH),--bench $(BENCH))
 # tables and figures.
 roadmap: setup data
 	@launch=$$($(PY) -m roadmap.train.launch $(JOBS)) && start=$$(date +%s) && \
-	  $(PY) run.py -m +sweep=roadmap roadmap=$(ROADMAP) seed=$(SEED_LIST) runs_root=$(RUNS) $$launch && \
+	  $(PY) run.py $(if $(CONFIG_DIR),--config-dir $(CONFIG_DIR)) -m +sweep=roadmap roadmap=$(ROADMAP) seed=$(SEED_LIST) runs_root=$(RUNS) $$launch && \
 	  echo "sweep wall time: $$(( $$(date +%s) - start )) s"
 	$(PY) -m roadmap.report $(RUNS)/embedded/$(ROADMAP) $(REPORT_ARGS)
 
