@@ -29,7 +29,7 @@ html_theme = "furo"
 html_title = "roadmap"
 default_role = "code"  # the docstrings' `name` is code, as in the guides
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
+autodoc_inherit_docstrings = False  # no torch.nn.Module.forward text under RoadmapNet.forward
 
 # pages of the site that live outside docs/, by their repository path
 SITE_PAGES = {ROOT / "README.md": DOCS / "index.md", ROOT / "benchmarks" / "RESULTS.md": DOCS / "benchmarks.md"}

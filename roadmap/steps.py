@@ -22,16 +22,18 @@ FIELD_TYPES = (("parent", (str,), "a step's name"), ("label", (str,), "a text"),
 
 @dataclass(frozen=True)
 class Step:
-    name: str  # the conf/step/<name>.yaml that builds it
-    order: int | None = None  # position in the roadmap; None for a step the roadmap does not list (a user's own)
-    parent: str | None = None  # the step whose change it measures (None for the first)
-    label: str = ""  # text under its bar
-    section: str = ""  # group of the figure
-    branch: bool = False  # a variant the roadmap tries but does not adopt (e.g. kernel 5, 9, 11)
-    top1: float | None = None  # the published top-1 it reproduces
-    top1_std: float | None = None  # its std over seeds, where published
+    """One step of a roadmap: the network its step file builds, where it sits, and the numbers it reproduces."""
+
+    name: str  #: the conf/step/<name>.yaml that builds it
+    order: int | None = None  #: position in the roadmap; None for a step the roadmap does not list (a user's own)
+    parent: str | None = None  #: the step whose change it measures (None for the first)
+    label: str = ""  #: text under its bar
+    section: str = ""  #: group of the figure
+    branch: bool = False  #: a variant the roadmap tries but does not adopt (e.g. kernel 5, 9, 11)
+    top1: float | None = None  #: the published top-1 it reproduces
+    top1_std: float | None = None  #: its std over seeds, where published
     top5: float | None = None
-    gmacs: float | None = None  # published multiply-adds at 224x224, in billions
+    gmacs: float | None = None  #: published multiply-adds at 224x224, in billions
 
     @property
     def adopted(self) -> bool:
@@ -62,18 +64,21 @@ def _with_defaults(values, **defaults):
 
 @dataclass(frozen=True)
 class Roadmap:
+    """A roadmap (conf/roadmap/<name>.yaml): its steps in order, from its baseline, with the published numbers."""
+
     name: str
     title: str
     steps: tuple[Step, ...]
     baseline: str
-    source: str = ""  # the publication its numbers come from
-    dataset: str = ""  # the dataset of those numbers
+    source: str = ""  #: the publication its numbers come from
+    dataset: str = ""  #: the dataset of those numbers
     sections: tuple[str, ...] = ()
-    marks: tuple[dict, ...] = ()  # published lines in the figure ({label, top1, gmacs}) of networks it does not train
-    references: tuple[Step, ...] = ()  # networks trained alike to compare with (conf/reference/<name>.yaml): label,
-    #                                    published numbers, parent = the step compared with them (the endpoint)
+    marks: tuple[dict, ...] = ()  #: published lines in the figure ({label, top1, gmacs}) of networks it does not train
+    #: networks trained alike to compare with (conf/reference/<name>.yaml): label, published numbers, parent = the
+    #: step compared with them (the endpoint)
+    references: tuple[Step, ...] = ()
     notes: str = ""
-    extra: dict = field(default_factory=dict, compare=False)  # values its steps read (stage_ratio, ...)
+    extra: dict = field(default_factory=dict, compare=False)  #: values its steps read (stage_ratio, ...)
 
     @classmethod
     def from_dict(cls, node) -> "Roadmap":
