@@ -969,8 +969,10 @@ def module_report(*args, cwd):
 
 @pytest.mark.parametrize("content,message", [
     (None, "no such file"), ("", "an empty file; it takes the CSV `make bench` writes"),
-    ("model,gmacs\nroadmap,4.1\n", "no column 'step'; it takes the CSV `make bench` writes")],
-    ids=["missing", "empty", "no-step-column"])
+    ("model,gmacs\nroadmap,4.1\n", "no column 'step'; it takes the CSV `make bench` writes"),
+    ("step,model,gmacs,train_img_s,infer_img_s\nresnet50,roadmap,4.1,,30\ngelu,roadmap,4.1,fast,30\n",
+     "column 'train_img_s' holds 'fast' (line 3), not a number; it takes the CSV `make bench` writes")],
+    ids=["missing", "empty", "no-step-column", "not-a-number"])
 def test_a_bad_bench_csv_is_one_line_before_anything_is_written(tmp_path, content, message):
     fake_runs(tmp_path / "runs", seeds=1)
     bench = tmp_path / "bench.csv"

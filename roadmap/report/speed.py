@@ -34,6 +34,13 @@ def read_bench(path: Path) -> pd.DataFrame:
     missing = [c for c in BENCH_COLUMNS if c not in bench]
     if missing:
         raise ReportError(f"--bench {path}: no column {missing[0]!r}; it takes the CSV `make bench` writes")
+    for column in BENCH_COLUMNS[2:]:  # numbers, or empty where the benchmark measured none
+        numbers = pd.to_numeric(bench[column], errors="coerce")
+        odd = bench[column][numbers.isna() & bench[column].notna()]
+        if len(odd):
+            raise ReportError(f"--bench {path}: column {column!r} holds {odd.iloc[0]!r} (line {odd.index[0] + 2}), "
+                              f"not a number; it takes the CSV `make bench` writes")
+        bench[column] = numbers
     return bench[bench["model"] == "roadmap"].drop_duplicates("step").set_index("step")
 
 
