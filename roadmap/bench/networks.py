@@ -1,5 +1,7 @@
 """The networks benchmark (python -m roadmap.bench): every step of a roadmap (the published networks, 1000 classes)
-measured on this device (params, GMACs, training and inference img/s, peak memory), torchvision's models against the
+measured on this device (params, GMACs, training and inference img/s, peak memory: a CPU's peak resident memory of
+the training step in a process of its own, roadmap.bench.memory; the GPU memory allocated on CUDA), torchvision's
+models against the
 steps that are the same network (eager and/or compiled, in alternating rounds), the model FLOP utilisation, the
 cifar-scale img/s and sweep estimate, and the trainer's end-to-end img/s against the model alone (`run`), written as
 bench_<cpu|gpu>_<roadmap>.csv and .md (`write`)."""
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import statistics
 import tempfile
 from pathlib import Path
@@ -16,6 +19,7 @@ import pandas as pd
 import torch
 import torchvision
 
+from roadmap.bench.memory import step_rss
 from roadmap.bench.throughput import measure
 from roadmap.bench.timing import device_name, device_of, peak_tflops
 from roadmap.config import compose, load_roadmap, model_config, step_model_config
@@ -48,6 +52,7 @@ class BenchSettings:
     rounds: int = 3  # alternating rounds of ours vs torchvision
     peak: float | None = None  # dense bf16 TFLOP/s of the GPU for the FLOP utilisation (None: by its name)
     trainer_steps: int = 60  # optimizer steps of the trainer overhead check
+    rss_steps: int = 2  # training steps of a network in its own process, for its peak resident memory (not on CUDA)
 
 
 def run(s: BenchSettings = BenchSettings()) -> dict:
@@ -58,8 +63,9 @@ def run(s: BenchSettings = BenchSettings()) -> dict:
     settings = dict(batch=s.batch, resolution=s.resolution, num_classes=1000, device=device, precision=s.precision,
                     channels_last=s.channels_last, compile_model=False, warmup=s.warmup, iters=s.iters)
     steps = load_roadmap(s.roadmap).steps
-    rows = _step_rows(steps, s.roadmap, settings, s.cifar_batch, s.only)
-    _reference_rows(rows, s.roadmap, settings, s.compile_modes, s.rounds, s.only)
+    rss = None if device.type == "cuda" else s.rss_steps  # CUDA: the GPU memory the timed steps allocated
+    rows = _step_rows(steps, s.roadmap, settings, s.cifar_batch, s.only, rss)
+    _reference_rows(rows, s.roadmap, settings, s.compile_modes, s.rounds, s.only, rss)
     peak = peak_tflops(device, s.peak)
     if peak:  # model FLOP utilisation: 3 x forward FLOPs (fwd + bwd) per image at the measured rate
         for r in rows:
@@ -73,13 +79,16 @@ def run(s: BenchSettings = BenchSettings()) -> dict:
             "date": datetime.date.today().isoformat(), "roadmap": s.roadmap, "steps": len(steps), "batch": s.batch,
             "resolution": s.resolution, "precision": s.precision, "channels_last": s.channels_last,
             "compile": "/".join("on" if c else "off" for c in s.compile_modes), "cifar_batch": s.cifar_batch,
-            "cifar_sweep_hours": sweep_hours, "trainer_overhead": overhead, "peak_tflops": peak}
+            "cifar_sweep_hours": sweep_hours, "trainer_overhead": overhead, "peak_tflops": peak,
+            "memory": "peak_gpu_mb" if rss is None else "peak_rss_mb", "rss_steps": rss,
+            "imports_rss_mb": max((r["imports_rss_mb"] for r in rows if "imports_rss_mb" in r), default=None)}
     return {"meta": meta, "rows": rows}
 
 
-def _step_rows(steps, roadmap: str, settings: dict, cifar_batch: int, only) -> list[dict]:
-    """A row per step, eager: params, GMACs, `measure`'s numbers and the training img/s of the step's network at the
-    cifar scale (at cifar_batch); a network several steps share is measured once."""
+def _step_rows(steps, roadmap: str, settings: dict, cifar_batch: int, only, rss: int | None) -> list[dict]:
+    """A row per step, eager: params, GMACs, `measure`'s numbers, the peak resident memory of its training step in a
+    process of its own (`rss` steps; None: not measured, as on CUDA) and the training img/s of the step's network at
+    the cifar scale (at cifar_batch); a network several steps share is measured once."""
     cifar = compose([f"+step={steps[-1].name}", "scale=cifar", f"roadmap={roadmap}"])
     cifar_settings = dict(settings, batch=cifar_batch, resolution=cifar.data.resolution,
                           num_classes=cifar.data.num_classes)
@@ -93,20 +102,37 @@ def _step_rows(steps, roadmap: str, settings: dict, cifar_batch: int, only) -> l
             model = RoadmapNet(cfg)
             row = {"params": num_params(model), "gmacs": round(gmacs(model), 3)}
             row.update(measure(model, **settings))
+            del model  # not held while the network's own process runs
+            row.update(_own_process_rss(functools.partial(RoadmapNet, cfg), settings, rss))
             small = RoadmapNet(dataclasses.replace(cfg, num_classes=cifar.data.num_classes,
                                                    width_multiplier=cifar.model.width_multiplier))
             row["cifar_img_s"] = measure(small, **cifar_settings)["train_img_s"]
             cache[cfg] = row
         rows.append({"step": s.name, "model": "roadmap", "compile": False, **cache[cfg]})
         print(f"{s.name:<24} {rows[-1]['train_img_s']:8.1f} train img/s {rows[-1]['infer_img_s']:8.1f} "
-              f"infer img/s  {rows[-1]['peak_mem_mb']:8.0f} MB", flush=True)
+              f"infer img/s  {_memory(rows[-1]):8.0f} MB {'peak RSS' if rss else 'peak GPU'}", flush=True)
     return rows
 
 
-def _reference_rows(rows: list[dict], roadmap: str, settings: dict, compile_modes, rounds: int, only) -> None:
+def _own_process_rss(build, settings: dict, rss: int | None) -> dict:
+    """memory.step_rss of the network `build()` makes, at the benchmark's settings ({} when rss is None)."""
+    if rss is None:
+        return {}
+    keep = ("batch", "resolution", "num_classes", "device", "precision", "channels_last")
+    return step_rss(build, **{k: settings[k] for k in keep}, steps=rss)
+
+
+def _memory(row: dict) -> float:
+    """A row's peak memory: resident (CPU) or allocated on the GPU; NaN when not measured (a compiled row on CPU)."""
+    return row.get("peak_rss_mb", row.get("peak_gpu_mb", float("nan")))
+
+
+def _reference_rows(rows: list[dict], roadmap: str, settings: dict, compile_modes, rounds: int, only,
+                    rss: int | None) -> None:
     """Add to `rows` torchvision's models of the roadmap, each measured against the step that is the same network,
     eager and/or compiled: a row per torchvision model (and per compiled step), with the step time ratio, which the
-    eager step's own row gets too."""
+    eager step's own row gets too; an eager torchvision row gets its peak resident memory too (`rss`: as the
+    steps')."""
     for tv_name, ours in REFERENCES.get(roadmap, {}).items():
         if only and ours not in only:
             continue
@@ -121,8 +147,9 @@ def _reference_rows(rows: list[dict], roadmap: str, settings: dict, compile_mode
                 if model == "roadmap" and not compiled:
                     next(r for r in rows if r["step"] == ours and not r["compile"])["ratio_ours_to_torchvision"] = ratio
                     continue
+                memory = {} if compiled else _own_process_rss(getattr(torchvision.models, tv_name), settings, rss)
                 rows.append({"step": name, "model": model, "compile": compiled, "params": num_params(net),
-                             "gmacs": round(gmacs(net), 3), **m, "ratio_ours_to_torchvision": ratio})
+                             "gmacs": round(gmacs(net), 3), **m, **memory, "ratio_ours_to_torchvision": ratio})
             print(f"{ours} vs torchvision {tv_name}{' (compiled)' if compiled else ''}: step time ratio {ratio:.3f} "
                   f"(median of {rounds} alternating rounds: {', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
 
@@ -160,8 +187,8 @@ def trainer_overhead(step: str, scale: str, steps_per_epoch: int = 60) -> dict:
             "model_img_s": model_only["train_img_s"], "ratio": summary["img_s"] / model_only["train_img_s"]}
 
 
-BENCH_COLUMNS = ("step", "params", "GMACs", "train ms/step", "train img/s", "infer img/s", "peak MB",
-                 "cifar-scale img/s", "ours / torchvision")
+BENCH_COLUMNS = ("step", "params", "GMACs", "train ms/step", "train img/s", "infer img/s", "peak RSS MB",
+                 "cifar-scale img/s", "ours / torchvision")  # on CUDA "peak GPU MB" instead of "peak RSS MB"
 
 
 def write(result: dict, out: Path) -> list[Path]:
@@ -176,11 +203,27 @@ def write(result: dict, out: Path) -> list[Path]:
              f"torch {meta['torch']}, torchvision {meta['torchvision']}, {meta['date']}; batch {meta['batch']} at "
              f"{meta['resolution']}px, {meta['precision']}, channels_last={meta['channels_last']}, "
              f"compile={meta['compile']} (the training step of the endpoints and torchvision's models; inference "
-             f"is eager). Training = forward + backward + AdamW step; peak memory is measured on "
-             f"GPU, estimated on CPU (weights, grads, AdamW state, saved activations).", "",
-             *markdown([_bench_cells(r) for r in result["rows"]], BENCH_COLUMNS), *_summary_lines(result)]
+             f"is eager). Training = forward + backward + AdamW step. {_memory_note(meta)}", "",
+             *markdown([_bench_cells(r) for r in result["rows"]], _columns(meta)), *_summary_lines(result)]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+
+
+def _columns(meta: dict) -> tuple[str, ...]:
+    """The table's columns: its memory column says which memory it is."""
+    gpu = meta.get("memory") == "peak_gpu_mb"
+    return tuple("peak GPU MB" if gpu and c == "peak RSS MB" else c for c in BENCH_COLUMNS)
+
+
+def _memory_note(meta: dict) -> str:
+    """What the table's memory column measured."""
+    if meta.get("memory") == "peak_gpu_mb":
+        return "Peak GPU MB: torch.cuda.max_memory_allocated over the timed training steps."
+    imports = meta.get("imports_rss_mb")
+    return (f"Peak RSS MB: the peak resident memory (ru_maxrss) of a process of its own that builds the network and "
+            f"runs {meta.get('rss_steps')} of its training steps at this batch and resolution (roadmap.bench.memory), "
+            f"Python and torch's imports included" + (f" ({imports:.0f} MB of it)" if imports else "")
+            + "; not measured for a compiled row.")
 
 
 def _bench_cells(r: dict) -> list[str]:
@@ -188,8 +231,13 @@ def _bench_cells(r: dict) -> list[str]:
     ratio, cifar = r.get("ratio_ours_to_torchvision"), r.get("cifar_img_s")
     return [f"{r['step']} (compiled)" if r.get("compile") else r["step"], f"{r['params']:,}", f"{r['gmacs']:.3f}",
             f"{r['train_step_ms']:.1f}", f"{r['train_img_s']:.1f}", f"{r['infer_img_s']:.1f}",
-            f"{r['peak_mem_mb']:.0f}", "" if cifar is None or cifar != cifar else f"{cifar:.0f}",
+            _cell(_memory(r), ".0f"), "" if cifar is None or cifar != cifar else f"{cifar:.0f}",
             "" if ratio is None or ratio != ratio else f"{ratio:.3f}"]
+
+
+def _cell(value, fmt: str) -> str:
+    """A number as a cell (empty for NaN)."""
+    return "" if value != value else format(value, fmt)
 
 
 def _summary_lines(result: dict) -> list[str]:
