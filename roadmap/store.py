@@ -331,16 +331,26 @@ def read_roadmap(run: Path, kind: str) -> dict | None:
 def summaries(folder: Path):
     """(run directory, summary) for every run under `folder`, in path order; unreadable summaries are warned about
     and skipped, as are the store's own hidden folders (.multirun, .gpus, a run's .replacing)."""
-    folder = Path(folder)
-    for path in sorted(folder.rglob("summary.json")):
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
-            continue
+    for path in _summary_files(Path(folder)):
         try:
             s = _run_summary(json.loads(path.read_text()), path.parent)
         except (OSError, ValueError) as e:
             warnings.warn(f"skipping {path}: unreadable summary ({e})", stacklevel=2)
             continue
         yield path.parent, s
+
+
+def _summary_files(folder: Path) -> list[Path]:
+    """Every summary.json under `folder` but in hidden folders, in path order, through linked folders too (runs linked
+    in from another disk), each real folder once (a link back up is no loop)."""
+    found, seen = [], set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        dirs[:] = [] if real in seen else [d for d in dirs if not d.startswith(".")]
+        if real not in seen and "summary.json" in files:
+            found.append(Path(top) / "summary.json")
+        seen.add(real)
+    return sorted(found)
 
 
 def _run_summary(s, run: Path) -> RunRecord:

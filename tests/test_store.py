@@ -159,3 +159,16 @@ def test_summaries_skip_one_whose_kind_or_texts_are_not_a_runs(tmp_path, damage,
         assert [path for path, _ in store.summaries(tmp_path)] == [good]
     assert [str(w.message) for w in warned] == [f"skipping {bad}/summary.json: unreadable summary (not a run summary: "
                                                 f"{why})"]
+
+
+def test_summaries_follow_linked_folders_once(tmp_path):
+    """Runs linked into the runs folder (from another disk) are found (Path.rglob did not follow the link: the report
+    said there were none, or left them out without a word); a link back up is no loop."""
+    elsewhere = tmp_path / "disk" / "convnext_t" / "gelu" / "seed0"
+    elsewhere.mkdir(parents=True)
+    store.write_summary(elsewhere, {"step": "gelu", "status": "done"})
+    runs = tmp_path / "runs" / "embedded"
+    runs.mkdir(parents=True)
+    (runs / "convnext_t").symlink_to(tmp_path / "disk" / "convnext_t")
+    (runs / "convnext_t" / "gelu" / "up").symlink_to(tmp_path / "runs")
+    assert [path for path, _ in store.summaries(tmp_path / "runs")] == [runs / "convnext_t" / "gelu" / "seed0"]
