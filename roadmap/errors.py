@@ -18,3 +18,13 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def path_argument(text: str):
+    """A command line's path argument (argparse `type=`): an empty one (an unset shell variable) is refused, never
+    taken as the current folder."""
+    from pathlib import Path
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)

@@ -217,6 +217,21 @@ def test_bad_input_is_exit_2_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "empty" / "report").exists() and not (tmp_path / "missing").exists()
 
 
+@pytest.mark.parametrize("args, name", [(["", "--out", "OUT"], "runs_dir"), (["RUNS", "--out", ""], "--out"),
+                                        (["RUNS", "--bench", " "], "--bench")])
+def test_an_empty_path_is_refused_never_the_current_folder(tmp_path, capsys, monkeypatch, args, name):
+    """`--out "$OUT"` with OUT unset wrote the report into the current folder (an empty path is "."), and an empty
+    RUNS_DIR read the runs under it."""
+    fake_runs(tmp_path / "runs", seeds=1)
+    monkeypatch.chdir(tmp_path / "runs")
+    paths = {"RUNS": str(tmp_path / "runs"), "OUT": str(tmp_path / "out")}
+    with pytest.raises(SystemExit) as exit:
+        report.main([paths.get(a, a) for a in args])
+    assert exit.value.code == 2 and capsys.readouterr().err == (f"error: argument {name}: an empty path (see python -m "
+                                                                f"roadmap.report --help)\n")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["embedded"]
+
+
 def test_a_tree_of_only_a_failed_run_is_reported(tmp_path, capsys):
     """What write_failure leaves when a run fails before it trains: no dataset, order, label or numbers."""
     d = tmp_path / "runs" / "embedded" / "convnext_t" / "gelu" / "seed0"

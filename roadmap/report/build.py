@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from roadmap.errors import OneLineParser, ReportError  # ReportError: one class, also under `python -m`
+from roadmap.errors import OneLineParser, ReportError, path_argument  # ReportError: one class, also under `python -m`
 from roadmap.kinds import kind_of
 from roadmap.report.ablation import ablation_section
 from roadmap.report.roadmap_section import roadmap_section
@@ -158,10 +158,11 @@ def main(argv=None) -> int:
     one line, each said once, after the report."""
     parser = OneLineParser(prog="python -m roadmap.report", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUNS_DIR/report)")
-    parser.add_argument("--bench", type=Path, default=None, help="a `make bench` CSV (benchmarks/bench_*.csv): "
-                        "its img/s of every step's published network join the accuracy-against-speed figure")
+    parser.add_argument("runs_dir", type=path_argument)
+    parser.add_argument("--out", type=path_argument, default=None, help="output folder (default: RUNS_DIR/report)")
+    parser.add_argument("--bench", type=path_argument, default=None, help="a `make bench` CSV "
+                        "(benchmarks/bench_*.csv): its img/s of every step's published network join the "
+                        "accuracy-against-speed figure")
     parser.add_argument("--wandb", action="store_true", help="also log the figures, tables and agreement to wandb "
                         "(its run folder goes into the output folder)")
     args = parser.parse_args(argv)
