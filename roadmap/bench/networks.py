@@ -220,9 +220,9 @@ def _memory_note(meta: dict) -> str:
     if meta.get("memory") == "peak_gpu_mb":
         return "Peak GPU MB: torch.cuda.max_memory_allocated over the timed training steps."
     imports = meta.get("imports_rss_mb")
-    return (f"Peak RSS MB: the peak resident memory (ru_maxrss) of a process of its own that builds the network and "
-            f"runs {meta.get('rss_steps')} of its training steps at this batch and resolution (roadmap.bench.memory), "
-            f"Python and torch's imports included" + (f" ({imports:.0f} MB of it)" if imports else "")
+    return (f"Peak RSS MB: the peak resident memory of a process of its own that builds the network and runs "
+            f"{meta.get('rss_steps')} of its training steps at this batch and resolution (roadmap.bench.memory: "
+            f"VmHWM), Python and torch's imports included" + (f" ({imports:.0f} MB of it)" if imports else "")
             + "; not measured for a compiled row.")
 
 
