@@ -309,6 +309,7 @@ def from_sections(section) -> RunSettings:
     seed = section("seed")
     if not (_is_int(seed) and seed >= 0):
         raise ConfigError(f"seed={seed!r}: must be an integer >= 0")
+    check_runs_root(section("runs_root"))
     scale = ScaleConfig.from_dict(section("scale"))  # first: train's epochs and batch come from it
     explore = section("explore")
     kind = _kind(section("kind"), explore)
@@ -316,6 +317,13 @@ def from_sections(section) -> RunSettings:
                        DataConfig.from_dict(section("data")),
                        RecipeConfig.from_dict(section("recipe")), scale, LoggerConfig.from_dict(section("logger")),
                        None if explore is None else ExploreConfig.from_dict(explore))
+
+
+def check_runs_root(root) -> None:
+    """A one-line ConfigError where runs_root is no folder's path: null, or empty (an unset shell variable), which
+    is not taken as the current folder."""
+    if not (isinstance(root, str | int) and not isinstance(root, bool) and str(root).strip()):
+        raise ConfigError(f"runs_root={root!r}: must be a folder's path (runs_root=. for the current folder)")
 
 
 def _kind(kind, explore) -> str:

@@ -42,7 +42,7 @@ def run_dir(root, scale: str, roadmap: str, kind: str, step: str, seed) -> Path:
 
 def group_dir(root, scale: str, roadmap: str) -> Path:
     """The folder of a roadmap's runs at a scale (what `python -m roadmap.report` reads)."""
-    return Path(root) / str(scale) / str(roadmap)
+    return Path(str(root)) / str(scale) / str(roadmap)  # runs_root=5: a folder named 5
 
 
 def kind_dir(group: Path, kind: str) -> Path:
@@ -119,6 +119,8 @@ def check_writable(root, run: Path, key: str = "runs_root") -> None:
     the deepest part of the path that exists, so nothing is left behind."""
     import tempfile
 
+    if not str(root).strip():  # an unset shell variable: not the current folder (nor / for runs_root/.multirun)
+        raise ConfigError(f"{key}={root!r}: must be a folder's path ({key}=. for the current folder)")
     existing = Path(run)
     try:
         while not (existing.exists() or existing.is_symlink()):

@@ -172,3 +172,10 @@ def test_summaries_follow_linked_folders_once(tmp_path):
     (runs / "convnext_t").symlink_to(tmp_path / "disk" / "convnext_t")
     (runs / "convnext_t" / "gelu" / "up").symlink_to(tmp_path / "runs")
     assert [path for path, _ in store.summaries(tmp_path / "runs")] == [runs / "convnext_t" / "gelu" / "seed0"]
+
+
+def test_an_empty_root_is_no_folder_to_write_in(tmp_path):
+    """A multirun with runs_root= (an unset shell variable) had Hydra make its sweep folder /.multirun."""
+    with pytest.raises(ConfigError, match=r"^runs_root='': must be a folder's path \(runs_root=. for the current "
+                                          r"folder\)$"):
+        store.check_writable("", "/.multirun")

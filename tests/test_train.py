@@ -790,3 +790,21 @@ def test_a_failure_with_nowhere_to_be_recorded_is_not_a_second_error():
 
     store.write_failure(Path("/proc/no/runs/seed0"), {"step": "gelu", "message": "ConfigError: runs_root"}, create=True)
     assert not Path("/proc/no").exists()
+
+
+@pytest.mark.parametrize("root, said", [("", "''"), ("' '", "' '"), ("null", "None")])
+def test_a_runs_root_that_is_no_path_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, root, said):
+    """runs_root= (an unset shell variable) trained into the current folder; runs_root=null was a traceback."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_here("+step=gelu", *TINY, "train.epochs=1", runs_root=root, capsys=capsys)
+    assert (code, err) == (2, f"error: runs_root={said}: must be a folder's path (runs_root=. for the current "
+                              f"folder)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_runs_root_hydra_reads_as_a_number_is_a_folder(tmp_path, capsys, monkeypatch):
+    """runs_root=5 (Hydra gives an int) was a TypeError traceback; it is the folder 5."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_here("+step=gelu", *TINY, "train.epochs=1", "train.max_steps_per_epoch=1",
+                              "eval.robustness=false", runs_root=5, capsys=capsys)
+    assert code == 0 and summary(tmp_path / "5" / RUN.format(step="gelu"))["status"] == "done", err

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from roadmap import store
 from roadmap.nets.identity import switches
@@ -65,7 +66,12 @@ def describe(run: Run, job: Job) -> RunRecord:
 def write_failure(cfg: DictConfig, error: BaseException, create: bool = False) -> None:
     """Record a run that stopped with an error, so sweeps and reports show it (store.write_failure: never over a
     finished or resumable run)."""
-    if int(os.environ.get("RANK", 0)) == 0:
-        store.write_failure(Path(cfg.run_dir), {
-            "step": str(cfg.get("step")), "roadmap": cfg.roadmap.name, "scale": cfg.scale.name, "seed": cfg.seed,
-            "kind": cfg.kind, "dataset": cfg.data.name, "message": f"{type(error).__name__}: {error}"}, create)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    try:
+        run_dir = Path(cfg.run_dir)
+    except OmegaConfBaseException:  # no run directory (runs_root=null): nowhere to record it; the error line says why
+        return
+    store.write_failure(run_dir, {
+        "step": str(cfg.get("step")), "roadmap": cfg.roadmap.name, "scale": cfg.scale.name, "seed": cfg.seed,
+        "kind": cfg.kind, "dataset": cfg.data.name, "message": f"{type(error).__name__}: {error}"}, create)
