@@ -56,11 +56,14 @@ def _check_file(path: Path, relative: Path, folders: list[Path]) -> None:
         raise ConfigError(f"{path}: conf/{relative} has this name, and Hydra reads conf/'s first, so yours would not "
                           f"count; give yours a name of its own")
     values = read_yaml(path)
+    is_global = _is_global(path) and isinstance(values, dict)
+    unknown = [k for k in values if k not in _top_level_keys()] if is_global else []
+    if unknown:  # Hydra adds it to the config, where nothing reads it
+        raise ConfigError(f"{path}: sets {unknown[0]!r}, which is no key of the config; at the top level a file of "
+                          f"the _global_ package sets {', '.join(sorted(_top_level_keys()))}")
     if relative.parent != Path("step"):
         return
-    header = "\n".join(itertools.takewhile(lambda line: line.startswith("#") or not line.strip(),
-                                           path.read_text().splitlines()))
-    if not re.search(r"^#\s*@package\s+_global_\s*$", header, re.M) or not isinstance(values, dict):
+    if not is_global:
         raise ConfigError(f"{path}: a step file starts with `# @package _global_`, as conf/step/'s do, and sets "
                           f"`step:`, `model:`, ... at the top level")
     if values.get("step") != path.stem:
@@ -73,6 +76,19 @@ def _check_file(path: Path, relative: Path, folders: list[Path]) -> None:
                               f"in conf/ or {' or '.join(map(str, folders))}")
 
 
+def _is_global(path: Path) -> bool:
+    """Whether a config file's header says `# @package _global_` (its keys are the config's top-level keys)."""
+    header = "\n".join(itertools.takewhile(lambda line: line.startswith("#") or not line.strip(),
+                                           path.read_text().splitlines()))
+    return re.search(r"^#\s*@package\s+_global_\s*$", header, re.M) is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _top_level_keys() -> frozenset:
+    """The config's top-level keys: conf/config.yaml's and its config groups' (conf/'s folders)."""
+    return frozenset({*read_yaml(CONF_DIR / "config.yaml"), *(p.name for p in CONF_DIR.iterdir() if p.is_dir())})
+
+
 def _check_lineage(path: Path, folders: list[Path]) -> None:
     """A step file whose parents lead back to itself: one line with the circle."""
     chain = [path.stem]
@@ -83,10 +99,26 @@ def _check_lineage(path: Path, folders: list[Path]) -> None:
                               f"one before it")
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML as Hydra reads it: a key given twice in one mapping is an error (PyYAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                        f"found the key {key!r} twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: Path):
     """A YAML file's values, or a one-line ConfigError with the file, line and column of its syntax error."""
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (UTF-8); a config file is YAML") from None
     except yaml.MarkedYAMLError as e:
         mark, context = e.problem_mark, f" ({e.context} at line {e.context_mark.line + 1})" if e.context else ""
         raise ConfigError(f"{path}: YAML error at line {mark.line + 1}, column {mark.column + 1}: "

@@ -98,12 +98,21 @@ def test_a_users_file_that_a_shipped_one_would_hide_is_refused(tmp_path, here):
     ("broken", STEP.format(parent="gelu", step="step: broken\n").replace("kernel_size: 3", "kernel_size: [3"),
      "{path}: YAML error at line 8, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow "
      "sequence at line 7)"),
+    ("typo", STEP.format(parent="gelu", step="step: typo\n").replace("model:", "modl:"),
+     "{path}: sets 'modl', which is no key of the config; at the top level a file of the _global_ package sets data, "
+     "defaults, eval, explore, hydra, kind, logger, model, recipe, reference, roadmap, run_dir, runs_root, scale, "
+     "seed, step, step_info, sweep, sweep_name, train"),
+    ("twice", STEP.format(parent="gelu", step="step: twice\n") + "model:\n  kernel_size: 5\n",
+     "{path}: YAML error at line 8, column 1: found the key 'model' twice (while constructing a mapping at line 2)"),
+    ("binary", "\udcff\udcfe", "{path}: not a text file (UTF-8); a config file is YAML"),
 ])
 def test_a_users_step_file_is_checked_as_the_shipped_ones(name, text, message, tmp_path, here):
     """Without `step:` (or naming another) it trained into another step's folder; a missing parent or a YAML error
-    said the step was not one of the roadmap's."""
+    said the step was not one of the roadmap's. A top-level key no config has (a typo: `modl:`) trained as if it were
+    not there; a key given twice kept the last; a binary file was a UnicodeDecodeError naming no file."""
     folder = tmp_path / "my_conf"
-    path = write(folder, f"step/{name}.yaml", text)
+    path = write(folder, f"step/{name}.yaml", "")
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
     refused(here("--config-dir", str(folder), f"+step={name}", *TINY),
             message.replace("{path}", str(path)).replace("{folder}", str(folder)), tmp_path / "runs")
 
