@@ -19,7 +19,11 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path, capsys):
                                                          str(tmp_path / "bench_cpu_convnext_t.md")]  # what it wrote
     df = pd.read_csv(tmp_path / "bench_cpu_convnext_t.csv")
     assert list(df["step"]) == steps + ["torchvision resnet50", "torchvision convnext_tiny"]
-    assert (df["train_img_s"] > 0).all() and (df["infer_img_s"] > 0).all() and (df["peak_mem_mb"] > 0).all()
+    assert (df["train_img_s"] > 0).all() and (df["infer_img_s"] > 0).all()
+    # each network's training step in a process of its own: Python and torch (hundreds of MB), then at least weights,
+    # grads and AdamW's two moments on top
+    assert (df["imports_rss_mb"] > 100).all()
+    assert (df["peak_rss_mb"] > df["imports_rss_mb"] + 3 * df["params"] * 4 / 2**20).all(), df
     rows = df.set_index("step")
     assert rows.loc["separate_downsampling", "params"] == rows.loc["torchvision convnext_tiny", "params"] == 28_589_128
     assert rows.loc["resnet50", "gmacs"] == rows.loc["torchvision resnet50", "gmacs"] == 4.089
@@ -32,6 +36,9 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path, capsys):
     assert f"torch {__import__('torch').__version__}" in md
     table = table_rows(md, "step")
     assert len(table) == len(steps) + 2
+    assert [float(r["peak RSS MB"]) for r in table] == pytest.approx(list(df["peak_rss_mb"]), abs=0.5)
+    assert "Peak RSS MB: the peak resident memory of a process of its own that builds the network and runs 2 of its " \
+           "training steps" in md
     assert "Trainer end-to-end on the embedded scale (separate_downsampling, random data of that shape, 4 steps)" in md
     assert "cifar-scale sweep of the 3 measured steps (of 17) (3 steps, 100 epochs" in md
     # with a given peak (1 TFLOP/s) the utilisation is 6 x GMACs at 64px x img/s / peak
@@ -40,14 +47,61 @@ def test_bench_tiny_setting_writes_csv_and_markdown(tmp_path, capsys):
     assert "Model FLOP utilisation against a dense bf16 peak of 1 TFLOP/s: " in md
 
 
-def test_activation_memory_counts_saved_tensors():
-    import torch
+def test_a_networks_peak_rss_is_its_own_process_not_the_callers():
+    """The table's memory column was an estimate (weights, grads, AdamW state, saved activations: 1788 MB for
+    inverted_bottleneck, whose step measured 2.89 GB as a process). Now a fresh process runs the step and reports its
+    own peak resident memory, and not the caller's: ru_maxrss carries over across exec, so a child of a process
+    holding 400 MB more reported 400 MB more."""
+    import functools
 
-    from roadmap.bench.throughput import activation_bytes
-    lin = torch.nn.Sequential(torch.nn.Linear(100, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
-    x = torch.randn(8, 100)
-    # the input and the ReLU output are saved (the ReLU output twice: by ReLU and by the second Linear, once counted)
-    assert activation_bytes(lin, x) == 8 * 100 * 4 * 2
+    from roadmap.bench.memory import peak_rss_bytes, step_rss
+    from roadmap.nets.model import ModelConfig, RoadmapNet
+
+    tiny = dict(batch=2, resolution=32, num_classes=10, device="cpu", precision="fp32", channels_last=False)
+    build = functools.partial(RoadmapNet, ModelConfig(num_classes=10, width_multiplier=0.125))
+    alone = step_rss(build, **tiny)
+    assert 100 < alone["imports_rss_mb"] <= alone["peak_rss_mb"] < 2000, alone  # torch imported; a tiny network
+    assert alone["rss_process_s"] > 0
+    held = b"\x01" * (400 * 2**20)  # resident in this process while the next one runs
+    assert peak_rss_bytes() > 400 * 2**20
+    beside = step_rss(build, **tiny)
+    del held
+    assert beside["peak_rss_mb"] == pytest.approx(alone["peak_rss_mb"], abs=100), (alone, beside)
+
+
+def test_a_failing_memory_measurement_says_why_in_one_line():
+    import functools
+
+    from roadmap.bench.memory import step_rss
+
+    with pytest.raises(RuntimeError, match=r"^the memory measurement's process exited 1: ValueError: invalid literal"):
+        step_rss(functools.partial(int, "x"), batch=2, resolution=32, num_classes=10, device="cpu", precision="fp32",
+                 channels_last=False)  # a network that cannot be built
+
+
+def test_the_memory_column_says_which_memory_it_is(tmp_path):
+    """On CUDA the column stays the GPU memory the timed steps allocated, named so; on a CPU the peak resident memory
+    of the step's own process."""
+    from roadmap.bench.networks import write
+
+    row = {"step": "resnet50", "model": "roadmap", "compile": False, "params": 25_557_032, "gmacs": 4.089,
+           "train_step_ms": 100.0, "train_img_s": 80.0, "infer_img_s": 300.0, "cifar_img_s": 900.0}
+    meta = {"device": "NVIDIA H100 80GB HBM3", "torch": "2", "torchvision": "0", "date": "2026-12-06",
+            "roadmap": "convnext_t", "steps": 17, "batch": 8, "resolution": 224, "precision": "bf16",
+            "channels_last": True, "compile": "off", "cifar_batch": 64, "cifar_sweep_hours": 1.0,
+            "trainer_overhead": None, "peak_tflops": None}
+    gpu = {"meta": {**meta, "memory": "peak_gpu_mb", "rss_steps": None, "imports_rss_mb": None},
+           "rows": [{**row, "peak_gpu_mb": 1234.4}]}
+    md = write(gpu, tmp_path / "gpu")[1].read_text()
+    assert table_rows(md, "step")[0]["peak GPU MB"] == "1234" and "peak RSS" not in md
+    assert "Peak GPU MB: torch.cuda.max_memory_allocated over the timed training steps." in md
+    cpu = {"meta": {**meta, "device": "AMD EPYC CPU (2 threads)", "memory": "peak_rss_mb", "rss_steps": 2,
+                    "imports_rss_mb": 671.4},
+           "rows": [{**row, "peak_rss_mb": 2750.6, "imports_rss_mb": 671.4},
+                    {**row, "step": "separate_downsampling", "compile": True}]}  # compiled: not measured
+    md = write(cpu, tmp_path / "cpu")[1].read_text()
+    assert [r["peak RSS MB"] for r in table_rows(md, "step")] == ["2751", ""]
+    assert "Python and torch's imports included (671 MB of it)" in md
 
 
 def test_measuring_a_network_frees_it():
