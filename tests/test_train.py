@@ -536,6 +536,10 @@ def test_make_roadmaps_launcher_follows_jobs_the_gpus_and_whether_ray_is_there(m
     assert launch.main(["1"]) == 0 and capsys.readouterr() == ("\n", "")  # one after the other: nothing to say
     assert launch.main(["0"]) == 2
     assert capsys.readouterr().err == "error: JOBS='0': auto, 1 (one run after the other) or how many runs at once\n"
+    assert launch.main(["2", "4"]) == 2  # it took the 2 and dropped the 4
+    assert capsys.readouterr().err == "error: JOBS='2 4': one value, auto or how many runs at once\n"
+    assert launch.main(["²"]) == 2  # a digit to str.isdigit, not to int: a ValueError's own words
+    assert capsys.readouterr().err == "error: JOBS='²': auto, 1 (one run after the other) or how many runs at once\n"
 
 
 # -- issue 30: settings that cannot run are refused before anything is written -------------------------------------

@@ -23,7 +23,7 @@ def ray_installed() -> bool:
 def overrides(jobs: str, gpus: int, cores: int, ray: bool) -> list[str]:
     """Hydra overrides for `jobs` runs at once (auto, a positive number or 1) on a machine with `gpus` GPUs and
     `cores` cores, through Ray when `ray`."""
-    if jobs != "auto" and not (jobs.isdigit() and int(jobs) > 0):
+    if jobs != "auto" and not (jobs.isascii() and jobs.isdigit() and int(jobs) > 0):
         raise ValueError(f"JOBS={jobs!r}: auto, 1 (one run after the other) or how many runs at once")
     n = (gpus or cores) if jobs == "auto" else int(jobs)
     if n == 1:
@@ -40,6 +40,8 @@ def main(argv=None) -> int:
 
     ray = ray_installed()
     try:
+        if len(argv) > 1:  # `make roadmap JOBS="2 4"`: one number, not the first of several
+            raise ValueError(f"JOBS={' '.join(argv)!r}: one value, auto or how many runs at once")
         args = overrides(argv[0] if argv else "auto", torch.cuda.device_count(), len(os.sched_getaffinity(0)), ray)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
