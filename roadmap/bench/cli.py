@@ -6,7 +6,8 @@ process of its own, roadmap.bench.memory; on a GPU the memory it allocated); tor
 convnext_tiny under the same settings, with and/or without torch.compile (--compile off|on|both), and our endpoints'
 step-time ratios to them; the model FLOP utilisation on GPU; the training throughput at the `cifar` scale and the
 estimated wall time of the whole cifar-scale sweep; and the trainer's end-to-end img/s against the model alone
-(embedded scale on CPU, cifar scale on GPU). Writes bench_<cpu|gpu>_<roadmap>.csv and .md (device, versions, date, settings in the header).
+(embedded scale on CPU, cifar scale on GPU). Writes bench_<cpu|gpu>_<roadmap>.csv and .md (device, versions, date,
+settings in the header).
 
 python -m roadmap.bench --loader: the data loaders instead (see `loaders`), written to loader_<cpu|gpu>.csv/.md.
 python -m roadmap.bench --profile [--steps ...] [--scale cifar ...]: where the training step's time goes, by kernel

@@ -1,16 +1,16 @@
 """The peak resident memory of one network's training step on a CPU (`step_rss`), measured in a process of its own.
 
 Why a process of its own: a process's peak resident set (VmHWM, getrusage's ru_maxrss, what `/usr/bin/time -v`
-reports) can only grow, so in the benchmark's own process it would be the largest network measured so far, not this one's; and
-counting bytes (weights, grads, AdamW state, the tensors saved for backward) leaves out backward's temporaries, the
-allocator's slack and the interpreter, which a machine has to hold too. So a fresh Python (a subprocess: nothing
-inherited from the benchmark's memory, and unlike multiprocessing's spawn it does not import the caller's main script
-again) builds the network, runs `steps` training steps of it as `throughput.measure` times them, and reports its own
-peak resident memory (`peak_rss_bytes`): what training that network needs as a process, Python and torch's
-imports included (which it reports apart, as its peak before the network is built). While it runs, the caller
-holds only what it still uses: `release_freed` gives the memory its measurements freed back to the system first
-(glibc keeps a freed heap resident: 1.6 GB after timing ResNet-50 at batch 8, 0.74 GB after malloc_trim), so the
-two processes together hold little more than the network's step."""
+reports) can only grow, so in the benchmark's own process it would be the largest network measured so far, not
+this one's; and counting bytes (weights, grads, AdamW state, the tensors saved for backward) leaves out backward's
+temporaries, the allocator's slack and the interpreter, which a machine has to hold too. So a fresh Python (a
+subprocess: nothing inherited from the benchmark's memory, and unlike multiprocessing's spawn it does not import the
+caller's main script again) builds the network, runs `steps` training steps of it as `throughput.measure` times
+them, and reports its own peak resident memory (`peak_rss_bytes`): what training that network needs as a process,
+Python and torch's imports included (which it reports apart, as its peak before the network is built). While it
+runs, the caller holds only what it still uses: `release_freed` gives the memory its measurements freed back to the
+system first (glibc keeps a freed heap resident: 1.6 GB after timing ResNet-50 at batch 8, 0.74 GB after
+malloc_trim), so the two processes together hold little more than the network's step."""
 
 from __future__ import annotations
 
