@@ -21,7 +21,7 @@ from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 from roadmap.ablation import ablated, sweep_steps
 from roadmap.errors import ConfigError
 from roadmap.kinds import kind_of
-from roadmap.nets.identity import network_id
+from roadmap.nets.identity import network_id, switches
 from roadmap.nets.model import ModelConfig
 from roadmap.nets.swin import ReferenceConfig
 from roadmap.settings import RunSettings, from_sections
@@ -284,6 +284,27 @@ def step_model_config(step: str, roadmap: str = "convnext_t", num_classes: int =
         raise ConfigError(str(e).splitlines()[0]) from e
     step_of(cfg, config_dirs=config_dirs)
     return dataclasses.replace(model_config(cfg), num_classes=num_classes, width_multiplier=1.0, drop_path=0.0)
+
+
+# what a step may change besides the switches, as the report names it (roadmap.report.comparison.setting): the
+# config's value that tells -> the setting keys it moves
+TRAINING_CHANGES = {("recipe",): ("recipe",), ("train", "epochs"): ("epochs_planned",),
+                    ("train", "batch_size"): ("batch_size", "steps_per_epoch"), ("train", "precision"): ("precision",)}
+
+
+def step_changes(step: str, parent: str, roadmap: str, scale: str, config_dirs=()) -> list[str]:
+    """What a step changes versus the step it is compared with, as the setting keys the report compares: the design
+    switches, then recipe, epochs_planned, batch_size and steps_per_epoch, precision where the two steps' configs
+    (composed with only the roadmap and scale, as published) differ in them. A run records it, so the report
+    measures a change only where its run and its parent's differ in nothing else (a stray override, another recipe)."""
+    cfgs = [compose([f"+step={name}", f"roadmap={roadmap}", f"scale={scale}"], config_dirs) for name in (step, parent)]
+    mine, theirs = (switches(ModelConfig.from_dict(resolved(c, "model"))) for c in cfgs)
+    out = [k for k in mine if mine[k] != theirs[k]]
+    for path, keys in TRAINING_CHANGES.items():
+        values = [OmegaConf.select(c, ".".join(path)) for c in cfgs]
+        values = [OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v for v in values]
+        out += list(keys) if values[0] != values[1] else []
+    return out
 
 
 def validate(cfg) -> RunSettings:

@@ -25,6 +25,7 @@ class RunRecord(TypedDict, total=False):
     adopted: bool | None
     explore: dict | None  # an exploration's sampler and budget
     switches: dict | None  # the network's design switches (a RoadmapNet)
+    changes: list | None  # what the step changes versus its parent, as setting keys (roadmap.config.step_changes)
     reference: dict | None  # a reference network's configuration (Swin)
     # the setting: what a comparison holds equal (roadmap.report.comparison)
     recipe: str

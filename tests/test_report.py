@@ -882,6 +882,42 @@ def test_a_steps_seeds_are_pooled_only_when_alike(tmp_path, capsys):
                                                      ("gelu", 2)]
 
 
+def test_a_change_beyond_what_the_step_changes_is_left_out(tmp_path, capsys):
+    """Runs record what their step changes (`changes`): gelu trained with kernel 3 (a stray override on every seed)
+    against kernel_7's kernel 7, and widen with the classic recipe against depthwise_conv's modern one, were paired
+    as GELU's and the width's changes. Runs that do not record it are compared as before (network and training
+    free)."""
+    fake_runs(tmp_path / "runs", seeds=2)
+    published = {"gelu": ["activation"], "widen": ["width"], "kernel_5": ["kernel_size"], "kernel_7": ["kernel_size"],
+                 "kernel_11": ["kernel_size"], "fewer_activations": ["activations"]}
+
+    def setting(body):
+        if body["status"] != "done":
+            return None
+        kernel = 3 if body["step"] == "gelu" or body["order"] < 9 else 7
+        return {**body, "changes": published.get(body["step"], []), "recipe": "classic" if body["step"] == "widen"
+                else "modern", "switches": {"kernel_size": kernel, "activation": "gelu" if body["order"] >= 12 else
+                                            "relu"}}
+
+    rewrite(tmp_path / "runs", setting)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "warning: the changes of widen, inverted_bottleneck, gelu, fewer_activations are left out: widen and "
+        "depthwise_conv differ in recipe (depthwise_conv: modern; widen: classic), beyond what widen changes; "
+        "inverted_bottleneck and widen differ in recipe (widen: classic; inverted_bottleneck: modern), beyond what "
+        "inverted_bottleneck changes; gelu and kernel_7 differ in kernel_size (kernel_7: 7; gelu: 3), beyond what "
+        "gelu changes; fewer_activations and gelu differ in kernel_size (gelu: 3; fewer_activations: 7), beyond what "
+        "fewer_activations changes"]
+    steps = pd.read_csv(tmp_path / "out" / "steps.csv").set_index("step")
+    assert steps.loc[["widen", "inverted_bottleneck", "gelu", "fewer_activations"], "verdict"].tolist() == [
+        "not comparable"] * 4
+    assert steps.loc["kernel_7", "pairs"] == 2 and steps.loc["stage_ratio", "pairs"] == 2
+
+    rewrite(tmp_path / "runs", lambda b: {k: v for k, v in b.items() if k != "changes"})  # older runs
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out2")]) == 0
+    assert "not comparable" not in pd.read_csv(tmp_path / "out2" / "steps.csv")["verdict"].tolist()
+
+
 def test_the_same_step_and_seed_twice(tmp_path, capsys):
     """Two trees under one folder: a run in both with the same result is counted once; with different results
     both are left out and the line names both; when every run is such a conflict nothing is comparable (exit 2)."""

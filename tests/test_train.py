@@ -812,3 +812,20 @@ def test_a_runs_root_hydra_reads_as_a_number_is_a_folder(tmp_path, capsys, monke
     code, out, err = run_here("+step=gelu", *TINY, "train.epochs=1", "train.max_steps_per_epoch=1",
                               "eval.robustness=false", runs_root=5, capsys=capsys)
     assert code == 0 and summary(tmp_path / "5" / RUN.format(step="gelu"))["status"] == "done", err
+
+
+def test_a_run_records_what_its_step_changes_versus_its_parent(tmp_path, capsys):
+    """What the report holds free between a step and its parent (roadmap.config.step_changes): the switches the step
+    changes, and its training where it changes it; composed as published, whatever the run's own overrides."""
+    from roadmap.config import step_changes
+
+    assert step_changes("gelu", "kernel_7", "convnext_t", "embedded") == ["activation"]
+    assert step_changes("resnet50", "resnet50_classic", "convnext_t", "embedded") == ["recipe"]
+    assert step_changes("batch_1024", "resnet50_original", "bag_of_tricks", "cifar") == ["batch_size",
+                                                                                           "steps_per_epoch"]
+    assert step_changes("mixup", "label_smoothing", "bag_of_tricks", "cifar") == ["recipe", "epochs_planned"]
+    assert step_changes("mixed_precision", "no_bias_decay", "bag_of_tricks", "cifar") == ["precision"]
+    args = ["+step=gelu", *TINY, "train.epochs=1", "train.max_steps_per_epoch=1", "eval.robustness=false",
+            "model.kernel_size=3"]
+    assert run_here(*args, runs_root=tmp_path, capsys=capsys)[0] == 0
+    assert summary(tmp_path / RUN.format(step="gelu"))["changes"] == ["activation"]

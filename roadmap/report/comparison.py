@@ -5,10 +5,11 @@ and its network's switches. From those alone (no Hydra, no conf/):
 - the data (dataset, resolution) is what a top-1 means: runs on other data go to tables of their own;
 - a step's seeds are pooled only when they agree on everything but the seed: the step keeps its most common setting,
   and a run that differs from it is left out, as are two runs of one step and seed with different results;
-- a step and the step it is compared with differ only in what a step may change: a step of the roadmap its network
-  and its training (recipe, epochs, batch, precision: Bag of Tricks' steps change them), never its data or whether
-  its epochs were capped (no step makes a smoke run); a step of an ablation, or a reference network, only its
-  network (they are trained alike). Where they differ in more, the change is left out.
+- a step and the step it is compared with differ only in what a step may change: a step of the roadmap what its
+  runs record that it changes (`changes`: its switches, and its training where it changes it, as Bag of Tricks'
+  steps do), never its data or whether its epochs were capped (no step makes a smoke run; runs that do not record
+  `changes` may differ in network and training); a step of an ablation, or a reference network, only its network
+  (they are trained alike). Where they differ in more, the change is left out.
 
 A key a summary does not record (an older run, a run that failed before it trained) agrees with any value.
 """
@@ -163,9 +164,10 @@ def left_out(group: pd.DataFrame) -> tuple[pd.Series, list[str]]:
     return why, lines
 
 
-def unlike(step: str, mine: dict, compared: str, theirs: dict, fixed) -> str:
-    """Why `step` is not compared with `compared` (their settings differ in a key of `fixed`), or ""."""
-    keys = differences(theirs, mine, fixed)
+def unlike(step: str, mine: dict, compared: str, theirs: dict, fixed, changes=None) -> str:
+    """Why `step` is not compared with `compared` (their settings differ in a key of `fixed`), or "". `changes`: what
+    the step's runs record that it changes (roadmap.config.step_changes); where they do, every other key is fixed."""
+    keys = [k for k in differences(theirs, mine, fixed if changes is None else None) if k not in (changes or ())]
     if not keys:
         return ""
     values = ", ".join(f"{k} ({compared}: {_value(theirs[k])}; {step}: {_value(mine[k])})" for k in keys)

@@ -35,6 +35,8 @@ def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = No
                for name, g in done.groupby("step")}
     settings = {name: comparison.common(g["setting"]) for name, g in done.groupby("step")} if "setting" in done \
         else {}
+    changes = {name: next((c for c in g["changes"] if isinstance(c, list)), None)
+               for name, g in done.groupby("step")} if "changes" in done else {}
     rows = []
     for i, s in enumerate(steps):
         mine = by_seed.get(s.name, {})
@@ -45,8 +47,8 @@ def step_table(runs: pd.DataFrame, steps: list[Step], reference: str | None = No
         compared = reference if reference is not None else s.parent
         if compared == s.name:
             compared = None
-        unlike = comparison.unlike(s.name, settings.get(s.name, {}), compared, settings.get(compared, {}), fixed) \
-            if compared else ""
+        unlike = comparison.unlike(s.name, settings.get(s.name, {}), compared, settings.get(compared, {}), fixed,
+                                   changes.get(s.name)) if compared else ""
         change = stats.paired_change(mine, by_seed.get(compared, {})) if compared and not unlike else \
             {**NO_CHANGE, "verdict": comparison.NOT_COMPARABLE if unlike else ""}
         summary = stats.mean_interval(list(mine.values()))

@@ -14,6 +14,8 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from roadmap import store
+from roadmap.config import step_changes
+from roadmap.kinds import kind_of
 from roadmap.nets.identity import switches
 from roadmap.nets.model import ModelConfig
 from roadmap.nets.swin import ReferenceConfig
@@ -49,6 +51,7 @@ def describe(run: Run, job: Job) -> RunRecord:
             "kind": run.kind,
             "explore": None if explore is None else {"sampler": explore.name, "budget": explore.get("budget")},
             "switches": switches(run.model_cfg) if isinstance(run.model_cfg, ModelConfig) else None,
+            "changes": changes(run),
             "reference": {**dataclasses.asdict(run.model_cfg), "heads": run.model_cfg.heads,
                           "window": run.model_cfg.window} if isinstance(run.model_cfg, ReferenceConfig) else None,
             "dataset": cfg.data.name, "recipe": cfg.recipe.name,
@@ -61,6 +64,19 @@ def describe(run: Run, job: Job) -> RunRecord:
             "gmacs": round(job.gmacs, 4), "paper_top1": s.top1, "paper_top1_std": s.top1_std,
             "paper_top5": s.top5, "paper_gmacs": s.gmacs, "device": str(run.rt.device),
             "world_size": run.rt.world, "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def changes(run: Run) -> list[str] | None:
+    """What the run's step changes versus its parent (roadmap.config.step_changes), for a step of the roadmap's own
+    path; None for other kinds, a reference network, the baseline, and where the parent's config does not compose
+    (the report then holds only the data and capping fixed)."""
+    s = run.step
+    if kind_of(run.kind).network != "step" or s.parent is None or not isinstance(run.model_cfg, ModelConfig):
+        return None
+    try:
+        return step_changes(s.name, s.parent, run.roadmap.name, run.cfg.scale.name)
+    except Exception:  # a finished run's summary is written whatever its parent's config is
+        return None
 
 
 def write_failure(cfg: DictConfig, error: BaseException, create: bool = False) -> None:
