@@ -318,16 +318,27 @@ def write_roadmap(run: Path, kind: str, roadmap: dict) -> None:
     write_json(group_of(run, kind) / "roadmap.json", roadmap)
 
 
+def roadmap_file(run: Path, kind: str) -> Path | None:
+    """The roadmap.json a run's group has (or its kind's folder, where runs wrote it before this module)."""
+    return next((p for p in (group_of(run, kind) / "roadmap.json", folder_of(run) / "roadmap.json") if p.exists()),
+                None)
+
+
 def read_roadmap(run: Path, kind: str) -> dict | None:
-    """The roadmap.json of a run's group (or of its kind's folder, where runs wrote it before this module); None
-    when there is none, a warning when it is unreadable."""
-    for path in dict.fromkeys((group_of(run, kind) / "roadmap.json", folder_of(run) / "roadmap.json")):
-        if path.exists():
-            try:
-                return json.loads(path.read_text())
-            except ValueError as e:
-                warnings.warn(f"ignoring {path}: {e}", stacklevel=2)
-    return None
+    """The roadmap a run belongs to, from its roadmap_file; None when there is none, a warning when it is unreadable
+    or holds no JSON object."""
+    path = roadmap_file(run, kind)
+    if path is None:
+        return None
+    try:
+        node = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        warnings.warn(f"ignoring {path}: {e}", stacklevel=2)
+        return None
+    if not isinstance(node, dict):
+        warnings.warn(f"ignoring {path}: not a roadmap (a JSON object of its fields); got {node!r:.40}", stacklevel=2)
+        return None
+    return node
 
 
 def summaries(folder: Path):

@@ -1059,6 +1059,22 @@ def test_a_corrupt_roadmap_json_is_said_once(tmp_path, capsys):
     assert "15" in [r["#"] for r in step_rows(md, "separate_downsampling")]  # from the summaries
 
 
+@pytest.mark.parametrize("text, why", [
+    ("[1, 2]", "not a roadmap (a JSON object of its fields); got [1, 2]"),
+    ('{"name": 5, "steps": {}}', "a roadmap needs a `name:` (its file's name); got name=5 and the keys name, steps")])
+def test_a_roadmap_json_that_is_no_roadmap_is_said_once_naming_the_file(tmp_path, capsys, text, why):
+    """Valid JSON but no object was a TypeError traceback; a roadmap.json the group's runs and its ablation's both
+    read was warned about once per folder, naming the folder."""
+    fake_runs(tmp_path / "runs")
+    fake_ablation(tmp_path / "runs", "isolated")
+    group = tmp_path / "runs" / "embedded" / "convnext_t"
+    (group / "roadmap.json").write_text(text)
+    (group / "isolated" / "roadmap.json").unlink()
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "roadmap.json" in line] == [f"warning: ignoring {group / 'roadmap.json'}: {why}"]
+
+
 def test_a_damaged_robustness_record_is_ignored_and_corruptions_one_seed_lacks_are_left_out(tmp_path, capsys):
     """A summary's robustness that is not a record of numbers (a damaged file, another version's) is one warning and
     counts as not measured; a seed that lacks a corruption (an older run) leaves that corruption out of its step's
