@@ -1075,6 +1075,20 @@ def test_a_roadmap_json_that_is_no_roadmap_is_said_once_naming_the_file(tmp_path
     assert [line for line in err if "roadmap.json" in line] == [f"warning: ignoring {group / 'roadmap.json'}: {why}"]
 
 
+def test_wandb_without_an_account_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """--wandb with no login was wandb's UsageError traceback after the report was written (and its check,
+    wandb.api.api_key, a deprecation line of its own)."""
+    pytest.importorskip("wandb")
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no login
+    fake_runs(tmp_path / "runs", seeds=1)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--wandb"]) == 2
+    assert capsys.readouterr().err == ("error: --wandb needs `wandb login` or WANDB_API_KEY; WANDB_MODE=offline needs "
+                                       "no account\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_damaged_robustness_record_is_ignored_and_corruptions_one_seed_lacks_are_left_out(tmp_path, capsys):
     """A summary's robustness that is not a record of numbers (a damaged file, another version's) is one warning and
     counts as not measured; a seed that lacks a corruption (an older run) leaves that corruption out of its step's

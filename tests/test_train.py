@@ -829,3 +829,15 @@ def test_a_run_records_what_its_step_changes_versus_its_parent(tmp_path, capsys)
             "model.kernel_size=3"]
     assert run_here(*args, runs_root=tmp_path, capsys=capsys)[0] == 0
     assert summary(tmp_path / RUN.format(step="gelu"))["changes"] == ["activation"]
+
+
+def test_wandb_online_without_an_account_is_one_line(tmp_path, capsys, monkeypatch):
+    """Its check (wandb.api.api_key) printed wandb's deprecation warning before the error line."""
+    pytest.importorskip("wandb")
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no login
+    code, _, err = run_here("+step=gelu", *TINY, "train.epochs=1", "logger=wandb", "logger.mode=online",
+                            runs_root=tmp_path / "runs", capsys=capsys)
+    assert (code, err) == (2, "error: logger.mode=online needs `wandb login` or WANDB_API_KEY; logger.mode=offline "
+                              "needs no account\n")

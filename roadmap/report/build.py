@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from roadmap.errors import OneLineParser, ReportError, path_argument  # ReportError: one class, also under `python -m`
+from roadmap.errors import ConfigError, OneLineParser, ReportError, path_argument  # ReportError: one class, also under `python -m`
 from roadmap.kinds import kind_of
 from roadmap.report.ablation import ablation_section
 from roadmap.report.roadmap_section import roadmap_section
@@ -171,6 +171,8 @@ def main(argv=None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
+                if args.wandb:
+                    wandb_ready()
                 written = report(args.runs_dir, out, args.bench)
             finally:
                 for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
@@ -183,6 +185,19 @@ def main(argv=None) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def wandb_ready() -> None:
+    """--wandb checked before any work, as a run's logger=wandb is: a ReportError without the wandb package, or
+    without a login where wandb would go online (WANDB_MODE)."""
+    from roadmap.train.tracking import import_wandb, logged_in
+
+    try:
+        wandb = import_wandb()
+    except ConfigError as e:
+        raise ReportError(f"--wandb: {e}") from None
+    if os.environ.get("WANDB_MODE", "online") == "online" and not logged_in(wandb):
+        raise ReportError("--wandb needs `wandb login` or WANDB_API_KEY; WANDB_MODE=offline needs no account")
 
 
 def log_to_wandb(paths: list[Path], out: Path | None = None) -> None:

@@ -26,7 +26,7 @@ class WandbTracker:
         mode = os.environ.get("WANDB_MODE") or cfg.logger.mode  # logger.mode is checked by roadmap.settings
         if mode not in ("online", "offline", "disabled"):
             raise ConfigError(f"WANDB_MODE={mode!r}: must be one of online, offline, disabled")
-        if mode == "online" and not (os.environ.get("WANDB_API_KEY") or wandb.api.api_key):
+        if mode == "online" and not logged_in(wandb):
             raise ConfigError("logger.mode=online needs `wandb login` or WANDB_API_KEY; logger.mode=offline "
                               "needs no account")
         self.run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, mode=mode,
@@ -48,6 +48,12 @@ def import_wandb():
     except ImportError:
         raise ConfigError("logger=wandb needs the wandb package: pip install -e '.[wandb]'") from None
     return wandb
+
+
+def logged_in(wandb) -> bool:
+    """Whether wandb has an account to log to (WANDB_API_KEY or `wandb login`), asked without a prompt or a line of
+    its own (wandb.api.api_key printed a deprecation warning before the error line)."""
+    return bool(os.environ.get("WANDB_API_KEY")) or wandb.login(prompt=False, verify=False)
 
 
 def make_tracker(cfg, step, main_process: bool):
