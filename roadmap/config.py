@@ -72,9 +72,10 @@ def searchpath(config_dirs) -> list[str]:
     dirs = [Path(d).resolve() for d in config_dirs]
     for d in dirs:
         if not d.is_dir():
-            raise ConfigError(f"config dir {d} does not exist")
+            raise ConfigError(f"config dir {d} {'is a file, not a folder' if d.exists() else 'does not exist'}")
     check_folders(dirs)
-    return [f"hydra.searchpath=[{','.join(f'file://{d}' for d in dirs)}]"] if dirs else []
+    quoted = ("'file://" + str(d).replace("'", "\\'") + "'" for d in dirs)  # spaces, commas, brackets in a path
+    return [f"hydra.searchpath=[{','.join(quoted)}]"] if dirs else []
 
 
 @contextmanager

@@ -117,6 +117,22 @@ def test_a_users_step_file_is_checked_as_the_shipped_ones(name, text, message, t
             message.replace("{path}", str(path)).replace("{folder}", str(folder)), tmp_path / "runs")
 
 
+@pytest.mark.parametrize("name", ["my conf ñ", "my,conf]", "it's conf"])
+def test_a_config_dir_with_spaces_commas_or_quotes_in_its_path_is_read(name, tmp_path, here):
+    """Its path went unquoted into hydra.searchpath: 'LexerNoViableAltException: hydra.searchpath=[...]'."""
+    folder = tmp_path / name
+    write(folder, "step/mine.yaml", STEP.format(parent="gelu", step="step: mine\n"))
+    code, out, err = here("--config-dir", str(folder), "+step=mine", *TINY, "train.epochs=1",
+                          "train.max_steps_per_epoch=1", "eval.robustness=false")
+    assert code == 0 and (tmp_path / "runs/embedded/convnext_t/mine/seed0/summary.json").exists(), err
+
+
+def test_a_config_dir_that_is_a_file_says_so(tmp_path, here):
+    (tmp_path / "my_conf").write_text("")
+    refused(here("--config-dir", str(tmp_path / "my_conf"), "+step=gelu", *TINY),
+            f"config dir {tmp_path / 'my_conf'} is a file, not a folder", tmp_path / "runs")
+
+
 def test_a_users_steps_that_build_on_each_other_in_a_circle_are_named(tmp_path, here):
     folder = tmp_path / "my_conf"
     first = write(folder, "step/cyc_a.yaml", STEP.format(parent="cyc_b", step="step: cyc_a\n"))
