@@ -312,10 +312,10 @@ def validate(cfg) -> RunSettings:
     """The run's settings from its resolved config (a DictConfig or a plain dict), or a one-line ConfigError naming
     the first bad key. An interpolation that cannot be resolved is reported as the key that holds it."""
     def section(name):
-        node = cfg.get(name)
-        if not isinstance(node, DictConfig):  # a plain value, a plain dict, or absent
-            return node
         try:
+            node = cfg.get(name)  # a plain value's interpolation resolves here (runs_root=${oops})
+            if not isinstance(node, DictConfig):  # a plain value, a plain dict, or absent
+                return node
             return OmegaConf.to_container(node, resolve=True)
         except OmegaConfBaseException as e:
             key = getattr(e, "full_key", None) or name

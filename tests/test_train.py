@@ -841,3 +841,11 @@ def test_wandb_online_without_an_account_is_one_line(tmp_path, capsys, monkeypat
                             runs_root=tmp_path / "runs", capsys=capsys)
     assert (code, err) == (2, "error: logger.mode=online needs `wandb login` or WANDB_API_KEY; logger.mode=offline "
                               "needs no account\n")
+
+
+def test_a_runs_root_whose_interpolation_fails_is_one_line_in_a_sweeps_job(tmp_path, capsys, monkeypatch):
+    """validate read a plain value's interpolation outside its try: an InterpolationKeyError traceback."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_here("+step=gelu", *TINY, runs_root="${oops}", capsys=capsys, precheck=False)
+    assert (code, err) == (2, "error: runs_root: Interpolation key 'oops' not found\n")
+    assert list(tmp_path.iterdir()) == []
