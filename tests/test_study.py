@@ -314,3 +314,15 @@ def test_an_exploration_name_journal_folder_or_sweeper_setting_that_cannot_work_
     assert code == 2 and err.strip().splitlines()[-1] == (
         f"error: {journal}: cannot be read as a journal (Is a directory); move it away to start the exploration "
         f"over, or explore.name=<new name> for a new one")
+
+
+@pytest.mark.parametrize("name, make, what", [("random.workers", "touch", "folder"), ("random.lock", "mkdir", "file")])
+def test_a_file_where_the_explorations_folder_goes_is_one_line(tmp_path, capsys, name, make, what):
+    """A file at <name>.workers was a FileExistsError traceback (a folder at <name>.lock an IsADirectoryError)."""
+    path = tmp_path / "embedded" / "convnext_t" / "explore" / name
+    path.parent.mkdir(parents=True)
+    path.touch() if make == "touch" else path.mkdir()
+    code, _, err = multirun_here(*EXPLORE, runs_root=tmp_path, capsys=capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"error: {path}: the exploration keeps a {what} here; move it away (it holds no results)")
+    assert not list(tmp_path.rglob("*.journal"))

@@ -134,12 +134,16 @@ class Exploration:
         self._costs = {}  # network id -> GMACs, for redraws
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.workers = self.folder / f"{name}.workers"
+        for path, is_folder in ((self.folder / f"{name}.lock", False), (self.workers, True)):
+            if path.exists() and path.is_dir() != is_folder:  # a file where the folder goes, or the other way round
+                raise ConfigError(f"{path}: the exploration keeps a {'folder' if is_folder else 'file'} here; move "
+                                  f"it away (it holds no results)")
         self.journal = self.folder / f"{name}.journal"
         check_journal(self.journal)
         self.storage = journal_storage(self.journal)
         self.lock = FileLock(str(self.folder / f"{name}.lock"))
         self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.workers = self.folder / f"{name}.workers"
         self.workers.mkdir(exist_ok=True)
         self.alive = FileLock(str(self.workers / f"{self.worker}.lock"))
         self.alive.acquire()
