@@ -849,3 +849,13 @@ def test_a_runs_root_whose_interpolation_fails_is_one_line_in_a_sweeps_job(tmp_p
     code, _, err = run_here("+step=gelu", *TINY, runs_root="${oops}", capsys=capsys, precheck=False)
     assert (code, err) == (2, "error: runs_root: Interpolation key 'oops' not found\n")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["summary.json", "metrics.jsonl", "config.yaml", "last.pt", ".lock"])
+def test_a_folder_where_the_run_writes_a_file_is_one_line(tmp_path, capsys, name):
+    """An IsADirectoryError traceback (for last.pt: 'corrupt or unreadable', which it is not)."""
+    folder = tmp_path / RUN.format(step="gelu") / name
+    folder.mkdir(parents=True)
+    code, _, err = run_here("+step=gelu", *TINY, runs_root=tmp_path, capsys=capsys)
+    assert (code, err) == (2, f"error: {folder}: a folder where the run writes a file; move it away\n")
+    assert [p.name for p in folder.parent.iterdir()] == [name]
