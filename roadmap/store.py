@@ -116,8 +116,7 @@ def read_lines(path: Path) -> list[dict]:
 def check_writable(root, run: Path, key: str = "runs_root") -> None:
     """A one-line error naming runs_root (or the setting `key`) where the run's directory could not be made or written
     (a file on its path, a read-only or virtual file system, no permission); probed by making and removing a folder in
-    the deepest part of the path that exists, so nothing is left behind. A folder where the run writes one of its
-    files is named too."""
+    the deepest part of the path that exists, so nothing is left behind."""
     import tempfile
 
     if not str(root).strip():  # an unset shell variable: not the current folder (nor / for runs_root/.multirun)
@@ -131,7 +130,12 @@ def check_writable(root, run: Path, key: str = "runs_root") -> None:
         tempfile.TemporaryDirectory(dir=existing, prefix=".probe-").cleanup()
     except OSError as e:
         raise ConfigError(f"{key}={root}: cannot write in {existing} ({e.strerror or type(e).__name__})") from None
-    folder = next((p for p in (Path(run) / n for n in (*RUN_FILES, ".lock", ".lock.owner")) if p.is_dir()), None)
+
+
+def check_files(run: Path, kind: str) -> None:
+    """A one-line error naming a folder where the run writes one of its files (or its group its roadmap.json)."""
+    paths = [*(Path(run) / n for n in (*RUN_FILES, ".lock", ".lock.owner")), group_of(run, kind) / "roadmap.json"]
+    folder = next((p for p in paths if p.is_dir()), None)
     if folder is not None:
         raise ConfigError(f"{folder}: a folder where the run writes a file; move it away")
 

@@ -851,11 +851,14 @@ def test_a_runs_root_whose_interpolation_fails_is_one_line_in_a_sweeps_job(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["summary.json", "metrics.jsonl", "config.yaml", "last.pt", ".lock"])
+@pytest.mark.parametrize("name", ["summary.json", "metrics.jsonl", "config.yaml", "last.pt", ".lock",
+                                  "../../roadmap.json"])
 def test_a_folder_where_the_run_writes_a_file_is_one_line(tmp_path, capsys, name):
-    """An IsADirectoryError traceback (for last.pt: 'corrupt or unreadable', which it is not)."""
-    folder = tmp_path / RUN.format(step="gelu") / name
+    """An IsADirectoryError traceback (for last.pt: 'corrupt or unreadable', which it is not; for the group's
+    roadmap.json after the run's files were written)."""
+    run_dir = tmp_path / RUN.format(step="gelu")
+    folder = run_dir / name
     folder.mkdir(parents=True)
     code, _, err = run_here("+step=gelu", *TINY, runs_root=tmp_path, capsys=capsys)
-    assert (code, err) == (2, f"error: {folder}: a folder where the run writes a file; move it away\n")
-    assert [p.name for p in folder.parent.iterdir()] == [name]
+    assert (code, err) == (2, f"error: {folder.resolve()}: a folder where the run writes a file; move it away\n")
+    assert sorted(p.name for p in run_dir.iterdir()) == ([] if name.startswith("..") else [name])

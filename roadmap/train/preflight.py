@@ -55,6 +55,7 @@ def check(cfg: DictConfig) -> Run:
     roadmap = roadmap_of(cfg)
     step = step_of(cfg, roadmap)
     store.check_writable(cfg.runs_root, cfg.run_dir)
+    store.check_files(Path(cfg.run_dir), settings.kind)
     model_cfg = network(cfg, settings.kind)
     tc = settings.train
     rt = setup_runtime(tc, cfg.runs_root)
