@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError, OmegaConfBaseException
 
 from roadmap.ablation import ablated, sweep_steps
@@ -133,7 +133,8 @@ def resolved(cfg: DictConfig, key: str):
     """cfg[key] as plain values (None where it has none), or a one-line ConfigError naming the value an interpolation
     reads and cannot find (e.g. a roadmap without the `stage_ratio` that conf/step/stage_ratio.yaml reads)."""
     try:
-        return OmegaConf.to_container(cfg[key], resolve=True) if key in cfg else None
+        node = cfg[key] if key in cfg else None
+        return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node
     except InterpolationKeyError as e:
         missing = re.search(r"'([^']+)'", e.msg)
         missing = missing.group(1) if missing else "?"

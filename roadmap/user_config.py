@@ -61,6 +61,10 @@ def _check_file(path: Path, relative: Path, folders: list[Path]) -> None:
     if unknown:  # Hydra adds it to the config, where nothing reads it
         raise ConfigError(f"{path}: sets {unknown[0]!r}, which is no key of the config; at the top level a file of "
                           f"the _global_ package sets {', '.join(sorted(_top_level_keys()))}")
+    defaults = values.get("defaults") if isinstance(values, dict) else None
+    if defaults is not None and not (isinstance(defaults, list) and all(isinstance(d, str | dict) for d in defaults)):
+        raise ConfigError(f"{path}: `defaults:` must be a list of the configs it builds on (`- <step>`, `- _self_`); "
+                          f"got {defaults!r:.40}")
     if relative.parent != Path("step"):
         return
     if not is_global:

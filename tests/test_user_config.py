@@ -105,6 +105,12 @@ def test_a_users_file_that_a_shipped_one_would_hide_is_refused(tmp_path, here):
     ("twice", STEP.format(parent="gelu", step="step: twice\n") + "model:\n  kernel_size: 5\n",
      "{path}: YAML error at line 8, column 1: found the key 'model' twice (while constructing a mapping at line 2)"),
     ("binary", "\udcff\udcfe", "{path}: not a text file (UTF-8); a config file is YAML"),
+    ("nolist", "# @package _global_\ndefaults: 5\nstep: nolist\n",
+     "{path}: `defaults:` must be a list of the configs it builds on (`- <step>`, `- _self_`); got 5"),
+    ("number", "# @package _global_\ndefaults:\n  - 5\nstep: number\n",
+     "{path}: `defaults:` must be a list of the configs it builds on (`- <step>`, `- _self_`); got [5]"),
+    ("depths", STEP.format(parent="gelu", step="step: depths\n").replace("kernel_size: 3", "depths: 5"),
+     "model.depths=5: must be a non-empty list of positive integers"),
 ])
 def test_a_users_step_file_is_checked_as_the_shipped_ones(name, text, message, tmp_path, here):
     """Without `step:` (or naming another) it trained into another step's folder; a missing parent or a YAML error
@@ -131,6 +137,15 @@ def test_a_config_dir_that_is_a_file_says_so(tmp_path, here):
     (tmp_path / "my_conf").write_text("")
     refused(here("--config-dir", str(tmp_path / "my_conf"), "+step=gelu", *TINY),
             f"config dir {tmp_path / 'my_conf'} is a file, not a folder", tmp_path / "runs")
+
+
+def test_a_users_step_whose_model_is_no_mapping_is_one_line(tmp_path, here):
+    """`model: 5` was 'ValueError: Input cfg is not an OmegaConf config object (int)'."""
+    folder = tmp_path / "my_conf"
+    write(folder, "step/scalar.yaml", STEP.format(parent="gelu", step="step: scalar\n").replace(
+        "model:\n  kernel_size: 3", "model: 5"))
+    refused(here("--config-dir", str(folder), "+step=scalar", "data=synthetic"),
+            "model=5: must be a mapping of the network's fields", tmp_path / "runs")
 
 
 def test_a_users_steps_that_build_on_each_other_in_a_circle_are_named(tmp_path, here):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -72,7 +73,7 @@ class ModelConfig:
             if value not in allowed:
                 raise ConfigError(f"model.{name}={value!r}: must be one of {', '.join(allowed)}")
         depths = self.depths
-        if not depths or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in depths):
+        if not isinstance(depths, (list, tuple)) or not depths or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in depths):
             raise ConfigError(f"model.depths={depths!r}: must be a non-empty list of positive integers")
         object.__setattr__(self, "depths", tuple(depths))
         for name in ("width", "num_classes", "in_channels"):
@@ -108,6 +109,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values) -> "ModelConfig":
         """Build from a plain mapping (e.g. a Hydra node), rejecting unknown fields by name."""
+        if not isinstance(values, Mapping):  # `model: 5` in a user's step file
+            raise ConfigError(f"model={values!r}: must be a mapping of the network's fields")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
