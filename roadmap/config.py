@@ -234,7 +234,11 @@ def step_of(cfg: DictConfig, roadmap: Roadmap | None = None, config_dirs=()) -> 
         raise ConfigError(f"step={name!r} is not a step of roadmap {roadmap.name} and does not build on one; its "
                           f"steps: {', '.join(roadmap.names())}")
     infos = resolved(cfg, "step_info") or {}
-    info = dict(infos.get(name) or {})
+    info = infos.get(name) if isinstance(infos, dict) else infos
+    if not isinstance(info or {}, dict):
+        raise ConfigError(f"step_info: must map each step to its fields ({name}: {{label: ..., parent: ...}}); "
+                          f"got {infos!r:.60}")
+    info = dict(info or {})
     parent = info.setdefault("parent", ancestors[0])
     if parent not in ancestors:
         raise ConfigError(f"step_info.{name}.parent={parent!r}: the step's file builds on {ancestors[0]}")

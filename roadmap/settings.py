@@ -125,6 +125,8 @@ class Settings:
                 object.__setattr__(self, f.name, RandAugment(**value))
             elif r.kind in ("numbers", "fractions"):
                 object.__setattr__(self, f.name, tuple(value))
+            elif r.kind == "num" and value is not None:  # recipe.mixup=2 is 2.0 (torch's Beta takes no integer)
+                object.__setattr__(self, f.name, float(value))
 
     @classmethod
     def from_dict(cls, values: dict):

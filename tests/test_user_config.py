@@ -148,6 +148,16 @@ def test_a_users_step_whose_model_is_no_mapping_is_one_line(tmp_path, here):
             "model=5: must be a mapping of the network's fields", tmp_path / "runs")
 
 
+@pytest.mark.parametrize("info, got", [("step_info=5", "5"), ("++step_info={mine: 5}", "{'mine': 5}")])
+def test_step_info_that_is_no_mapping_of_fields_is_one_line(info, got, tmp_path, here):
+    """It was an AttributeError traceback ('int' object has no attribute 'get')."""
+    folder = tmp_path / "my_conf"
+    write(folder, "step/mine.yaml", STEP.format(parent="gelu", step="step: mine\n"))
+    refused(here("--config-dir", str(folder), "+step=mine", info, *TINY),
+            f"step_info: must map each step to its fields (mine: {{label: ..., parent: ...}}); got {got}",
+            tmp_path / "runs")
+
+
 def test_a_users_steps_that_build_on_each_other_in_a_circle_are_named(tmp_path, here):
     folder = tmp_path / "my_conf"
     first = write(folder, "step/cyc_a.yaml", STEP.format(parent="cyc_b", step="step: cyc_a\n"))

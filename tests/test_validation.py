@@ -116,3 +116,13 @@ def test_rules_name_the_key_and_refuse_unknown_keys():
     with pytest.raises(ConfigError, match=r"^data\.mean has 3 values and data\.std 1"):
         S.DataConfig(name="x", kind="tensor", num_classes=10, resolution=32, mean=[0.5] * 3, std=[0.5])
     assert S.TrainConfig(epochs=1, batch_size=8, channels_last=True).channels_last is True
+
+
+def test_a_number_given_as_an_integer_is_a_float():
+    """recipe.mixup=2 (Hydra gives an int) passed the check and stopped training with torch's "dirichlet not
+    implemented for 'Long'"."""
+    from roadmap.config import compose, validate
+
+    recipe = validate(compose(["+step=gelu", "recipe.mixup=2", "recipe.cutmix=1", "recipe.lr=1"])).recipe
+    assert (recipe.mixup, recipe.cutmix, recipe.lr) == (2.0, 1.0, 1.0)
+    assert all(type(v) is float for v in (recipe.mixup, recipe.cutmix, recipe.lr))
