@@ -123,8 +123,8 @@ class Settings:
                 raise ConfigError(f"{self.section}.{f.name}={value!r}: must be {r.describe()}")
             if r.kind == "randaugment" and value is not None:
                 object.__setattr__(self, f.name, RandAugment(**value))
-            elif r.kind in ("numbers", "fractions"):
-                object.__setattr__(self, f.name, tuple(value))
+            elif r.kind in ("numbers", "fractions"):  # as floats: torch's AdamW takes no integer betas
+                object.__setattr__(self, f.name, tuple(map(float, value)))
             elif r.kind == "num" and value is not None:  # recipe.mixup=2 is 2.0 (torch's Beta takes no integer)
                 object.__setattr__(self, f.name, float(value))
 

@@ -123,6 +123,7 @@ def test_a_number_given_as_an_integer_is_a_float():
     implemented for 'Long'"."""
     from roadmap.config import compose, validate
 
-    recipe = validate(compose(["+step=gelu", "recipe.mixup=2", "recipe.cutmix=1", "recipe.lr=1"])).recipe
-    assert (recipe.mixup, recipe.cutmix, recipe.lr) == (2.0, 1.0, 1.0)
-    assert all(type(v) is float for v in (recipe.mixup, recipe.cutmix, recipe.lr))
+    recipe = validate(compose(["+step=gelu", "recipe.mixup=2", "recipe.cutmix=1", "recipe.lr=1",
+                               "recipe.betas=[0,0]"])).recipe  # betas: torch's "both floats or both Tensors"
+    assert (recipe.mixup, recipe.cutmix, recipe.lr, recipe.betas) == (2.0, 1.0, 1.0, (0.0, 0.0))
+    assert all(type(v) is float for v in (recipe.mixup, recipe.cutmix, recipe.lr, *recipe.betas))
