@@ -97,7 +97,8 @@ def append_line(path: Path, record: dict) -> None:
 
 
 def read_lines(path: Path) -> list[dict]:
-    """The JSON lines of `path` up to the first unreadable one (a line cut by a kill); none when it is missing."""
+    """The JSON lines of `path` up to the first unreadable one (a line cut by a kill, or one that holds no JSON
+    object: a damaged file); none when it is missing."""
     out = []
     try:
         lines = path.read_bytes().splitlines()
@@ -107,9 +108,12 @@ def read_lines(path: Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line.decode("utf-8")))
+            value = json.loads(line.decode("utf-8"))
         except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError)
             break
+        if not isinstance(value, dict):
+            break
+        out.append(value)
     return out
 
 
@@ -394,5 +398,12 @@ def record(run: Path, kind: str, entry: dict) -> None:
 
 
 def records(folder: Path, kind: str) -> list[dict]:
-    """What `record` wrote in the folder of a group's runs of `kind`."""
-    return read_lines(Path(folder) / kind_of(kind).records)
+    """What `record` wrote in the folder of a group's runs of `kind`: each a step and the reason, as texts (an entry
+    that is not is warned about and skipped)."""
+    path = Path(folder) / kind_of(kind).records
+    entries = read_lines(path)
+    good = [e for e in entries if isinstance(e.get("step"), str) and isinstance(e.get("reason"), str)]
+    if len(good) < len(entries):
+        warnings.warn(f"skipping {len(entries) - len(good)} line(s) of {path}: not a step and a reason as texts",
+                      stacklevel=2)
+    return good

@@ -179,3 +179,20 @@ def test_an_empty_root_is_no_folder_to_write_in(tmp_path):
     with pytest.raises(ConfigError, match=r"^runs_root='': must be a folder's path \(runs_root=. for the current "
                                           r"folder\)$"):
         store.check_writable("", "/.multirun")
+
+
+def test_lines_that_are_no_record_are_not_read_as_one(tmp_path):
+    """A damaged invalid.jsonl (a line that is JSON but no object, or an object without a step and a reason) was a
+    TypeError/KeyError traceback in the ablation's report; a metrics line that is no object broke the notebook's
+    learning curves."""
+    run = tmp_path / "embedded" / "convnext_t" / "isolated" / "gelu" / "seed0"
+    store.record(run, "isolated", {"step": "gelu", "reason": "invalid"})
+    store.record(run, "isolated", {"x": 1})
+    store.record(run, "isolated", {"step": "widen", "reason": "invalid"})
+    with pytest.warns(UserWarning) as warned:
+        assert [r["step"] for r in store.records(run.parents[1], "isolated")] == ["gelu", "widen"]
+    assert [str(w.message) for w in warned] == [f"skipping 1 line(s) of {run.parents[1] / 'invalid.jsonl'}: not a "
+                                                f"step and a reason as texts"]
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n[1, 2]\n{"epoch": 2}\n')
+    assert store.read_metrics(run) == [{"epoch": 1}]
