@@ -75,6 +75,8 @@ DEFAULTS = {"seed": math.nan, "order": math.nan, "parent": None, "label": None, 
             "full_steps_per_epoch": math.nan, "capped": False}
 # the fields that hold a text where a record gives them (a run store skips a summary that holds something else there)
 TEXTS = tuple(k for k, t in get_type_hints(RunRecord).items() if t in (str, str | None))
+# the fields that hold a mapping where a record gives them (a run store skips a summary that holds something else)
+MAPPINGS = tuple(k for k, t in get_type_hints(RunRecord).items() if t == dict | None)
 # the fields a table of records reads as numbers (a missing or odd value is NaN)
 NUMBERS = ("seed", "order", "final_top1", "params", "gmacs", "img_s", "paper_top1", "paper_top1_std", "paper_gmacs",
            "steps_per_epoch", "full_steps_per_epoch")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from roadmap.errors import ConfigError
 from roadmap.kinds import KINDS, kind_of
-from roadmap.record import TEXTS, RunRecord, upgraded
+from roadmap.record import MAPPINGS, TEXTS, RunRecord, upgraded
 
 FINISHED = ("done", "diverged")  # a run with one of these statuses is not trained again
 
@@ -387,6 +387,10 @@ def _run_summary(s, run: Path) -> RunRecord:
     wrong = [k for k in TEXTS if not isinstance(s.get(k), str) and (k in ("scale", "roadmap") or s.get(k) is not None)]
     if wrong:
         raise ValueError(f"not a run summary: its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not text")
+    wrong = [k for k in MAPPINGS if s.get(k) is not None and not isinstance(s[k], dict)]
+    if wrong:
+        raise ValueError(f"not a run summary: its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not a "
+                         f"mapping")
     if s["kind"] not in KINDS:
         raise ValueError(f"not a run summary: kind {s['kind']!r} is none of {', '.join(KINDS)}")
     return s

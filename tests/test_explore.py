@@ -165,3 +165,24 @@ def test_an_exploration_refuses_a_swept_seed_in_one_line(tmp_path, capsys):
         "error: seed=0,1: an exploration trains every network once, with one seed; more seeds of a network: "
         "python run.py -m +explore=net <its switches> seed=0,1,2")
     assert not (tmp_path / "embedded").exists()
+
+
+def test_a_population_member_whose_summary_lacks_a_switch_gmacs_or_sampler_is_left_out(tmp_path, capsys):
+    """Damaged population summaries: a switch missing (a KeyError), GMACs that are no number (the analysis'
+    ValueError), a sampler that is no text (a TypeError sorting the explorations) were tracebacks that lost the
+    whole report; a summary whose explore is no mapping is no run summary."""
+    fake_population(tmp_path / "runs")
+    runs = sorted((tmp_path / "runs" / "embedded" / "convnext_t" / "explore").glob("net-*/seed0"))[:4]
+    damage = [lambda b: {**b, "switches": {k: v for k, v in b["switches"].items() if k != "stem"}},
+              lambda b: {**b, "gmacs": "big"}, lambda b: {**b, "explore": {"sampler": 5}},
+              lambda b: {**b, "explore": "random"}]
+    for run, change in zip(runs, damage):
+        (run / "summary.json").write_text(json.dumps(change(json.loads((run / "summary.json").read_text()))))
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"skipping {runs[3]}/summary.json: unreadable summary (not a run summary: its explore is not a " \
+           f"mapping)" in err
+    assert f"left out of the population, as their summaries do not give every switch, GMACs and top-1: {runs[0]}, " \
+           f"{runs[1]}\n" in err
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "; 5: 1 networks trained (1 finished runs); net: " in md and "### Main effects" in md

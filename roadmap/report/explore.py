@@ -5,6 +5,7 @@ endpoint and baseline networks trained alike, paired by seed."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -31,14 +32,21 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, section: Section) -
     exploration's `_explore`."""
     out, suffix, title = section.out, section.suffix, section.title
     done = group[group["status"] == "done"]
+    whole = [isinstance(s, dict) and set(SWITCHES) <= set(s) and math.isfinite(g) and math.isfinite(t)
+             for s, g, t in zip(done["switches"], done["gmacs"], done["final_top1"])]
+    if not all(whole):  # a damaged or foreign summary: the population's analysis needs all of them for every network
+        warnings.warn(f"{title}: left out of the population, as their summaries do not give every switch, GMACs and "
+                      f"top-1: {', '.join(done.loc[[not w for w in whole], 'run_dir'])}", stacklevel=2)
+        done = done[whole]
     found = study.studies(store.folder_of(Path(group["run_dir"].iloc[0])))
     lines = [f"## {title}", "",
              f"Networks drawn from the design space, by exploration (random: uniform over the valid networks; "
              f"search: multivariate TPE; gp: Gaussian process; net: given networks, e.g. more seeds): "
              f"{'; '.join(_sampler_counts(group, found))}. {group['step'].nunique()} networks trained in all, "
-             f"{len(group) - len(done)} runs failed or diverged. Top-1 on {section.dataset}. Population members train "
-             f"on capped epochs (train.max_steps_per_epoch = scale.explore_steps{_cut(group)}), by design: they "
-             f"compare with each other and with the networks trained alike below, not with full runs.", ""]
+             f"{int((group['status'] != 'done').sum())} runs failed or diverged. Top-1 on {section.dataset}. "
+             f"Population members train on capped epochs (train.max_steps_per_epoch = scale.explore_steps"
+             f"{_cut(group)}), by design: they compare with each other and with the networks trained alike below, "
+             f"not with full runs.", ""]
     if done.empty:
         return "\n".join(lines + ["No finished run yet."]) + "\n", []
     samples = pd.concat([done[["step", "seed", "final_top1", "gmacs", "params"]].reset_index(drop=True),
@@ -78,7 +86,7 @@ def explore_section(group: pd.DataFrame, runs: pd.DataFrame, section: Section) -
 def _sampler_counts(group: pd.DataFrame, found: dict) -> list[str]:
     """For each exploration (sampler), how many networks it drew, trained and rejected; for networks given by hand,
     how many were trained."""
-    sampler_of = [e.get("sampler", "?") if isinstance(e, dict) else "?"
+    sampler_of = [str(e.get("sampler", "?")) if isinstance(e, dict) else "?"
                   for e in group.get("explore", [None] * len(group))]
     counts = []
     first = {"random": 0, "search": 1, "gp": 2}
