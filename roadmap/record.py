@@ -94,6 +94,24 @@ def upgraded(record: dict, kind_by_path: str) -> RunRecord:
     return record
 
 
+def checked(record, kind_by_path: str, kinds) -> RunRecord:
+    """A summary read from JSON, upgraded, or a ValueError saying why it is no run's: the report groups and names
+    runs by their step, status, kind (one of `kinds`), scale and roadmap, and reads its texts and mappings as such."""
+    if not isinstance(record, dict) or not isinstance(record.get("step"), str) or \
+            not isinstance(record.get("status"), str):
+        raise ValueError("not a run summary: no step and status as texts")
+    record = upgraded(record, kind_by_path)
+    for fields, kind, what in ((TEXTS, str, "text"), (MAPPINGS, dict, "a mapping")):
+        wrong = [k for k in fields if not isinstance(record.get(k), kind)
+                 and (k in ("scale", "roadmap") or record.get(k) is not None)]
+        if wrong:
+            raise ValueError(f"not a run summary: its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not "
+                             f"{what}")
+    if record["kind"] not in kinds:
+        raise ValueError(f"not a run summary: kind {record['kind']!r} is none of {', '.join(kinds)}")
+    return record
+
+
 def upgraded_fingerprint(old: dict, precision: str) -> dict:
     """A fingerprint (a summary's or a checkpoint's) written before the cap on steps per epoch and the precision were
     part of it: no cap (the default then), and `precision` (what its summary recorded; a checkpoint alone does not

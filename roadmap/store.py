@@ -30,7 +30,7 @@ from pathlib import Path
 
 from roadmap.errors import ConfigError
 from roadmap.kinds import KINDS, kind_of
-from roadmap.record import MAPPINGS, TEXTS, RunRecord, upgraded
+from roadmap.record import RunRecord, checked, upgraded
 
 FINISHED = ("done", "diverged")  # a run with one of these statuses is not trained again
 
@@ -358,7 +358,7 @@ def summaries(folder: Path):
     and skipped, as are the store's own hidden folders (.multirun, .gpus, a run's .replacing)."""
     for path in _summary_files(Path(folder)):
         try:
-            s = _run_summary(json.loads(path.read_text()), path.parent)
+            s = checked(json.loads(path.read_text()), kind_of_path(path.parent), KINDS)
         except (OSError, ValueError) as e:
             warnings.warn(f"skipping {path}: unreadable summary ({e})", stacklevel=2)
             continue
@@ -376,24 +376,6 @@ def _summary_files(folder: Path) -> list[Path]:
             found.append(Path(top) / "summary.json")
         seen.add(real)
     return sorted(found)
-
-
-def _run_summary(s, run: Path) -> RunRecord:
-    """A summary read from JSON, upgraded, or a ValueError saying why it is not a run's: the report groups and names
-    runs by their step, status, kind, scale and roadmap."""
-    if not isinstance(s, dict) or not isinstance(s.get("step"), str) or not isinstance(s.get("status"), str):
-        raise ValueError("not a run summary: no step and status as texts")
-    s = upgraded_summary(s, run)
-    wrong = [k for k in TEXTS if not isinstance(s.get(k), str) and (k in ("scale", "roadmap") or s.get(k) is not None)]
-    if wrong:
-        raise ValueError(f"not a run summary: its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not text")
-    wrong = [k for k in MAPPINGS if s.get(k) is not None and not isinstance(s[k], dict)]
-    if wrong:
-        raise ValueError(f"not a run summary: its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not a "
-                         f"mapping")
-    if s["kind"] not in KINDS:
-        raise ValueError(f"not a run summary: kind {s['kind']!r} is none of {', '.join(KINDS)}")
-    return s
 
 
 def record(run: Path, kind: str, entry: dict) -> None:
