@@ -3,6 +3,7 @@
 import functools
 import json
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -1087,6 +1088,25 @@ def test_wandb_without_an_account_is_one_line_before_anything_is_written(tmp_pat
     assert capsys.readouterr().err == ("error: --wandb needs `wandb login` or WANDB_API_KEY; WANDB_MODE=offline needs "
                                        "no account\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_runs_moved_under_another_roadmaps_folder_are_not_reported_as_that_roadmap(tmp_path, capsys):
+    """convnext_t's runs copied into bag_of_tricks' folder were titled, ordered and compared as Bag of Tricks' steps
+    (that folder's roadmap.json); their own summaries say which roadmap they are."""
+    fake_runs(tmp_path / "a", seeds=1)
+    fake_runs(tmp_path / "b", name="bag_of_tricks", seeds=1)
+    folder = tmp_path / "runs" / "embedded" / "bag_of_tricks"
+    folder.mkdir(parents=True)
+    (folder / "roadmap.json").write_text((tmp_path / "b/embedded/bag_of_tricks/roadmap.json").read_text())
+    for step in ("resnet50", "stage_ratio"):
+        shutil.copytree(tmp_path / "a/embedded/convnext_t" / step, folder / step)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: ignoring {folder / 'roadmap.json'}: it is roadmap bag_of_tricks's, and runs of roadmap convnext_t "
+        f"are under it (moved or copied there)"]
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "Bag of Tricks" not in md and [r["step"] for r in step_rows(md, "resnet50")] == ["resnet50"]
+    assert "mixup" not in md
 
 
 def test_a_damaged_robustness_record_is_ignored_and_corruptions_one_seed_lacks_are_left_out(tmp_path, capsys):

@@ -70,13 +70,18 @@ def roadmap_of(runs: pd.DataFrame) -> Roadmap:
     """The roadmap the runs belong to: the roadmap.json written next to their step folders, else what their
     summaries say about their steps (in their roadmap order). Each folder's roadmap.json is read once."""
     folders = runs.assign(folder=[store.folder_of(Path(d)) for d in runs["run_dir"]]).drop_duplicates("folder")
-    for run_dir, kind in zip(folders["run_dir"], folders["kind"]):
+    for run_dir, kind, name in zip(folders["run_dir"], folders["kind"], folders["roadmap"]):
         node = store.read_roadmap(Path(run_dir), kind)
         if node is not None:
             try:
-                return Roadmap.from_dict(node)
+                roadmap = Roadmap.from_dict(node)
             except ValueError as e:
                 warnings.warn(f"ignoring {store.roadmap_file(Path(run_dir), kind)}: {e}", stacklevel=2)
+                continue
+            if roadmap.name == name or name == "unknown":  # an old summary that does not say its roadmap
+                return roadmap
+            warnings.warn(f"ignoring {store.roadmap_file(Path(run_dir), kind)}: it is roadmap {roadmap.name}'s, and "
+                          f"runs of roadmap {name} are under it (moved or copied there)", stacklevel=2)
     first = runs.sort_values("order", na_position="last").drop_duplicates("step")
     known = set(first["step"])
     steps = {r.step: {"parent": r.get("parent") if r.get("parent") in known else None,
