@@ -1109,6 +1109,15 @@ def test_runs_moved_under_another_roadmaps_folder_are_not_reported_as_that_roadm
     assert "mixup" not in md
 
 
+def test_a_folder_where_the_report_writes_a_table_is_one_line(tmp_path, capsys):
+    """An IsADirectoryError traceback after the figures were written."""
+    fake_runs(tmp_path / "runs", seeds=1)
+    (tmp_path / "out" / "results.csv").mkdir(parents=True)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (f"error: --out {tmp_path / 'out'}: cannot write "
+                                                        f"{tmp_path / 'out' / 'results.csv'} (Is a directory)")
+
+
 def test_a_damaged_robustness_record_is_ignored_and_corruptions_one_seed_lacks_are_left_out(tmp_path, capsys):
     """A summary's robustness that is not a record of numbers (a damaged file, another version's) is one warning and
     counts as not measured; a seed that lacks a corruption (an older run) leaves that corruption out of its step's

@@ -180,6 +180,9 @@ def main(argv=None) -> int:
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a table it writes: a folder by that name in --out, a full disk
+        print(f"error: --out {out}: cannot write {e.filename} ({e.strerror or type(e).__name__})", file=sys.stderr)
+        return 2
     if args.wandb:
         log_to_wandb(written, out)
     for path in written:
