@@ -336,6 +336,7 @@ BAD_BENCH = [
                                                 "compile_best"),
     (["--iters", "x"], "argument --iters: invalid int value: 'x' (see python -m roadmap.bench --help)"),
     (["--bogus"], "unrecognized arguments: --bogus (see python -m roadmap.bench --help)"),
+    (["--steps"], "argument --steps: expected at least one argument (see python -m roadmap.bench --help)"),
 ]
 if not __import__("torch").cuda.is_available():
     BAD_BENCH.append((["--device", "cuda"], "--device cuda: torch sees no CUDA devices here"))
@@ -368,6 +369,16 @@ def test_a_bench_out_that_is_a_file_is_one_line(tmp_path, capsys):
     assert exit_code(main, ["--steps", "gelu", "--out", str(tmp_path / "file" / "out")]) == 2
     assert capsys.readouterr().err == f"error: --out {tmp_path / 'file' / 'out'}: {tmp_path / 'file'} is a file, not " \
                                       f"a folder\n"
+
+
+def test_an_empty_bench_out_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """--out '' (an unset shell variable) wrote the tables into the current folder."""
+    from roadmap.bench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert exit_code(main, ["--steps", "gelu", "--out", ""]) == 2
+    assert capsys.readouterr().err == "error: argument --out: an empty path (see python -m roadmap.bench --help)\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("args, message", [

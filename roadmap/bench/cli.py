@@ -30,7 +30,7 @@ from roadmap.bench.profiling import ProfileSettings, run_profiles
 from roadmap.bench.timing import device_of
 from roadmap.bench.variants import BY_NAME, KERNEL_STEPS, VariantsSettings, floor_tflops, run_variants
 from roadmap.config import CONF_DIR, load_roadmap
-from roadmap.errors import ConfigError, OneLineParser
+from roadmap.errors import ConfigError, OneLineParser, path_argument
 
 
 def main(argv=None) -> int:
@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="untimed iterations first (default: 1 on CPU, 5 on GPU; --profile/--variants: 1 on CPU, 3 on "
                         "GPU)")
     p.add_argument("--cifar-batch", type=int, default=None, help="default: 64 on CPU, 512 on GPU")
-    p.add_argument("--steps", nargs="*", default=None,
+    p.add_argument("--steps", nargs="+", default=None,
                    help="only these steps (default: all; --profile: the roadmap's baseline and endpoint; --variants: "
                         "those and kernel_7, kernel_9, kernel_11)")
     p.add_argument("--no-trainer", action="store_true", help="skip the embedded-scale trainer overhead check")
@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="dense bf16 peak of the GPU for the FLOP utilisation (known: H100, H200, A100, L40S, ...)")
     p.add_argument("--device", default=None)
-    p.add_argument("--out", type=Path, default=Path("benchmarks"))
+    p.add_argument("--out", type=path_argument, default=Path("benchmarks"))
     return p
 
 
