@@ -39,9 +39,14 @@ def precheck(argv: list[str]) -> None:
     roadmap whole and named by its file). `python run.py [roadmap=NAME]` lists the roadmap's steps instead."""
     dirs, argv = config_dirs(argv)
     flags = {a for a in argv if a.startswith("-")}
-    if flags - {"-m", "--multirun"}:
-        return  # Hydra's own (--help, --cfg, --info, ...)
+    if {a.split("=", 1)[0] for a in flags} & HELP_FLAGS:
+        return  # Hydra prints them wherever they are
     try:
+        check_flags(argv)
+        if not flags & {"-m", "--multirun"}:
+            single_run(parse([a for a in argv if is_override(a)]))
+        if flags - {"-m", "--multirun"}:
+            return  # Hydra's own (--cfg, --info, ...)
         overrides = parse([a for a in argv if a not in flags])
         if not flags and {o.key_or_group for o in overrides} <= {"roadmap"}:  # the list of steps
             print(step_list(load_roadmap(value(overrides, "roadmap") or default_roadmap(), dirs)))
@@ -55,6 +60,42 @@ def precheck(argv: list[str]) -> None:
                 check_writable(root, folder, key=key)
     except ConfigError as e:
         fail(str(e))
+
+
+# Hydra's command-line flags (python run.py --help), long and short; the first four print and exit wherever they are
+HELP_FLAGS = {"--help", "-h", "--hydra-help", "--version"}
+HYDRA_FLAGS = HELP_FLAGS | {"--cfg", "-c", "--resolve", "--package", "-p", "--run", "-r", "--multirun", "-m",
+                            "--shell-completion", "-sc", "--config-path", "-cp", "--config-name", "-cn",
+                            "--experimental-rerun", "--info", "-i"}
+
+
+def is_override(arg: str) -> bool:
+    """key=value, +key=value, ++key=value or ~key (not a flag, nor a flag's value such as --cfg job)."""
+    return not arg.startswith("-") and ("=" in arg or arg.startswith("~"))
+
+
+def check_flags(argv: list[str]) -> None:
+    """A flag Hydra does not know, or overrides on both sides of a flag (Hydra's parser reads the overrides in one
+    piece: those after the flag are 'unrecognized'), is one line instead of Hydra's usage block."""
+    first, flag = None, None
+    for a in argv:
+        if a.startswith("-"):
+            if a.split("=", 1)[0] not in HYDRA_FLAGS:
+                raise ConfigError(f"{a}: no flag of run.py (its flags are Hydra's: python run.py --help)")
+            flag = flag or (a if first else None)
+        elif is_override(a):
+            if flag:
+                raise ConfigError(f"{flag} comes between the overrides {first} and {a}: flags go before or after all "
+                                  f"of them (python run.py {flag} ... {first} ... {a})")
+            first = first or a
+
+
+def single_run(overrides: list) -> None:
+    """Without -m a sweep's values (a,b / glob / range) are Hydra's 5-line 'Ambiguous value': one line instead."""
+    for o in overrides:
+        if o.is_sweep_override() and not o.key_or_group.startswith("hydra"):
+            raise ConfigError(f"{o.input_line}: several values are a sweep: add -m (python run.py -m ... "
+                              f"{o.input_line}); a list is written {o.get_key_element()}=[a,b]")
 
 
 def parse(argv: list[str]) -> list:

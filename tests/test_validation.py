@@ -127,3 +127,40 @@ def test_a_number_given_as_an_integer_is_a_float():
                                "recipe.betas=[0,0]"])).recipe  # betas: torch's "both floats or both Tensors"
     assert (recipe.mixup, recipe.cutmix, recipe.lr, recipe.betas) == (2.0, 1.0, 1.0, (0.0, 0.0))
     assert all(type(v) is float for v in (recipe.mixup, recipe.cutmix, recipe.lr, *recipe.betas))
+
+
+BAD_COMMAND_LINES = [
+    (["+step=gelu", "-m", "seed=0,1"], "-m comes between the overrides +step=gelu and seed=0,1: flags go before or "
+                                       "after all of them (python run.py -m ... +step=gelu ... seed=0,1)"),
+    (["+step=gelu", "--cfg", "job", "seed=1"], "--cfg comes between the overrides +step=gelu and seed=1: flags go "
+                                               "before or after all of them (python run.py --cfg ... +step=gelu ... "
+                                               "seed=1)"),
+    (["--bogus", "+step=gelu"], "--bogus: no flag of run.py (its flags are Hydra's: python run.py --help)"),
+    (["+step=gelu", "seed=0,1"], "seed=0,1: several values are a sweep: add -m (python run.py -m ... seed=0,1); a "
+                                 "list is written seed=[a,b]"),
+    (["+step=glob(*)", "--cfg", "job"], "+step=glob(*): several values are a sweep: add -m (python run.py -m ... "
+                                        "+step=glob(*)); a list is written +step=[a,b]"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_COMMAND_LINES, ids=[" ".join(a) for a, _ in BAD_COMMAND_LINES])
+def test_flags_between_overrides_and_sweeps_without_m_are_one_line(args, message, tmp_path, monkeypatch, capsys):
+    """Hydra printed its 8-line usage block for a flag it does not know or one between overrides, and its 5-line
+    'Ambiguous value' (exit 1) for a sweep's values without -m."""
+    from helpers import _entry
+
+    monkeypatch.chdir(tmp_path)  # runs_root: runs, here
+    with pytest.raises(SystemExit) as e:
+        _entry().precheck(args)
+    assert e.value.code == 2
+    assert capsys.readouterr() == ("", f"error: {message}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["+step=gelu", "seed=0,1", "RUNS", "-m"], ["-m", "+step=gelu", "seed=0,1", "RUNS"],
+                                  ["--cfg", "job", "+step=gelu", "RUNS"], ["+step=gelu", "--help", "seed=1"]])
+def test_flags_before_or_after_all_overrides_pass_the_precheck(args, tmp_path, capsys):
+    from helpers import _entry
+
+    _entry().precheck([f"runs_root={tmp_path / 'runs'}" if a == "RUNS" else a for a in args])  # no SystemExit
+    assert capsys.readouterr() == ("", "")
